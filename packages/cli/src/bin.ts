@@ -1,0 +1,31 @@
+#!/usr/bin/env node
+import { VERSION } from "@hexr/core";
+import { Command, CommanderError } from "commander";
+import { registerConfig } from "./commands/config.js";
+import { registerStatus } from "./commands/status.js";
+import { registerKeys, registerTenants } from "./commands/tenants.js";
+import { registerUp } from "./commands/up.js";
+import { reportError } from "./output.js";
+
+const program = new Command()
+  .name("hexr")
+  .description("Hexr: a secure runtime for AI agents, with a SPIFFE identity for every agent process")
+  .version(VERSION)
+  .showHelpAfterError("(run with --help for usage)")
+  .exitOverride();
+
+registerUp(program);
+registerStatus(program);
+registerConfig(program);
+registerTenants(program);
+registerKeys(program);
+
+const wantsJson = process.argv.includes("--json");
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exit(err.exitCode === 0 ? 0 : 2);
+  }
+  process.exit(reportError(err, wantsJson));
+}

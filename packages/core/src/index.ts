@@ -1,0 +1,4 @@
+export * from "./errors.js";
+export * from "./spiffe-id.js";
+export * from "./names.js";
+export { VERSION } from "./version.js";

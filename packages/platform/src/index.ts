@@ -1,0 +1,12 @@
+export * from "./server.js";
+export * from "./module.js";
+export * from "./config/schema.js";
+export * from "./config/resolve.js";
+export * from "./storage/index.js";
+export * from "./auth/principal.js";
+export * from "./auth/authenticator.js";
+export * from "./http/router.js";
+export * from "./http/problem.js";
+export { createLogger } from "./logging/logger.js";
+export { Tenant, CreateTenantRequest } from "./tenants/service.js";
+export { ApiKey, CreatedApiKey, CreateApiKeyRequest } from "./apikeys/service.js";

@@ -1,0 +1,251 @@
+import { HexrError, VERSION } from "@hexr/core";
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { createApiKeysModule } from "./apikeys/module.js";
+import type { Authenticator } from "./auth/authenticator.js";
+import type { PlatformConfig } from "./config/schema.js";
+import { buildOpenApi } from "./http/openapi.js";
+import { sendProblem, toProblem } from "./http/problem.js";
+import { defineRoute, Reply, Router } from "./http/router.js";
+import { createLogger } from "./logging/logger.js";
+import type { PlatformModule } from "./module.js";
+import { openStorage, redactUrl, type Storage } from "./storage/index.js";
+import { createTenantsModule } from "./tenants/module.js";
+
+/** What `hexr up` writes so that other commands on the machine find the platform. */
+export interface PlatformInfo {
+  url: string;
+  pid: number;
+  version: string;
+  dataDir: string;
+  startedAt: string;
+  storage: "sqlite" | "postgres";
+  trustDomain: string;
+}
+
+export interface Platform {
+  readonly url: string;
+  readonly info: PlatformInfo;
+  readonly storage: Storage;
+  readonly log: Logger;
+  /** The admin API key (also in `<dataDir>/admin.key`). */
+  readonly adminKey: string;
+  /** Drains requests, stops services, closes storage. Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  log?: Logger;
+  /** Extra modules (tests, embedding). */
+  modules?: PlatformModule[];
+}
+
+export const PLATFORM_FILE = "platform.json";
+export const ADMIN_KEY_FILE = "admin.key";
+
+/** Writes a file atomically (temp + rename) with the given mode, so readers never see half of it. */
+export function writeFileAtomic(path: string, data: string, mode: number): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, data, { mode });
+  chmodSync(tmp, mode);
+  renameSync(tmp, path);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Refuses to start a second platform on the same data dir. */
+function checkNotRunning(dataDir: string): void {
+  const file = join(dataDir, PLATFORM_FILE);
+  if (!existsSync(file)) return;
+  try {
+    const info = JSON.parse(readFileSync(file, "utf8")) as PlatformInfo;
+    if (info.pid !== process.pid && isAlive(info.pid)) {
+      throw new HexrError(
+        "platform.already_running",
+        `a platform is already running on data dir ${dataDir} (pid ${info.pid}, ${info.url}); stop it or use another --data-dir`,
+        { kind: "conflict" },
+      );
+    }
+  } catch (err) {
+    if (err instanceof HexrError) throw err;
+    // A torn or stale file from a killed process: ours replaces it.
+  }
+}
+
+/** The composition root: wires storage, services, authentication and HTTP. */
+export async function startPlatform(config: PlatformConfig, opts: StartOptions = {}): Promise<Platform> {
+  const log = opts.log ?? createLogger({ level: config.log.level, format: config.log.format });
+  const dataDir = config.dataDir;
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  checkNotRunning(dataDir);
+
+  const storage = await openStorage({ dataDir, databaseUrl: config.databaseUrl });
+  const tenants = createTenantsModule({ storage, log });
+  const apiKeys = createApiKeysModule({ storage, log, tenants: tenants.service });
+  const modules: PlatformModule[] = [tenants, apiKeys, ...(opts.modules ?? [])];
+
+  const started: PlatformModule[] = [];
+  let server: Server | undefined;
+  const shutdown = new AbortController();
+  try {
+    const applied = await storage.migrate(modules.flatMap((m) => m.migrations ?? []));
+    if (applied.length) log.info({ applied }, "storage migrated");
+
+    for (const m of modules) {
+      await m.start?.();
+      started.push(m);
+    }
+
+    const adminKeyPath = join(dataDir, ADMIN_KEY_FILE);
+    const existingKey = existsSync(adminKeyPath) ? readFileSync(adminKeyPath, "utf8") : undefined;
+    const admin = await apiKeys.service.ensureAdminKey(existingKey);
+    if (admin.created) {
+      writeFileAtomic(adminKeyPath, admin.key + "\n", 0o600);
+      log.info({ file: adminKeyPath }, "created the admin API key");
+    }
+
+    const authenticators: Authenticator[] = modules.flatMap((m) => m.authenticators ?? []);
+    const router = new Router({
+      log,
+      authenticators,
+      resolveTenant: (name) => tenants.service.scope(name),
+      bodyLimit: config.http.bodyLimitBytes,
+      shutdownSignal: shutdown.signal,
+    });
+    for (const m of modules) router.add(...(m.routes ?? []));
+
+    let draining = false;
+    router.add(
+      defineRoute({
+        method: "GET",
+        path: "/healthz",
+        summary: "Liveness",
+        auth: "public",
+        handler: async () => ({ status: "ok" }),
+      }),
+      defineRoute({
+        method: "GET",
+        path: "/readyz",
+        summary: "Readiness: storage open and every service up",
+        auth: "public",
+        handler: async () => {
+          const checks: Record<string, string> = {};
+          try {
+            await storage.ping();
+            checks["storage"] = "ok";
+          } catch {
+            checks["storage"] = "unavailable";
+          }
+          for (const m of modules) checks[m.name] = m.ready?.() === false ? "not ready" : "ok";
+          if (draining) checks["server"] = "shutting down";
+          const ok = Object.values(checks).every((v) => v === "ok");
+          return new Reply({ status: ok ? "ready" : "not ready", checks }, ok ? 200 : 503);
+        },
+      }),
+    );
+    const openapi = buildOpenApi(router.defs);
+    router.add(
+      defineRoute({
+        method: "GET",
+        path: "/api/v1/openapi.json",
+        summary: "This API's OpenAPI 3.1 document",
+        auth: "public",
+        handler: async () => openapi,
+      }),
+    );
+
+    const notFound = (req: IncomingMessage, res: ServerResponse) =>
+      sendProblem(
+        res,
+        toProblem(
+          new HexrError("request.not_found", `no route for ${req.method} ${(req.url ?? "/").split("?")[0]}; see /api/v1/openapi.json`, {
+            kind: "not_found",
+          }),
+          String(res.getHeader("x-request-id") ?? ""),
+        ),
+      );
+
+    server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 300_000 }, (req, res) => {
+      router.handle(req, res).then(
+        (handled) => {
+          if (!handled) notFound(req, res);
+        },
+        (err: unknown) => {
+          log.error({ err }, "unhandled request error");
+          sendProblem(res, toProblem(err));
+        },
+      );
+    });
+    const srv = server;
+    await new Promise<void>((resolveListen, reject) => {
+      srv.once("error", (err: NodeJS.ErrnoException) => {
+        if (err.code === "EADDRINUSE") {
+          reject(
+            new HexrError("platform.port_in_use", `port ${config.port} on ${config.host} is in use; pick another with --port`, {
+              kind: "conflict",
+            }),
+          );
+        } else reject(err);
+      });
+      srv.listen(config.port, config.host, () => resolveListen());
+    });
+    const addr = srv.address() as AddressInfo;
+    const host = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
+    const url = `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${addr.port}`;
+    const info: PlatformInfo = {
+      url,
+      pid: process.pid,
+      version: VERSION,
+      dataDir,
+      startedAt: new Date().toISOString(),
+      storage: storage.dialect,
+      trustDomain: config.trustDomain,
+    };
+    const infoPath = join(dataDir, PLATFORM_FILE);
+    writeFileAtomic(infoPath, JSON.stringify(info, null, 2) + "\n", 0o600);
+    log.info(
+      { url, dataDir, storage: storage.dialect === "postgres" ? redactUrl(config.databaseUrl ?? "") : "sqlite" },
+      `hexr platform ${VERSION} listening on ${url}`,
+    );
+
+    let closing: Promise<void> | undefined;
+    const close = () =>
+      (closing ??= (async () => {
+        draining = true;
+        log.info("shutting down: draining requests");
+        const drained = new Promise<void>((r) => srv.close(() => r()));
+        srv.closeIdleConnections();
+        const timeout = new Promise<void>((r) => setTimeout(r, config.http.shutdownTimeoutMs).unref());
+        await Promise.race([drained, timeout]);
+        shutdown.abort();
+        srv.closeAllConnections();
+        for (const m of [...started].reverse()) {
+          await m.stop?.().catch((err: unknown) => log.error({ err, module: m.name }, "module failed to stop"));
+        }
+        await storage.close();
+        try {
+          const current = JSON.parse(readFileSync(infoPath, "utf8")) as PlatformInfo;
+          if (current.pid === process.pid) rmSync(infoPath, { force: true });
+        } catch {
+          // already gone
+        }
+        log.info("stopped");
+      })());
+    return { url, info, storage, log, adminKey: admin.key, close };
+  } catch (err) {
+    server?.close();
+    for (const m of started.reverse()) await m.stop?.().catch(() => undefined);
+    await storage.close();
+    throw err;
+  }
+}
