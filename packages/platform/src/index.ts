@@ -10,3 +10,5 @@ export * from "./http/problem.js";
 export { createLogger } from "./logging/logger.js";
 export { Tenant, CreateTenantRequest } from "./tenants/service.js";
 export { ApiKey, CreatedApiKey, CreateApiKeyRequest } from "./apikeys/service.js";
+export { writeFileAtomic } from "./util/fs.js";
+export { loadMasterKey, seal, open as openSealed } from "./keys/master-key.js";

@@ -1,5 +1,5 @@
 import { HexrError, VERSION } from "@hexr/core";
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -14,6 +14,7 @@ import { createLogger } from "./logging/logger.js";
 import type { PlatformModule } from "./module.js";
 import { openStorage, redactUrl, type Storage } from "./storage/index.js";
 import { createTenantsModule } from "./tenants/module.js";
+import { writeFileAtomic } from "./util/fs.js";
 
 /** What `hexr up` writes so that other commands on the machine find the platform. */
 export interface PlatformInfo {
@@ -45,14 +46,6 @@ export interface StartOptions {
 
 export const PLATFORM_FILE = "platform.json";
 export const ADMIN_KEY_FILE = "admin.key";
-
-/** Writes a file atomically (temp + rename) with the given mode, so readers never see half of it. */
-export function writeFileAtomic(path: string, data: string, mode: number): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, data, { mode });
-  chmodSync(tmp, mode);
-  renameSync(tmp, path);
-}
 
 function isAlive(pid: number): boolean {
   try {

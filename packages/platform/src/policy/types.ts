@@ -1,0 +1,43 @@
+import type { Principal } from "../auth/principal.js";
+
+/** Actions the platform asks the policy engine about. */
+export type PolicyAction =
+  | "vault:read"
+  | "vault:write"
+  | "vault:list"
+  | "vault:delete"
+  | "credentials:exchange"
+  | "gateway:call"
+  | "a2a:send"
+  | "sandbox:exec"
+  | "browser:open"
+  | (string & {});
+
+export type EnforcementMode = "audit" | "warn" | "enforce";
+
+export interface PolicyRequest {
+  principal: Principal;
+  action: PolicyAction;
+  /** What is acted on, e.g. `{ type: "Secret", id: "db/password", tenant: "acme-corp" }`. */
+  resource: { type: string; id: string; tenant: string; attributes?: Record<string, unknown> };
+  context?: Record<string, unknown>;
+}
+
+export interface PolicyDecision {
+  /** What the caller experiences: false only when an `enforce` policy denies. */
+  allowed: boolean;
+  /** What the policies say, regardless of mode. */
+  effect: "allow" | "deny";
+  /** The mode that shaped `allowed` (the strictest mode among the policies that denied). */
+  mode: EnforcementMode;
+  /** True when a denial was let through because of `audit`/`warn` mode. */
+  flagged: boolean;
+  policyIds: string[];
+  reasons: string[];
+  evaluationMicros: number;
+}
+
+/** One engine decides every access; implementations: Cedar (embedded), OPA (remote REST). */
+export interface PolicyEngine {
+  decide(req: PolicyRequest): Promise<PolicyDecision>;
+}
