@@ -8,7 +8,18 @@ export type Principal =
   /** An API key scoped to one tenant. */
   | { kind: "tenant-key"; keyId: string; tenant: string }
   /** A workload authenticated by its SVID (JWT-SVID bearer or mTLS client certificate). */
-  | { kind: "workload"; spiffeId: string; trustDomain: string; tenant?: string; agent?: string; role?: string };
+  | {
+      kind: "workload";
+      spiffeId: string;
+      trustDomain: string;
+      tenant?: string;
+      agent?: string;
+      role?: string;
+      /** For JWT-SVID callers: the token's audiences; each service checks that its own SPIFFE ID is among them. */
+      audience?: string[];
+      /** How the workload proved itself. */
+      via: "jwt-svid" | "x509-svid";
+    };
 
 /** A short, loggable name for the principal (never a secret). */
 export function principalName(p: Principal): string {
