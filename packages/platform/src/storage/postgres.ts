@@ -19,6 +19,9 @@ export function toPgPlaceholders(sql: string): string {
   return sql.replace(/\?/g, () => `$${++n}`);
 }
 
+/** Booleans are stored as 0/1 in both dialects. */
+const bindValue = (p: SqlValue) => (typeof p === "boolean" ? (p ? 1 : 0) : p);
+
 const textCache = new Map<string, string>();
 function pgText(sql: string): string {
   let t = textCache.get(sql);
@@ -32,7 +35,7 @@ function pgText(sql: string): string {
 
 function queryable(client: { query: pg.Pool["query"] }): Queryable {
   const q = async (sql: string, params?: readonly SqlValue[]) =>
-    client.query({ text: pgText(sql), values: params ? [...params] : [] });
+    client.query({ text: pgText(sql), values: params ? params.map(bindValue) : [] });
   return {
     async all<T>(sql: string, params?: readonly SqlValue[]) {
       return (await q(sql, params)).rows as T[];
