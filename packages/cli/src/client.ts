@@ -20,7 +20,7 @@ export function dataDirFrom(opt: string | undefined, env: NodeJS.ProcessEnv = pr
 export function resolveTarget(dataDirOpt: string | undefined, env: NodeJS.ProcessEnv = process.env): Target {
   const dataDir = dataDirFrom(dataDirOpt, env);
   const remote = env["HEXR_PLATFORM_URL"];
-  if (remote) return { url: remote.replace(/\/+$/, ""), apiKey: env["HEXR_API_KEY"], via: "HEXR_PLATFORM_URL", dataDir };
+  if (remote) return { url: remote.replace(/\/+$/, ""), apiKey: env["HEXR_API_KEY"] || undefined, via: "HEXR_PLATFORM_URL", dataDir };
   const infoPath = join(dataDir, PLATFORM_FILE);
   if (!existsSync(infoPath)) {
     throw new HexrError(
@@ -31,7 +31,7 @@ export function resolveTarget(dataDirOpt: string | undefined, env: NodeJS.Proces
   }
   const info = JSON.parse(readFileSync(infoPath, "utf8")) as PlatformInfo;
   const keyPath = join(dataDir, ADMIN_KEY_FILE);
-  const apiKey = env["HEXR_API_KEY"] ?? (existsSync(keyPath) ? readFileSync(keyPath, "utf8").trim() : undefined);
+  const apiKey = env["HEXR_API_KEY"] || (existsSync(keyPath) ? readFileSync(keyPath, "utf8").trim() : undefined);
   return { url: info.url, apiKey, via: infoPath, dataDir };
 }
 

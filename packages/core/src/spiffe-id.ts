@@ -86,6 +86,11 @@ export function isSpiffeId(input: string): boolean {
 
 /** Builds an ID from a trust domain and segments, validating each. */
 export function spiffeIdFromSegments(trustDomain: string, ...segments: string[]): SpiffeId {
+  for (const seg of segments) {
+    if (!PATH_SEGMENT_CHAR.test(seg) || seg === "." || seg === "..") {
+      throw new HexrError("spiffe.invalid_id", `invalid SPIFFE ID path segment ${JSON.stringify(truncate(seg))}`, { kind: "invalid_argument" });
+    }
+  }
   return parseSpiffeId(`${SCHEME}${trustDomain}${segments.length ? "/" + segments.join("/") : ""}`);
 }
 
