@@ -44,9 +44,13 @@ async function main() {
   const dataDir = mkdtempSync(join(tmpdir(), "hexr-bench-api-"));
   const children: ChildProcess[] = [];
   try {
-    const platform = spawn(process.execPath, [BIN, "up", "--data-dir", dataDir, "--port", "0", "--log-format", "json", "--log-level", "warn"], {
-      stdio: "ignore",
-    });
+    const platform = spawn(
+      process.execPath,
+      [BIN, "up", "--data-dir", dataDir, "--port", "0", "--log-format", "json", "--log-level", "warn"],
+      {
+        stdio: "ignore",
+      },
+    );
     children.push(platform);
     const infoPath = join(dataDir, "platform.json");
     await waitFor(async () => existsSync(infoPath), "hexr up");
@@ -66,7 +70,9 @@ async function main() {
 
     const bare = spawn(process.execPath, ["-e", BARE_SERVER, tenantJson], { stdio: ["ignore", "pipe", "inherit"] });
     children.push(bare);
-    const barePort = await new Promise<number>((resolve) => bare.stdout!.once("data", (d: Buffer) => resolve(Number(d.toString().trim()))));
+    const barePort = await new Promise<number>((resolve) =>
+      bare.stdout!.once("data", (d: Buffer) => resolve(Number(d.toString().trim()))),
+    );
 
     console.log(`bench/api: ${REQUESTS} GET requests, ${CONCURRENCY} keep-alive connections, each server in its own process`);
     // Alternate the two sides so that neither benefits from running second.
@@ -74,16 +80,32 @@ async function main() {
     const results = { hexr: [] as Awaited<ReturnType<typeof runLoad>>[], bare: [] as Awaited<ReturnType<typeof runLoad>>[] };
     for (let i = 0; i < rounds; i++) {
       results.hexr.push(
-        await runLoad({ url: url + tenantPath, headers: { authorization: `Bearer ${tenantKey}` }, concurrency: CONCURRENCY, requests: REQUESTS / rounds }),
+        await runLoad({
+          url: url + tenantPath,
+          headers: { authorization: `Bearer ${tenantKey}` },
+          concurrency: CONCURRENCY,
+          requests: REQUESTS / rounds,
+        }),
       );
-      results.bare.push(await runLoad({ url: `http://127.0.0.1:${barePort}${tenantPath}`, concurrency: CONCURRENCY, requests: REQUESTS / rounds }));
+      results.bare.push(
+        await runLoad({
+          url: `http://127.0.0.1:${barePort}${tenantPath}`,
+          concurrency: CONCURRENCY,
+          requests: REQUESTS / rounds,
+        }),
+      );
     }
     const avg = (xs: Array<{ p50: number; p99: number; throughput: number }>, k: "p50" | "p99" | "throughput") =>
       xs.reduce((a, x) => a + x[k], 0) / xs.length;
     const h = { p50: avg(results.hexr, "p50"), p99: avg(results.hexr, "p99"), rps: avg(results.hexr, "throughput") };
     const b = { p50: avg(results.bare, "p50"), p99: avg(results.bare, "p99"), rps: avg(results.bare, "throughput") };
     printTable([
-      { server: "hexr GET /api/v1/tenants/:tenant (tenant key)", p50: fmtMs(h.p50), p99: fmtMs(h.p99), "req/s": h.rps.toFixed(0) },
+      {
+        server: "hexr GET /api/v1/tenants/:tenant (tenant key)",
+        p50: fmtMs(h.p50),
+        p99: fmtMs(h.p99),
+        "req/s": h.rps.toFixed(0),
+      },
       { server: "bare node:http, same JSON", p50: fmtMs(b.p50), p99: fmtMs(b.p99), "req/s": b.rps.toFixed(0) },
     ]);
     console.log(

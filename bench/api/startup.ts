@@ -27,7 +27,10 @@ async function measure(cmd: string[], urlOf: () => string | undefined): Promise<
     for (;;) {
       const url = urlOf();
       if (url) {
-        const ok = await fetch(url).then((r) => r.ok, () => false);
+        const ok = await fetch(url).then(
+          (r) => r.ok,
+          () => false,
+        );
         if (ok) break;
       }
       if (performance.now() - t0 > 30_000) throw new Error("not ready after 30 s");
@@ -55,15 +58,32 @@ for (let r = 0; r < RUNS; r++) {
   rmSync(dataDir, { recursive: true, force: true });
   const port = 7600 + r;
   bare.push(
-    await measure(["-e", `require("node:http").createServer((q,s)=>s.end("ok")).listen(${port},"127.0.0.1")`], () => `http://127.0.0.1:${port}/`),
+    await measure(
+      ["-e", `require("node:http").createServer((q,s)=>s.end("ok")).listen(${port},"127.0.0.1")`],
+      () => `http://127.0.0.1:${port}/`,
+    ),
   );
 }
-const med = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
+const med = (xs: number[]) =>
+  percentile(
+    [...xs].sort((a, b) => a - b),
+    50,
+  );
 const h = { ready: med(hexr.map((x) => x.readyMs)), rss: med(hexr.map((x) => x.rss)) };
 const b = { ready: med(bare.map((x) => x.readyMs)), rss: med(bare.map((x) => x.rss)) };
 console.log(`bench/api/startup: ${RUNS} cold starts each (fresh data dir for hexr), median`);
 printTable([
-  { process: "hexr up (spawn → /readyz 200)", ready: `${h.ready.toFixed(0)} ms`, "idle RSS": `${h.rss.toFixed(1)} MB`, "max ready": `${Math.max(...hexr.map((x) => x.readyMs)).toFixed(0)} ms` },
-  { process: "bare node:http", ready: `${b.ready.toFixed(0)} ms`, "idle RSS": `${b.rss.toFixed(1)} MB`, "max ready": `${Math.max(...bare.map((x) => x.readyMs)).toFixed(0)} ms` },
+  {
+    process: "hexr up (spawn → /readyz 200)",
+    ready: `${h.ready.toFixed(0)} ms`,
+    "idle RSS": `${h.rss.toFixed(1)} MB`,
+    "max ready": `${Math.max(...hexr.map((x) => x.readyMs)).toFixed(0)} ms`,
+  },
+  {
+    process: "bare node:http",
+    ready: `${b.ready.toFixed(0)} ms`,
+    "idle RSS": `${b.rss.toFixed(1)} MB`,
+    "max ready": `${Math.max(...bare.map((x) => x.readyMs)).toFixed(0)} ms`,
+  },
 ]);
 console.log(`ratio hexr/bare: ready ${(h.ready / b.ready).toFixed(2)}x, RSS ${(h.rss / b.rss).toFixed(2)}x`);

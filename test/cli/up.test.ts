@@ -123,7 +123,9 @@ describe("durability", () => {
 
       // Restart on the same data dir: the stale platform.json of the killed process must not block it.
       const again = await startUp(dataDir);
-      const res = await fetch(`${again.url}/api/v1/tenants?limit=1000`, { headers: { authorization: `Bearer ${again.adminKey}` } });
+      const res = await fetch(`${again.url}/api/v1/tenants?limit=1000`, {
+        headers: { authorization: `Bearer ${again.adminKey}` },
+      });
       const names = new Set(((await res.json()) as { items: Array<{ name: string }> }).items.map((t) => t.name));
       const lost = acked.filter((a) => !names.has(a));
       expect(acked.length).toBeGreaterThanOrEqual(150);

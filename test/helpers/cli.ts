@@ -36,10 +36,14 @@ export interface RunningPlatform {
 
 /** Starts `hexr up` on port 0 and waits until platform.json appears and /readyz answers. */
 export async function startUp(dataDir: string, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<RunningPlatform> {
-  const child = spawn(process.execPath, [HEXR_BIN, "up", "--data-dir", dataDir, "--port", "0", "--log-format", "json", ...extraArgs], {
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    [HEXR_BIN, "up", "--data-dir", dataDir, "--port", "0", "--log-format", "json", ...extraArgs],
+    {
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let out = "";
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr!.on("data", (d: Buffer) => (out += d.toString()));

@@ -20,7 +20,8 @@ export function dataDirFrom(opt: string | undefined, env: NodeJS.ProcessEnv = pr
 export function resolveTarget(dataDirOpt: string | undefined, env: NodeJS.ProcessEnv = process.env): Target {
   const dataDir = dataDirFrom(dataDirOpt, env);
   const remote = env["HEXR_PLATFORM_URL"];
-  if (remote) return { url: remote.replace(/\/+$/, ""), apiKey: env["HEXR_API_KEY"] || undefined, via: "HEXR_PLATFORM_URL", dataDir };
+  if (remote)
+    return { url: remote.replace(/\/+$/, ""), apiKey: env["HEXR_API_KEY"] || undefined, via: "HEXR_PLATFORM_URL", dataDir };
   const infoPath = join(dataDir, PLATFORM_FILE);
   if (!existsSync(infoPath)) {
     throw new HexrError(

@@ -8,7 +8,11 @@ export function printTable(rows: Array<Record<string, unknown>>, columns: string
   }
   const cell = (v: unknown) => (v === null || v === undefined ? "-" : String(v));
   const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
-  const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i]!)).join("  ").trimEnd();
+  const line = (vals: string[]) =>
+    vals
+      .map((v, i) => v.padEnd(widths[i]!))
+      .join("  ")
+      .trimEnd();
   process.stdout.write(line(columns.map((c) => c.toUpperCase())) + "\n");
   for (const r of rows) process.stdout.write(line(columns.map((c) => cell(r[c]))) + "\n");
 }
@@ -30,6 +34,8 @@ export function reportError(err: unknown, json: boolean): number {
     return exitCodeByKind[err.kind];
   }
   const message = err instanceof Error ? err.message : String(err);
-  process.stderr.write(json ? JSON.stringify({ error: { code: "internal", message } }) + "\n" : `hexr: unexpected error: ${message}\n`);
+  process.stderr.write(
+    json ? JSON.stringify({ error: { code: "internal", message } }) + "\n" : `hexr: unexpected error: ${message}\n`,
+  );
   return 70;
 }

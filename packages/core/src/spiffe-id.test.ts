@@ -58,9 +58,19 @@ describe("Hexr ID shapes", () => {
   it("builds and describes agent and system IDs", () => {
     const a = agentSpiffeId("hexr.local", "acme-corp", "content-crew", "writer");
     expect(a.toString()).toBe("spiffe://hexr.local/agent/acme-corp/content-crew/writer");
-    expect(describeWorkload(a)).toEqual({ kind: "agent", trustDomain: "hexr.local", tenant: "acme-corp", agent: "content-crew", role: "writer" });
+    expect(describeWorkload(a)).toEqual({
+      kind: "agent",
+      trustDomain: "hexr.local",
+      tenant: "acme-corp",
+      agent: "content-crew",
+      role: "writer",
+    });
     expect(agentSpiffeId("hexr.local", "t", "a").toString()).toBe("spiffe://hexr.local/agent/t/a/main");
-    expect(describeWorkload(systemSpiffeId("hexr.local", "vault"))).toEqual({ kind: "system", trustDomain: "hexr.local", service: "vault" });
+    expect(describeWorkload(systemSpiffeId("hexr.local", "vault"))).toEqual({
+      kind: "system",
+      trustDomain: "hexr.local",
+      service: "vault",
+    });
     expect(describeWorkload("spiffe://hexr.local/agent/only/three")).toEqual({ kind: "other", trustDomain: "hexr.local" });
   });
 

@@ -88,7 +88,9 @@ export function isSpiffeId(input: string): boolean {
 export function spiffeIdFromSegments(trustDomain: string, ...segments: string[]): SpiffeId {
   for (const seg of segments) {
     if (!PATH_SEGMENT_CHAR.test(seg) || seg === "." || seg === "..") {
-      throw new HexrError("spiffe.invalid_id", `invalid SPIFFE ID path segment ${JSON.stringify(truncate(seg))}`, { kind: "invalid_argument" });
+      throw new HexrError("spiffe.invalid_id", `invalid SPIFFE ID path segment ${JSON.stringify(truncate(seg))}`, {
+        kind: "invalid_argument",
+      });
     }
   }
   return parseSpiffeId(`${SCHEME}${trustDomain}${segments.length ? "/" + segments.join("/") : ""}`);

@@ -161,9 +161,13 @@ export async function startPlatform(config: PlatformConfig, opts: StartOptions =
       sendProblem(
         res,
         toProblem(
-          new HexrError("request.not_found", `no route for ${req.method} ${(req.url ?? "/").split("?")[0]}; see /api/v1/openapi.json`, {
-            kind: "not_found",
-          }),
+          new HexrError(
+            "request.not_found",
+            `no route for ${req.method} ${(req.url ?? "/").split("?")[0]}; see /api/v1/openapi.json`,
+            {
+              kind: "not_found",
+            },
+          ),
           String(res.getHeader("x-request-id") ?? ""),
         ),
       );

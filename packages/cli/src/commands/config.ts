@@ -22,9 +22,16 @@ export function registerConfig(program: Command): void {
         process.stdout.write(`  ${k} = ${JSON.stringify(v)}${sources[k] ? `  [${sources[k]}]` : ""}\n`);
       }
     });
-  config.command("show").description("alias of 'config validate'").option("--config <file>").option("--json").action(() => {
-    throw new HexrError("cli.usage", "use 'hexr config validate' (it prints the resolved configuration)", { kind: "invalid_argument" });
-  });
+  config
+    .command("show")
+    .description("alias of 'config validate'")
+    .option("--config <file>")
+    .option("--json")
+    .action(() => {
+      throw new HexrError("cli.usage", "use 'hexr config validate' (it prints the resolved configuration)", {
+        kind: "invalid_argument",
+      });
+    });
 }
 
 function flatten(obj: Record<string, unknown>, prefix = "", out: Record<string, unknown> = {}): Record<string, unknown> {

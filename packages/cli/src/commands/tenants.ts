@@ -9,7 +9,8 @@ interface Common {
 }
 
 const client = (o: Common) => new ApiClient(resolveTarget(o.dataDir));
-const common = (c: Command) => c.option("--data-dir <dir>", "data dir of the local platform").option("--json", "machine-readable output");
+const common = (c: Command) =>
+  c.option("--data-dir <dir>", "data dir of the local platform").option("--json", "machine-readable output");
 
 export function registerTenants(program: Command): void {
   const t = program.command("tenants").description("manage tenants");
@@ -42,11 +43,13 @@ export function registerTenants(program: Command): void {
     if (o.json) printJson(tenant);
     else printTable([tenant as unknown as Record<string, unknown>], ["name", "displayName", "id", "createdAt"]);
   });
-  common(t.command("delete <name>").description("delete a tenant and revoke its API keys")).action(async (name: string, o: Common) => {
-    await client(o).request("DELETE", `/api/v1/tenants/${encodeURIComponent(name)}`);
-    if (o.json) printJson({ deleted: name });
-    else process.stdout.write(`deleted tenant ${name}\n`);
-  });
+  common(t.command("delete <name>").description("delete a tenant and revoke its API keys")).action(
+    async (name: string, o: Common) => {
+      await client(o).request("DELETE", `/api/v1/tenants/${encodeURIComponent(name)}`);
+      if (o.json) printJson({ deleted: name });
+      else process.stdout.write(`deleted tenant ${name}\n`);
+    },
+  );
 }
 
 export function registerKeys(program: Command): void {
@@ -77,9 +80,21 @@ export function registerKeys(program: Command): void {
   common(k.command("list").description("list API keys (never their secrets)"))
     .option("--all", "include revoked keys")
     .action(async (o: Common & { all?: boolean }) => {
-      const { items } = await client(o).request<{ items: ApiKey[] }>("GET", `/api/v1/keys?includeRevoked=${o.all ? "true" : "false"}`);
+      const { items } = await client(o).request<{ items: ApiKey[] }>(
+        "GET",
+        `/api/v1/keys?includeRevoked=${o.all ? "true" : "false"}`,
+      );
       if (o.json) printJson(items);
-      else printTable(items as unknown as Record<string, unknown>[], ["id", "name", "scope", "tenant", "createdAt", "lastUsedAt", "revokedAt"]);
+      else
+        printTable(items as unknown as Record<string, unknown>[], [
+          "id",
+          "name",
+          "scope",
+          "tenant",
+          "createdAt",
+          "lastUsedAt",
+          "revokedAt",
+        ]);
     });
   common(k.command("revoke <id>").description("revoke an API key")).action(async (id: string, o: Common) => {
     await client(o).request("DELETE", `/api/v1/keys/${encodeURIComponent(id)}`);

@@ -23,11 +23,18 @@ export const CreateApiKeyRequest = z
     name: z.string().min(1).max(100).default("unnamed"),
     scope: z.enum(["admin", "tenant"]),
     tenant: TenantName.optional(),
-    expiresInSeconds: z.number().int().min(60).max(10 * 365 * 86400).optional(),
+    expiresInSeconds: z
+      .number()
+      .int()
+      .min(60)
+      .max(10 * 365 * 86400)
+      .optional(),
   })
   .superRefine((v, ctx) => {
-    if (v.scope === "tenant" && !v.tenant) ctx.addIssue({ code: "custom", path: ["tenant"], message: "required when scope is 'tenant'" });
-    if (v.scope === "admin" && v.tenant) ctx.addIssue({ code: "custom", path: ["tenant"], message: "must be absent when scope is 'admin'" });
+    if (v.scope === "tenant" && !v.tenant)
+      ctx.addIssue({ code: "custom", path: ["tenant"], message: "required when scope is 'tenant'" });
+    if (v.scope === "admin" && v.tenant)
+      ctx.addIssue({ code: "custom", path: ["tenant"], message: "must be absent when scope is 'admin'" });
   });
 export type CreateApiKeyRequest = z.input<typeof CreateApiKeyRequest>;
 
@@ -125,7 +132,8 @@ export class ApiKeyService {
     const row = await this.store.byId(id);
     const visible = row && (by.kind === "admin" || (by.kind === "tenant-key" && row.tenant === by.tenant));
     if (!row || !visible) throw new HexrError("apikey.not_found", `API key '${id}' does not exist`, { kind: "not_found" });
-    if (row.revoked_at !== null) throw new HexrError("apikey.already_revoked", `API key '${id}' is already revoked`, { kind: "conflict" });
+    if (row.revoked_at !== null)
+      throw new HexrError("apikey.already_revoked", `API key '${id}' is already revoked`, { kind: "conflict" });
     await this.store.revoke(id, this.clock());
   }
 
@@ -165,9 +173,13 @@ export class ApiKeyService {
         if (!bearer || !bearer.startsWith("hexr_")) return null;
         const p = await this.verify(bearer);
         if (!p) {
-          throw new HexrError("auth.invalid_api_key", "the API key is unknown, revoked or expired; create one with 'hexr keys create'", {
-            kind: "unauthenticated",
-          });
+          throw new HexrError(
+            "auth.invalid_api_key",
+            "the API key is unknown, revoked or expired; create one with 'hexr keys create'",
+            {
+              kind: "unauthenticated",
+            },
+          );
         }
         return p;
       },

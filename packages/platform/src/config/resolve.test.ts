@@ -14,7 +14,12 @@ describe("resolveConfig", () => {
   it("uses defaults when nothing is set", () => {
     const { config, file } = resolveConfig({ cwd, env: { HOME: "/home/u" } });
     expect(file).toBeUndefined();
-    expect(config).toMatchObject({ host: "127.0.0.1", port: 7420, trustDomain: "hexr.local", log: { level: "info", format: "auto" } });
+    expect(config).toMatchObject({
+      host: "127.0.0.1",
+      port: 7420,
+      trustDomain: "hexr.local",
+      log: { level: "info", format: "auto" },
+    });
     expect(config.dataDir).toMatch(/\.hexr$/);
   });
 

@@ -37,7 +37,12 @@ export const PlatformConfig = z.strictObject({
     .prefault({}),
   http: z
     .strictObject({
-      bodyLimitBytes: z.number().int().min(1024).max(512 * 1024 * 1024).default(1024 * 1024),
+      bodyLimitBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .max(512 * 1024 * 1024)
+        .default(1024 * 1024),
       shutdownTimeoutMs: z.number().int().min(0).max(600_000).default(10_000),
     })
     .prefault({}),

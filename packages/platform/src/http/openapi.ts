@@ -49,12 +49,17 @@ export function buildOpenApi(routes: readonly RouteDef[]): Record<string, unknow
       operationId: `${r.method.toLowerCase()}${oaPath.replace(/[{}]/g, "").replace(/[^A-Za-z0-9]+(.)?/g, (_m, c: string | undefined) => (c ? c.toUpperCase() : ""))}`,
       tags: r.tags ?? [],
       ...(parameters.length ? { parameters } : {}),
-      ...(r.body ? { requestBody: { required: true, content: { "application/json": { schema: schemaOf(r.body, "input") } } } } : {}),
+      ...(r.body
+        ? { requestBody: { required: true, content: { "application/json": { schema: schemaOf(r.body, "input") } } } }
+        : {}),
       responses: {
         [status]: r.response
           ? { description: "success", content: { "application/json": { schema: schemaOf(r.response, "output") } } }
           : { description: "success" },
-        default: { description: "error", content: { "application/problem+json": { schema: { $ref: "#/components/schemas/Problem" } } } },
+        default: {
+          description: "error",
+          content: { "application/problem+json": { schema: { $ref: "#/components/schemas/Problem" } } },
+        },
       },
       ...(r.auth === "public" ? { security: [] } : {}),
     };

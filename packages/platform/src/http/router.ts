@@ -123,7 +123,10 @@ export class Router {
     return this;
   }
 
-  private match(method: string, pathname: string): { route?: CompiledRoute; params?: Record<string, string>; allowed?: string[] } {
+  private match(
+    method: string,
+    pathname: string,
+  ): { route?: CompiledRoute; params?: Record<string, string>; allowed?: string[] } {
     const parts = pathname.split("/").filter(Boolean);
     const staticHit = this.statics.get(`${method} /${parts.join("/")}`);
     if (staticHit) return { route: staticHit, params: {} };
@@ -168,9 +171,13 @@ export class Router {
     if (!found.route) {
       if (found.allowed && found.allowed.length > 0) {
         const problem = toProblem(
-          new HexrError("request.method_not_allowed", `${method} is not allowed on ${pathname}; use ${found.allowed.join(", ")}`, {
-            kind: "invalid_argument",
-          }),
+          new HexrError(
+            "request.method_not_allowed",
+            `${method} is not allowed on ${pathname}; use ${found.allowed.join(", ")}`,
+            {
+              kind: "invalid_argument",
+            },
+          ),
           requestId,
         );
         sendProblem(res, { ...problem, status: 405, title: "Method Not Allowed" }, { allow: found.allowed.join(", ") });
@@ -186,7 +193,8 @@ export class Router {
     };
     res.once("close", onClose);
     const shutdown = this.opts.shutdownSignal;
-    const onShutdown = () => abort.abort(new HexrError("server.shutting_down", "server is shutting down", { kind: "unavailable" }));
+    const onShutdown = () =>
+      abort.abort(new HexrError("server.shutting_down", "server is shutting down", { kind: "unavailable" }));
     shutdown?.addEventListener("abort", onShutdown, { once: true });
     const started = process.hrtime.bigint();
     let principal: Principal = { kind: "anonymous" };
@@ -275,9 +283,13 @@ export class Router {
       throw new HexrError("request.body_required", "this request needs a JSON body", { kind: "invalid_argument" });
     }
     if (!accepts.includes(type)) {
-      throw new HexrError("request.unsupported_media_type", `content-type must be ${accepts.join(" or ")} (got '${type || "none"}')`, {
-        kind: "unsupported_media_type",
-      });
+      throw new HexrError(
+        "request.unsupported_media_type",
+        `content-type must be ${accepts.join(" or ")} (got '${type || "none"}')`,
+        {
+          kind: "unsupported_media_type",
+        },
+      );
     }
     if (type !== "application/json") return raw;
     try {

@@ -3,7 +3,12 @@ import pino, { type Logger } from "pino";
 export type LogFormat = "auto" | "pretty" | "json";
 
 /** Pretty logs on a TTY, JSON lines otherwise. Secrets are redacted by path wherever they appear. */
-export function createLogger(opts: { level: string; format: LogFormat; name?: string; destination?: NodeJS.WritableStream }): Logger {
+export function createLogger(opts: {
+  level: string;
+  format: LogFormat;
+  name?: string;
+  destination?: NodeJS.WritableStream;
+}): Logger {
   const pretty = opts.format === "pretty" || (opts.format === "auto" && process.stdout.isTTY && !opts.destination);
   const base = {
     level: opts.level,

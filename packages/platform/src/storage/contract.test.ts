@@ -46,13 +46,18 @@ for (const makeFixture of storageFixtures) {
       await expect(db.migrate([...migrations, bad])).rejects.toThrow();
       expect(await db.get("SELECT id FROM hexr_migrations WHERE id = ?", ["contract/bad"])).toBeUndefined();
       // The first statement of the failed migration is gone too, so a fixed migration can run.
-      expect(await db.migrate([...migrations, { id: "contract/bad", up: "CREATE TABLE half (id TEXT)" }])).toEqual(["contract/bad"]);
+      expect(await db.migrate([...migrations, { id: "contract/bad", up: "CREATE TABLE half (id TEXT)" }])).toEqual([
+        "contract/bad",
+      ]);
     });
 
     it("round-trips values: text, large integers as numbers, booleans as 0/1, null", async () => {
       const big = 1_795_000_000_123;
       await db.run("INSERT INTO items (id, n, flag, note) VALUES (?, ?, ?, ?)", ["a", big, true, null]);
-      const row = await db.get<{ id: string; n: number; flag: number; note: string | null }>("SELECT id, n, flag, note FROM items WHERE id = ?", ["a"]);
+      const row = await db.get<{ id: string; n: number; flag: number; note: string | null }>(
+        "SELECT id, n, flag, note FROM items WHERE id = ?",
+        ["a"],
+      );
       expect(row).toEqual({ id: "a", n: big, flag: 1, note: null });
       expect(typeof row!.n).toBe("number");
     });

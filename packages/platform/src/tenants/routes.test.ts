@@ -57,7 +57,11 @@ for (const storage of ["sqlite", "postgres"] as const) {
     });
 
     it("rejects malformed JSON, a missing body, a wrong content type and an oversized body", async () => {
-      const bad = await p.api("/api/v1/tenants", { method: "POST", body: "{not json", headers: { "content-type": "application/json" } });
+      const bad = await p.api("/api/v1/tenants", {
+        method: "POST",
+        body: "{not json",
+        headers: { "content-type": "application/json" },
+      });
       expect(bad.status).toBe(400);
       expect(await bad.json()).toMatchObject({ code: "request.invalid_json" });
 
@@ -125,7 +129,9 @@ for (const storage of ["sqlite", "postgres"] as const) {
 
     it("revokes a tenant's keys when the tenant is deleted", async () => {
       await p.api("/api/v1/tenants", { method: "POST", json: { name: "short-lived" } });
-      const { key } = (await (await p.api("/api/v1/keys", { method: "POST", json: { scope: "tenant", tenant: "short-lived" } })).json()) as {
+      const { key } = (await (
+        await p.api("/api/v1/keys", { method: "POST", json: { scope: "tenant", tenant: "short-lived" } })
+      ).json()) as {
         key: string;
       };
       expect((await p.api("/api/v1/tenants/short-lived", { auth: key })).status).toBe(200);
@@ -150,7 +156,10 @@ for (const storage of ["sqlite", "postgres"] as const) {
       expect(((await ready.json()) as { checks: Record<string, string> }).checks["storage"]).toBe("ok");
       const doc = (await (await p.api("/api/v1/openapi.json", { auth: null })).json()) as {
         openapi: string;
-        paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties: Record<string, unknown> } }> } }>>;
+        paths: Record<
+          string,
+          Record<string, { requestBody?: { content: Record<string, { schema: { properties: Record<string, unknown> } }> } }>
+        >;
       };
       expect(doc.openapi).toBe("3.1.0");
       const create = doc.paths["/api/v1/tenants"]!["post"]!;
