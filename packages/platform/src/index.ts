@@ -12,3 +12,13 @@ export { Tenant, CreateTenantRequest } from "./tenants/service.js";
 export { ApiKey, CreatedApiKey, CreateApiKeyRequest } from "./apikeys/service.js";
 export { writeFileAtomic } from "./util/fs.js";
 export { loadMasterKey, seal, open as openSealed } from "./keys/master-key.js";
+export type * from "./identity/types.js";
+export { createIdentityModule, type IdentityModule, type IdentityModuleDeps } from "./identity/module.js";
+export {
+  LocalAuthority,
+  createAuthority,
+  DEFAULT_AUTHORITY_CONFIG,
+  type AuthorityConfig,
+  type AuthorityStatus,
+  type SlotStatus,
+} from "./identity/authority/authority.js";

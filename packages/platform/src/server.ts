@@ -5,6 +5,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { createApiKeysModule } from "./apikeys/module.js";
+import { createIdentityModule, type IdentityModule } from "./identity/module.js";
 import type { Authenticator } from "./auth/authenticator.js";
 import type { PlatformConfig } from "./config/schema.js";
 import { buildOpenApi } from "./http/openapi.js";
@@ -34,6 +35,8 @@ export interface Platform {
   readonly log: Logger;
   /** The admin API key (also in `<dataDir>/admin.key`). */
   readonly adminKey: string;
+  /** The SPIFFE authority and registration entries. */
+  readonly identity: IdentityModule;
   /** Drains requests, stops services, closes storage. Idempotent. */
   close(): Promise<void>;
 }
@@ -85,7 +88,8 @@ export async function startPlatform(config: PlatformConfig, opts: StartOptions =
   const storage = await openStorage({ dataDir, databaseUrl: config.databaseUrl });
   const tenants = createTenantsModule({ storage, log });
   const apiKeys = createApiKeysModule({ storage, log, tenants: tenants.service });
-  const modules: PlatformModule[] = [tenants, apiKeys, ...(opts.modules ?? [])];
+  const identity = createIdentityModule({ storage, log, config, dataDir });
+  const modules: PlatformModule[] = [tenants, apiKeys, identity, ...(opts.modules ?? [])];
 
   const started: PlatformModule[] = [];
   let server: Server | undefined;
@@ -199,6 +203,8 @@ export async function startPlatform(config: PlatformConfig, opts: StartOptions =
     const addr = srv.address() as AddressInfo;
     const host = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
     const url = `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${addr.port}`;
+    // The OIDC issuer defaults to this URL, known only now when the port was 0.
+    identity.setPlatformUrl(url);
     const info: PlatformInfo = {
       url,
       pid: process.pid,
@@ -238,7 +244,7 @@ export async function startPlatform(config: PlatformConfig, opts: StartOptions =
         }
         log.info("stopped");
       })());
-    return { url, info, storage, log, adminKey: admin.key, close };
+    return { url, info, storage, log, adminKey: admin.key, identity, close };
   } catch (err) {
     server?.close();
     for (const m of started.reverse()) await m.stop?.().catch(() => undefined);

@@ -46,6 +46,47 @@ export const PlatformConfig = z.strictObject({
       shutdownTimeoutMs: z.number().int().min(0).max(600_000).default(10_000),
     })
     .prefault({}),
+  /** The SPIFFE authority (see platform/src/identity). */
+  identity: z
+    .strictObject({
+      x509SvidTtlSeconds: z.number().int().min(1).max(86_400).default(3600),
+      jwtSvidTtlSeconds: z.number().int().min(1).max(86_400).default(300),
+      maxSvidTtlSeconds: z
+        .number()
+        .int()
+        .min(60)
+        .max(30 * 86_400)
+        .default(86_400),
+      /** Lifetime of an intermediate CA + JWT key; rotated at half life, activated at 5/6. */
+      caTtlSeconds: z
+        .number()
+        .int()
+        .min(120)
+        .max(365 * 86_400)
+        .default(7 * 86_400),
+      rootCaTtlSeconds: z
+        .number()
+        .int()
+        .min(240)
+        .max(20 * 365 * 86_400)
+        .default(365 * 86_400),
+      bundleRefreshHintSeconds: z.number().int().min(1).max(86_400).default(300),
+      jwtLeewaySeconds: z.number().int().min(0).max(300).default(30),
+      /** How often the authority checks whether a rotation step is due. */
+      rotationCheckSeconds: z.number().int().min(1).max(3600).default(30),
+    })
+    .prefault({})
+    .superRefine((v, ctx) => {
+      if (v.x509SvidTtlSeconds > v.maxSvidTtlSeconds)
+        ctx.addIssue({ code: "custom", path: ["x509SvidTtlSeconds"], message: "must not exceed identity.maxSvidTtlSeconds" });
+      if (v.jwtSvidTtlSeconds > v.maxSvidTtlSeconds)
+        ctx.addIssue({ code: "custom", path: ["jwtSvidTtlSeconds"], message: "must not exceed identity.maxSvidTtlSeconds" });
+      if (v.caTtlSeconds < 2 * Math.max(v.x509SvidTtlSeconds, v.jwtSvidTtlSeconds)) {
+        ctx.addIssue({ code: "custom", path: ["caTtlSeconds"], message: "must be at least twice the default SVID TTLs" });
+      }
+      if (v.rootCaTtlSeconds < 2 * v.caTtlSeconds)
+        ctx.addIssue({ code: "custom", path: ["rootCaTtlSeconds"], message: "must be at least twice identity.caTtlSeconds" });
+    }),
 });
 export type PlatformConfig = z.infer<typeof PlatformConfig>;
 export type PlatformConfigInput = z.input<typeof PlatformConfig>;

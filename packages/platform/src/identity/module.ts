@@ -1,0 +1,90 @@
+import type { Logger } from "pino";
+import type { PlatformConfig } from "../config/schema.js";
+import { loadMasterKey } from "../keys/master-key.js";
+import type { PlatformModule } from "../module.js";
+import type { Storage } from "../storage/types.js";
+import { LocalAuthority } from "./authority/authority.js";
+import { authorityMigrations } from "./authority/store.js";
+
+export interface IdentityModuleDeps {
+  storage: Storage;
+  log: Logger;
+  config: PlatformConfig;
+  /** Where the master key file lives when HEXR_MASTER_KEY is not set; defaults to config.dataDir. */
+  dataDir?: string;
+  /** Overrides the master key (tests); otherwise HEXR_MASTER_KEY or `<dataDir>/master.key`. */
+  masterKey?: Buffer;
+  clock?: () => number;
+}
+
+export interface IdentityModule extends PlatformModule {
+  readonly authority: LocalAuthority;
+  /**
+   * Tells the module the URL the platform listens on. When `publicUrl` is not configured it becomes
+   * the OIDC issuer; `server.ts` calls it after listening, since port 0 is only known then.
+   */
+  setPlatformUrl(url: string): void;
+}
+
+/** `http://host:port` from the config, or undefined when the port is chosen at listen time. */
+export function configuredIssuer(config: PlatformConfig): string | undefined {
+  if (config.publicUrl) return config.publicUrl;
+  if (config.port === 0) return undefined;
+  const host =
+    config.host === "0.0.0.0" || config.host === "::"
+      ? "127.0.0.1"
+      : config.host.includes(":")
+        ? `[${config.host}]`
+        : config.host;
+  return `http://${host}:${config.port}`;
+}
+
+export function createIdentityModule(deps: IdentityModuleDeps): IdentityModule {
+  const { config, log } = deps;
+  const dataDir = deps.dataDir ?? config.dataDir;
+  const issuer = configuredIssuer(config);
+  const authority = new LocalAuthority({
+    storage: deps.storage,
+    trustDomain: config.trustDomain,
+    masterKey: deps.masterKey ?? (() => loadMasterKey(dataDir)),
+    ...(issuer ? { issuer } : {}),
+    config: {
+      x509SvidTtlSeconds: config.identity.x509SvidTtlSeconds,
+      jwtSvidTtlSeconds: config.identity.jwtSvidTtlSeconds,
+      maxSvidTtlSeconds: config.identity.maxSvidTtlSeconds,
+      caTtlSeconds: config.identity.caTtlSeconds,
+      rootCaTtlSeconds: config.identity.rootCaTtlSeconds,
+      bundleRefreshHintSeconds: config.identity.bundleRefreshHintSeconds,
+      jwtLeewaySeconds: config.identity.jwtLeewaySeconds,
+    },
+    ...(deps.clock ? { clock: deps.clock } : {}),
+    log: log.child({ module: "identity" }),
+  });
+
+  let rotationTimer: NodeJS.Timeout | undefined;
+
+  return {
+    name: "identity",
+    migrations: [...authorityMigrations],
+    routes: [],
+    authenticators: [],
+    authority,
+    setPlatformUrl(url: string) {
+      if (!config.publicUrl) authority.setIssuer(url);
+    },
+    async start() {
+      await authority.init();
+      const s = authority.status();
+      log.info({ trustDomain: s.trustDomain, bundleSequence: s.sequence, issuer: authority.issuer }, "identity authority ready");
+      rotationTimer = setInterval(() => {
+        authority.tick().catch((err: unknown) => log.error({ err }, "identity: CA rotation check failed"));
+      }, config.identity.rotationCheckSeconds * 1000);
+      rotationTimer.unref();
+    },
+    async stop() {
+      if (rotationTimer) clearInterval(rotationTimer);
+      rotationTimer = undefined;
+    },
+    ready: () => authority.ready,
+  };
+}
