@@ -95,11 +95,12 @@ describe("hexr up and the management CLI", () => {
 });
 
 describe("durability", () => {
-  it("loses no acknowledged write when hexr up is killed with SIGKILL mid-write", async () => {
+  it("loses no acknowledged write when hexr up is killed with SIGKILL mid-write", { timeout: 120_000 }, async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "hexr-kill-"));
     try {
       const up = await startUp(dataDir);
       const acked: string[] = [];
+      const failures: string[] = [];
       let n = 0;
       let stop = false;
       const writer = async () => {
@@ -112,10 +113,17 @@ describe("durability", () => {
           }).catch(() => undefined);
           if (res?.status === 201) acked.push(name);
           else if (!res) return;
+          else failures.push(`${res.status} ${await res.text()}`);
         }
       };
       const writers = Array.from({ length: 4 }, writer);
-      while (acked.length < 150) await new Promise((r) => setTimeout(r, 5));
+      const deadline = Date.now() + 60_000;
+      while (acked.length < 150) {
+        if (failures.length > 0 || Date.now() > deadline) {
+          throw new Error(`writes failed before the kill: ${failures.slice(0, 3).join("; ")}\n${up.output()}`);
+        }
+        await new Promise((r) => setTimeout(r, 5));
+      }
       up.child.kill("SIGKILL");
       stop = true;
       await Promise.all(writers);
