@@ -1,0 +1,11 @@
+{
+  "targets": [
+    {
+      "target_name": "hexr_native",
+      "sources": ["src/peercred.c"],
+      "cflags": ["-Wall", "-Wextra", "-Werror", "-O2"],
+      "defines": ["NAPI_VERSION=8"],
+      "conditions": [["OS!='linux'", {"sources!": ["src/peercred.c"], "sources": ["src/unsupported.c"]}]]
+    }
+  ]
+}

@@ -1,0 +1,43 @@
+/* global process, console */
+// Builds the native addon with node-gyp (run by `npm install` through the package's install script).
+// Uses the headers installed beside this Node when present, so no download from nodejs.org is needed.
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+function nodeGyp() {
+  const fromNpm = process.env["npm_config_node_gyp"];
+  if (fromNpm && existsSync(fromNpm)) return [process.execPath, fromNpm];
+  const bundled = join(
+    dirname(process.execPath),
+    "..",
+    "lib",
+    "node_modules",
+    "npm",
+    "node_modules",
+    "node-gyp",
+    "bin",
+    "node-gyp.js",
+  );
+  if (existsSync(bundled)) return [process.execPath, bundled];
+  return ["node-gyp"];
+}
+
+function nodeDir() {
+  if (process.env["npm_config_nodedir"]) return process.env["npm_config_nodedir"];
+  const prefix = join(dirname(process.execPath), "..");
+  return existsSync(join(prefix, "include", "node", "node_api.h")) ? prefix : undefined;
+}
+
+const [cmd, ...pre] = nodeGyp();
+const dir = nodeDir();
+const args = [...pre, "rebuild", ...(dir ? [`--nodedir=${dir}`] : [])];
+const r = spawnSync(cmd, args, { cwd: here, stdio: "inherit" });
+if (r.error) {
+  console.error(`hexr native addon: cannot run node-gyp (${r.error.message}); install a C toolchain (gcc, make, python3)`);
+  process.exit(1);
+}
+process.exit(r.status ?? 1);
