@@ -1,11 +1,13 @@
+import { z } from "zod";
 import type { Principal } from "../auth/principal.js";
 
-/** Actions the platform asks the policy engine about. */
+/** Actions the platform asks the policy engine about (the Cedar schema in `schema.ts` declares each). */
 export type PolicyAction =
   | "vault:read"
   | "vault:write"
   | "vault:list"
   | "vault:delete"
+  | "vault:destroy"
   | "credentials:exchange"
   | "gateway:call"
   | "a2a:send"
@@ -13,13 +15,23 @@ export type PolicyAction =
   | "browser:open"
   | (string & {});
 
-export type EnforcementMode = "audit" | "warn" | "enforce";
+export const EnforcementMode = z.enum(["audit", "warn", "enforce"]);
+export type EnforcementMode = z.infer<typeof EnforcementMode>;
+
+export interface PolicyResource {
+  /** A resource type of the schema: Secret, Credential, Tool, Agent, Sandbox, Browser. */
+  type: string;
+  /** The resource's name inside its tenant, e.g. `db/password` (for `Agent`: the target's SPIFFE ID). */
+  id: string;
+  tenant: string;
+  attributes?: Record<string, unknown>;
+}
 
 export interface PolicyRequest {
   principal: Principal;
   action: PolicyAction;
   /** What is acted on, e.g. `{ type: "Secret", id: "db/password", tenant: "acme-corp" }`. */
-  resource: { type: string; id: string; tenant: string; attributes?: Record<string, unknown> };
+  resource: PolicyResource;
   context?: Record<string, unknown>;
 }
 
