@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { Logger } from "pino";
+import { createAgentsModule } from "./agents/module.js";
 import { createApiKeysModule } from "./apikeys/module.js";
 import { createIdentityModule, type IdentityModule } from "./identity/module.js";
 import type { Authenticator } from "./auth/authenticator.js";
@@ -89,7 +90,8 @@ export async function startPlatform(config: PlatformConfig, opts: StartOptions =
   const tenants = createTenantsModule({ storage, log });
   const apiKeys = createApiKeysModule({ storage, log, tenants: tenants.service });
   const identity = createIdentityModule({ storage, log, config, dataDir });
-  const modules: PlatformModule[] = [tenants, apiKeys, identity, ...(opts.modules ?? [])];
+  const agents = createAgentsModule({ storage, tenants: tenants.service, trustDomain: config.trustDomain });
+  const modules: PlatformModule[] = [tenants, apiKeys, identity, agents, ...(opts.modules ?? [])];
 
   const started: PlatformModule[] = [];
   let server: Server | undefined;
