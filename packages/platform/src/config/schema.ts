@@ -87,6 +87,17 @@ export const PlatformConfig = z.strictObject({
       if (v.rootCaTtlSeconds < 2 * v.caTtlSeconds)
         ctx.addIssue({ code: "custom", path: ["rootCaTtlSeconds"], message: "must be at least twice identity.caTtlSeconds" });
     }),
+  /** The credential injector (see platform/src/credentials). */
+  credentials: z
+    .strictObject({
+      /** PEM bundle of extra CAs trusted for cloud token endpoints (private endpoints, test doubles). */
+      extraCaFile: z.string().min(1).optional(),
+      /** Per-call timeout towards a cloud's STS. */
+      timeoutMs: z.number().int().min(100).max(120_000).default(10_000),
+      /** Lifetime of the JWT-SVID handed to a cloud; it is used once, right away. */
+      cloudTokenTtlSeconds: z.number().int().min(30).max(3600).default(300),
+    })
+    .prefault({}),
 });
 export type PlatformConfig = z.infer<typeof PlatformConfig>;
 export type PlatformConfigInput = z.input<typeof PlatformConfig>;
