@@ -27,6 +27,8 @@ export interface PlatformInfo {
   startedAt: string;
   storage: "sqlite" | "postgres";
   trustDomain: string;
+  /** The SPIFFE Workload API socket (`SPIFFE_ENDPOINT_SOCKET=unix://<this>`). */
+  workloadSocket: string;
 }
 
 export interface Platform {
@@ -215,6 +217,7 @@ export async function startPlatform(config: PlatformConfig, opts: StartOptions =
       startedAt: new Date().toISOString(),
       storage: storage.dialect,
       trustDomain: config.trustDomain,
+      workloadSocket: identity.workloadSocket,
     };
     const infoPath = join(dataDir, PLATFORM_FILE);
     writeFileAtomic(infoPath, JSON.stringify(info, null, 2) + "\n", 0o600);

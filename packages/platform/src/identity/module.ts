@@ -12,6 +12,7 @@ import { EntryService } from "./entries/service.js";
 import { EntryStore, entryMigrations } from "./entries/store.js";
 import { JwtSvidAuthenticator } from "./jwt-svid-authenticator.js";
 import { oidcRoutes } from "./oidc/routes.js";
+import { createWorkloadApi } from "./workload-api/workload-api.js";
 
 export interface IdentityModuleDeps {
   storage: Storage;
@@ -33,6 +34,8 @@ export interface IdentityModule extends PlatformModule {
   readonly authority: LocalAuthority;
   readonly entries: EntryService;
   readonly jwtSvidAuthenticator: JwtSvidAuthenticator;
+  /** The SPIFFE Workload API unix socket (`<dataDir>/run/workload.sock`). */
+  readonly workloadSocket: string;
   /**
    * Tells the module the URL the platform listens on. When `publicUrl` is not configured it becomes
    * the OIDC issuer; `server.ts` calls it after listening, since port 0 is only known then.
@@ -91,6 +94,8 @@ export function createIdentityModule(deps: IdentityModuleDeps): IdentityModule {
     audiences: (deps.systemServices ?? [PLATFORM_SERVICE]).map((s) => systemSpiffeId(config.trustDomain, s).toString()),
   });
 
+  const workloadApi = createWorkloadApi({ authority, entries, dataDir, log });
+
   let rotationTimer: NodeJS.Timeout | undefined;
   // One periodic job: CA rotation steps, entries written by other replicas, expired entries.
   const periodic = async () => {
@@ -107,12 +112,14 @@ export function createIdentityModule(deps: IdentityModuleDeps): IdentityModule {
     authority,
     entries,
     jwtSvidAuthenticator,
+    workloadSocket: workloadApi.socketPath,
     setPlatformUrl(url: string) {
       if (!config.publicUrl) authority.setIssuer(url);
     },
     async start() {
       await authority.init();
       await entries.refresh();
+      await workloadApi.start();
       const s = authority.status();
       log.info({ trustDomain: s.trustDomain, bundleSequence: s.sequence, issuer: authority.issuer }, "identity authority ready");
       rotationTimer = setInterval(() => {
@@ -123,6 +130,7 @@ export function createIdentityModule(deps: IdentityModuleDeps): IdentityModule {
     async stop() {
       if (rotationTimer) clearInterval(rotationTimer);
       rotationTimer = undefined;
+      await workloadApi.stop();
     },
     ready: () => authority.ready && entries.ready,
   };
