@@ -166,7 +166,7 @@ describe("JWT-SVID validation", () => {
     const otherClaims = b64({ ...t.claims, sub: "spiffe://hexr.local/agent/acme-corp/admin/main" });
     expect(await reason(`${t.h}.${otherClaims}.${t.s}`)).toBe("bad_signature");
     const sig = Buffer.from(t.s, "base64url");
-    sig[10] ^= 0x01;
+    sig[10] = sig[10]! ^ 0x01;
     expect(await reason(`${t.h}.${t.p}.${sig.toString("base64url")}`)).toBe("bad_signature");
     expect(await reason(`${t.h}.${t.p}.${sig.subarray(0, 63).toString("base64url")}`)).toBe("bad_signature");
     // DER-encoded ECDSA signatures are not JWS signatures.
