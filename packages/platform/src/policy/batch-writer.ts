@@ -1,4 +1,14 @@
+import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
+
+const ID_CHARS = "0123456789abcdefghijklmnopqrstuvwxyz";
+
+/** 19 chars of [0-9a-z], time first: text order is time order in every collation we use. */
+export function timeOrderedId(at: number, seq: number): string {
+  let rand = "";
+  for (const b of randomBytes(6)) rand += ID_CHARS[b % 36];
+  return at.toString(36).padStart(9, "0") + (seq % 1_679_616).toString(36).padStart(4, "0") + rand;
+}
 
 export interface BatchWriterOptions<T> {
   name: string;

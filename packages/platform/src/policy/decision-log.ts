@@ -1,7 +1,6 @@
-import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { Principal, TenantScope } from "../auth/principal.js";
-import { BatchWriter } from "./batch-writer.js";
+import { BatchWriter, timeOrderedId } from "./batch-writer.js";
 import { principalLabel } from "./entities.js";
 import type { DecisionQuery, DecisionRow, PolicyStore } from "./store.js";
 import type { PolicyDecision, PolicyEngine, PolicyRequest } from "./types.js";
@@ -36,15 +35,6 @@ export interface DecisionLogOptions {
   tenantId: (tenant: string) => Promise<string | undefined>;
   retentionDays?: number;
   clock?: () => number;
-}
-
-const ID_CHARS = "0123456789abcdefghijklmnopqrstuvwxyz";
-
-/** Time-ordered ids of fixed width in [0-9a-z], so text order is time order in every collation we use. */
-function newId(at: number, seq: number): string {
-  let rand = "";
-  for (const b of randomBytes(6)) rand += ID_CHARS[b % 36];
-  return at.toString(36).padStart(9, "0") + (seq % 1_679_616).toString(36).padStart(4, "0") + rand;
 }
 
 function safePrincipal(p: Principal): Principal {
@@ -88,7 +78,7 @@ export class DecisionLog {
 
   record(req: PolicyRequest, d: PolicyDecision): void {
     const at = this.clock();
-    this.writer.push({ req, d, at, id: newId(at, this.seq++) });
+    this.writer.push({ req, d, at, id: timeOrderedId(at, this.seq++) });
   }
 
   flush(): Promise<void> {
