@@ -7,6 +7,9 @@ import type { Logger } from "pino";
 import { createAgentsModule } from "./agents/module.js";
 import { createApiKeysModule } from "./apikeys/module.js";
 import { createIdentityModule, type IdentityModule } from "./identity/module.js";
+import { loadMasterKey } from "./keys/master-key.js";
+import { createPolicyModule } from "./policy/module.js";
+import { createVaultModule } from "./vault/module.js";
 import type { Authenticator } from "./auth/authenticator.js";
 import type { PlatformConfig } from "./config/schema.js";
 import { buildOpenApi } from "./http/openapi.js";
@@ -93,7 +96,17 @@ export async function startPlatform(config: PlatformConfig, opts: StartOptions =
   const apiKeys = createApiKeysModule({ storage, log, tenants: tenants.service });
   const identity = createIdentityModule({ storage, log, config, dataDir });
   const agents = createAgentsModule({ storage, tenants: tenants.service, trustDomain: config.trustDomain });
-  const modules: PlatformModule[] = [tenants, apiKeys, identity, agents, ...(opts.modules ?? [])];
+  const policy = createPolicyModule({ storage, log, tenants: tenants.service });
+  const vault = createVaultModule({
+    storage,
+    log,
+    tenants: tenants.service,
+    policy: policy.engine,
+    masterKey: loadMasterKey(dataDir),
+    trustDomain: config.trustDomain,
+  });
+  identity.jwtSvidAuthenticator.addAudience(vault.spiffeId);
+  const modules: PlatformModule[] = [tenants, apiKeys, identity, agents, policy, vault, ...(opts.modules ?? [])];
 
   const started: PlatformModule[] = [];
   let server: Server | undefined;
