@@ -2,6 +2,7 @@
 import { VERSION } from "@hexr/core";
 import { Command, CommanderError } from "commander";
 import { registerConfig } from "./commands/config.js";
+import { registerIdentity } from "./commands/identity.js";
 import { registerStatus } from "./commands/status.js";
 import { registerKeys, registerTenants } from "./commands/tenants.js";
 import { registerUp } from "./commands/up.js";
@@ -19,6 +20,7 @@ registerStatus(program);
 registerConfig(program);
 registerTenants(program);
 registerKeys(program);
+registerIdentity(program);
 
 const wantsJson = process.argv.includes("--json");
 try {
