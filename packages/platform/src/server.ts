@@ -6,6 +6,7 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import { createAgentsModule } from "./agents/module.js";
 import { createApiKeysModule } from "./apikeys/module.js";
+import { createCredentialsModule } from "./credentials/module.js";
 import { createIdentityModule, type IdentityModule } from "./identity/module.js";
 import { loadMasterKey } from "./keys/master-key.js";
 import { createPolicyModule } from "./policy/module.js";
@@ -106,7 +107,19 @@ export async function startPlatform(config: PlatformConfig, opts: StartOptions =
     trustDomain: config.trustDomain,
   });
   identity.jwtSvidAuthenticator.addAudience(vault.spiffeId);
-  const modules: PlatformModule[] = [tenants, apiKeys, identity, agents, policy, vault, ...(opts.modules ?? [])];
+  const credentials = createCredentialsModule({
+    storage,
+    log,
+    tenants: tenants.service,
+    authority: identity.authority,
+    policy: policy.engine,
+    masterKey: () => loadMasterKey(dataDir),
+    timeoutMs: config.credentials.timeoutMs,
+    cloudTokenTtlSeconds: config.credentials.cloudTokenTtlSeconds,
+    ...(config.credentials.extraCaFile ? { extraCaFile: config.credentials.extraCaFile } : {}),
+  });
+  identity.jwtSvidAuthenticator.addAudience(credentials.exchange.audience);
+  const modules: PlatformModule[] = [tenants, apiKeys, identity, agents, policy, vault, credentials, ...(opts.modules ?? [])];
 
   const started: PlatformModule[] = [];
   let server: Server | undefined;

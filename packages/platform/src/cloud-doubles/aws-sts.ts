@@ -152,6 +152,7 @@ export async function startAwsStsDouble(opts: AwsStsDoubleOptions): Promise<AwsS
     }
 
     const roleName = roleArn.split("/").pop()!;
+    const roleAccount = roleArn.split(":")[4] ?? accountId;
     const roleId = awsId("AROA", 17);
     const session: AwsSession = {
       accessKeyId: awsId("ASIA", 16),
@@ -159,7 +160,7 @@ export async function startAwsStsDouble(opts: AwsStsDoubleOptions): Promise<AwsS
       sessionToken: randomBytes(256).toString("base64"),
       expiresAt: clock() + duration * 1000,
       roleArn,
-      assumedRoleArn: `arn:aws:sts::${accountId}:assumed-role/${roleName}/${sessionName}`,
+      assumedRoleArn: `arn:aws:sts::${roleAccount}:assumed-role/${roleName}/${sessionName}`,
       assumedRoleId: `${roleId}:${sessionName}`,
       subject: sub,
     };
@@ -217,7 +218,7 @@ export async function startAwsStsDouble(opts: AwsStsDoubleOptions): Promise<AwsS
   <GetCallerIdentityResult>
     <Arn>${xmlEscape(s.assumedRoleArn)}</Arn>
     <UserId>${xmlEscape(s.assumedRoleId)}</UserId>
-    <Account>${accountId}</Account>
+    <Account>${s.roleArn.split(":")[4] ?? accountId}</Account>
   </GetCallerIdentityResult>
   <ResponseMetadata>
     <RequestId>${requestId}</RequestId>

@@ -41,6 +41,7 @@ export class ValkeyCache implements SharedCache {
   private readonly warn: (message: string) => void;
   private readonly where: string;
   private readonly connecting: Promise<void>;
+  private settled = false;
   private healthy = true;
 
   constructor({ url, warn = defaultWarn, commandTimeoutMs = 250, connectTimeoutMs = 1000, redisOptions = {} }: ValkeyCacheOptions) {
@@ -58,8 +59,8 @@ export class ValkeyCache implements SharedCache {
     // Failures surface through the commands; without a listener the client would crash the process.
     this.client.on("error", () => undefined);
     this.connecting = this.client.connect().then(
-      () => undefined,
-      () => undefined,
+      () => void (this.settled = true),
+      () => void (this.settled = true),
     );
   }
 
@@ -71,7 +72,7 @@ export class ValkeyCache implements SharedCache {
 
   private async ready(): Promise<void> {
     // Only the very first calls wait for the initial connection; later, a down server fails fast.
-    if (this.client.status === "connecting" || this.client.status === "wait") await this.connecting;
+    if (!this.settled) await this.connecting;
   }
 
   async get(key: string): Promise<Buffer | undefined> {

@@ -7,6 +7,10 @@ import { openEntry, sealEntry, TamperedEntry } from "./sealed-entry.js";
 import { parseCredentials, type CacheKey, type CacheTier, type ToolCredentials } from "./types.js";
 
 export const CACHE_LOOKUP_SPAN = "hexr.cache.lookup";
+// The attribute names of the telemetry contract (sdk/src/telemetry/semconv.ts).
+const ATTR_TOOL = "hexr.tool.service";
+const ATTR_TIER = "hexr.cache.tier";
+const ATTR_HIT = "hexr.cache.hit";
 
 export interface ToolCredentialProviderOptions {
   /** The platform's URL (`HEXR_PLATFORM_URL`). */
@@ -69,11 +73,12 @@ export class ToolCredentialProvider {
 
   /** The credentials for `tool`, from the fastest tier that has fresh ones. */
   async get(tool: string): Promise<ToolCredentials> {
-    const span = this.tracer.startSpan(CACHE_LOOKUP_SPAN, { attributes: { "hexr.tool.name": tool } });
+    const span = this.tracer.startSpan(CACHE_LOOKUP_SPAN, { attributes: { [ATTR_TOOL]: tool } });
     if (this.useL1) {
       const hit = this.l1.get(tool, this.clock());
       if (hit !== undefined) {
-        span.setAttribute("hexr.cache.tier", "l1");
+        span.setAttribute(ATTR_TIER, "L1");
+        span.setAttribute(ATTR_HIT, true);
         span.end();
         return hit;
       }
@@ -86,7 +91,8 @@ export class ToolCredentialProvider {
         this.inflight.set(tool, flight);
       }
       const { value, tier } = await flight;
-      span.setAttribute("hexr.cache.tier", tier);
+      span.setAttribute(ATTR_TIER, tier);
+      span.setAttribute(ATTR_HIT, tier !== "L3");
       if (joined) span.setAttribute("hexr.cache.single_flight_joined", true);
       return value;
     } catch (err) {
@@ -132,7 +138,7 @@ export class ToolCredentialProvider {
       const fromL2 = await this.readL2(identity, tool);
       if (fromL2) {
         if (this.useL1) this.l1.set(tool, fromL2.value, fromL2.freshUntil);
-        return { value: fromL2.value, tier: "l2" };
+        return { value: fromL2.value, tier: "L2" };
       }
     }
     const issuedAt = this.clock();
@@ -143,7 +149,7 @@ export class ToolCredentialProvider {
     const until = freshUntil(result.credentials.expiresAt, issuedAt);
     if (this.useL1) this.l1.set(tool, result.credentials, until);
     if (this.l2) await this.writeL2(id, tool, result.credentials, until);
-    return { value: result.credentials, tier: "exchange" };
+    return { value: result.credentials, tier: "L3" };
   }
 
   private async readL2(id: Identity, tool: string): Promise<{ value: ToolCredentials; freshUntil: number } | undefined> {

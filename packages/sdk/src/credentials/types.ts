@@ -15,8 +15,8 @@ export type ToolCredentials =
   | { tool: string; provider: "gcp"; accessToken: string; tokenType: string; serviceAccount?: string; expiresAt: number }
   | { tool: string; provider: "azure"; accessToken: string; tokenType: string; expiresAt: number };
 
-/** Which cache tier answered a lookup (the `hexr.cache.tier` span attribute). */
-export type CacheTier = "l1" | "l2" | "exchange";
+/** Which tier answered a lookup (the `hexr.cache.tier` span attribute): in-process, Valkey, or the platform's exchange. */
+export type CacheTier = "L1" | "L2" | "L3";
 
 /** The per-identity key the platform hands out for sealing L2 entries. */
 export interface CacheKey {
