@@ -5,6 +5,7 @@ import { registerConfig } from "./commands/config.js";
 import { registerIdentity } from "./commands/identity.js";
 import { registerStatus } from "./commands/status.js";
 import { registerKeys, registerTenants } from "./commands/tenants.js";
+import { registerTools } from "./commands/tools.js";
 import { registerUp } from "./commands/up.js";
 import { reportError } from "./output.js";
 
@@ -21,6 +22,7 @@ registerConfig(program);
 registerTenants(program);
 registerKeys(program);
 registerIdentity(program);
+registerTools(program);
 
 const wantsJson = process.argv.includes("--json");
 try {

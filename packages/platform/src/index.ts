@@ -22,3 +22,6 @@ export {
   type AuthorityStatus,
   type SlotStatus,
 } from "./identity/authority/authority.js";
+export { Tool, ToolSpec, CreateToolRequest, ToolName } from "./credentials/tools/schema.js";
+export { ExchangeRequest, ExchangeResponse, CacheKeyResponse } from "./credentials/exchange/schema.js";
+export { createCredentialsModule, type CredentialsModuleDeps } from "./credentials/module.js";
