@@ -10,6 +10,7 @@ import { createCredentialsModule } from "./credentials/module.js";
 import { createIdentityModule, type IdentityModule } from "./identity/module.js";
 import { loadMasterKey } from "./keys/master-key.js";
 import { createPolicyModule } from "./policy/module.js";
+import { createSandboxModule } from "./sandbox/module.js";
 import { createVaultModule } from "./vault/module.js";
 import type { Authenticator } from "./auth/authenticator.js";
 import type { PlatformConfig } from "./config/schema.js";
@@ -119,7 +120,9 @@ export async function startPlatform(config: PlatformConfig, opts: StartOptions =
     ...(config.credentials.extraCaFile ? { extraCaFile: config.credentials.extraCaFile } : {}),
   });
   identity.jwtSvidAuthenticator.addAudience(credentials.exchange.audience);
-  const modules: PlatformModule[] = [tenants, apiKeys, identity, agents, policy, vault, credentials, ...(opts.modules ?? [])];
+  const sandbox = createSandboxModule({ config: config.sandbox, trustDomain: config.trustDomain, log, policy: policy.engine });
+  identity.jwtSvidAuthenticator.addAudience(sandbox.spiffeId);
+  const modules: PlatformModule[] = [tenants, apiKeys, identity, agents, policy, vault, credentials, sandbox, ...(opts.modules ?? [])];
 
   const started: PlatformModule[] = [];
   let server: Server | undefined;

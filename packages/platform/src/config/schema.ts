@@ -1,5 +1,6 @@
 import { validateTrustDomain } from "@hexr/core";
 import { z } from "zod";
+import { SandboxConfig } from "../sandbox/config.js";
 
 export const LogLevel = z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]);
 
@@ -98,6 +99,8 @@ export const PlatformConfig = z.strictObject({
       cloudTokenTtlSeconds: z.number().int().min(30).max(3600).default(300),
     })
     .prefault({}),
+  /** Code execution in isolation (see platform/src/sandbox). */
+  sandbox: SandboxConfig.prefault({}),
 });
 export type PlatformConfig = z.infer<typeof PlatformConfig>;
 export type PlatformConfigInput = z.input<typeof PlatformConfig>;

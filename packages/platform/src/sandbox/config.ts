@@ -1,0 +1,92 @@
+import { z } from "zod";
+
+const MiB = 1024 * 1024;
+
+/** The `sandbox` section of the platform config. Limits apply to every execution. */
+export const SandboxConfig = z.strictObject({
+  /** false: the service answers every execution with `sandbox.disabled`. */
+  enabled: z.boolean().default(true),
+  /** `auto` = namespace where it works, else microvm; a named backend is used or nothing (no fallback). */
+  backend: z.enum(["auto", "namespace", "microvm"]).default("auto"),
+  /** Executions that run at once; the rest wait in a queue. */
+  maxConcurrent: z.number().int().min(1).max(256).default(4),
+  /** Executions that may wait; beyond this, `sandbox.busy` (503). */
+  maxQueue: z.number().int().min(0).max(10_000).default(64),
+  maxTimeoutSeconds: z.number().positive().max(3600).default(300),
+  maxCodeBytes: z.number().int().min(1024).max(MiB).default(MiB),
+  /** Per stream (stdout, stderr); the rest is dropped and a marker says how much. */
+  maxOutputBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * MiB)
+    .default(MiB),
+  memoryMb: z
+    .number()
+    .int()
+    .min(32)
+    .max(64 * 1024)
+    .default(512),
+  /** Processes + threads per execution. */
+  pids: z.number().int().min(8).max(65_536).default(256),
+  /** CPU quota in cores (0.5 = half a core). */
+  cpus: z.number().positive().max(256).default(1),
+  /** Size of the private writable /tmp (RAM-backed, counted in memoryMb). */
+  tmpfsMb: z
+    .number()
+    .int()
+    .min(1)
+    .max(64 * 1024)
+    .default(128),
+  /** Seconds the package installation step may take, on top of the execution timeout. */
+  installTimeoutSeconds: z.number().positive().max(3600).default(300),
+  packages: z
+    .strictObject({
+      /** A directory of wheels (and sdists) for `pip install --no-index --find-links`. */
+      pythonDir: z.string().min(1).optional(),
+      /** A directory of npm tarballs as `npm pack` names them (`<name>-<version>.tgz`, `<scope>-<name>-<version>.tgz`). */
+      npmDir: z.string().min(1).optional(),
+    })
+    .prefault({}),
+  namespace: z
+    .strictObject({
+      bwrapPath: z.string().min(1).default("bwrap"),
+      /** The host uid/gid sandboxed code runs as when the platform runs as root. */
+      uid: z
+        .number()
+        .int()
+        .min(1)
+        .max(2 ** 31)
+        .default(65534),
+      gid: z
+        .number()
+        .int()
+        .min(1)
+        .max(2 ** 31)
+        .default(65534),
+      /** `required`: no execution without a per-execution cgroup. `optional`: run with rlimits only (doctor warns). */
+      cgroups: z.enum(["required", "optional"]).default("required"),
+      /** Sandboxes kept set up and waiting for an execution (each serves exactly one). */
+      warmPool: z.number().int().min(0).max(64).default(2),
+    })
+    .prefault({}),
+  microvm: z
+    .strictObject({
+      /** Where `hexr sandbox setup` puts the kernel and initramfs; default `<dataDir>/sandbox/microvm`. */
+      imageDir: z.string().min(1).optional(),
+      qemuPath: z.string().min(1).default("qemu-system-x86_64"),
+      /** `auto` probes KVM with a real boot and falls back to TCG. */
+      accel: z.enum(["auto", "kvm", "tcg"]).default("auto"),
+      memoryMb: z
+        .number()
+        .int()
+        .min(64)
+        .max(16 * 1024)
+        .default(256),
+      /** Pre-restored clones kept ready. */
+      poolSize: z.number().int().min(0).max(32).default(2),
+    })
+    .prefault({}),
+});
+export type SandboxConfig = z.infer<typeof SandboxConfig>;
+export type SandboxConfigInput = z.input<typeof SandboxConfig>;

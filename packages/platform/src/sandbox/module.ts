@@ -1,0 +1,100 @@
+import { systemSpiffeId } from "@hexr/core";
+import type { Logger } from "pino";
+import type { PlatformModule } from "../module.js";
+import type { PolicyEngine } from "../policy/types.js";
+import type { SandboxConfig } from "./config.js";
+import { NamespaceBackend } from "./namespace/backend.js";
+import { sandboxRoutes } from "./routes.js";
+import { SandboxService } from "./service.js";
+import type { SandboxBackend, SandboxLimits } from "./types.js";
+
+/** The sandbox's system service name: agents request JWT-SVIDs with audience `spiffe://<td>/system/sandbox`. */
+export const SANDBOX_SERVICE = "sandbox";
+
+const MiB = 1024 * 1024;
+
+export interface SandboxModuleDeps {
+  config: SandboxConfig;
+  trustDomain: string;
+  log: Logger;
+  policy?: PolicyEngine;
+  /** Overrides the backends built from the config (tests). */
+  backends?: SandboxBackend[];
+}
+
+export interface SandboxModule extends PlatformModule {
+  readonly service: SandboxService;
+  /** `spiffe://<td>/system/sandbox`: the audience a JWT-SVID for the sandbox must carry. */
+  readonly spiffeId: string;
+}
+
+export function limitsFrom(config: SandboxConfig): SandboxLimits {
+  return {
+    memoryBytes: config.memoryMb * MiB,
+    pids: config.pids,
+    cpus: config.cpus,
+    tmpfsBytes: config.tmpfsMb * MiB,
+    maxOutputBytes: config.maxOutputBytes,
+  };
+}
+
+/** The backends the config allows, in the order `auto` prefers them. */
+export function backendsFrom(config: SandboxConfig, log: Logger): SandboxBackend[] {
+  const limits = limitsFrom(config);
+  const ns = config.namespace;
+  return [
+    new NamespaceBackend({
+      limits,
+      bwrapPath: ns.bwrapPath,
+      uid: ns.uid,
+      gid: ns.gid,
+      cgroups: ns.cgroups,
+      warmPool: ns.warmPool,
+      packageDirs: {
+        ...(config.packages.pythonDir ? { python: config.packages.pythonDir } : {}),
+        ...(config.packages.npmDir ? { javascript: config.packages.npmDir } : {}),
+      },
+      log,
+    }),
+  ];
+}
+
+export function createSandboxModule(deps: SandboxModuleDeps): SandboxModule {
+  const { config } = deps;
+  const log = deps.log.child({ module: "sandbox" });
+  const spiffeId = systemSpiffeId(deps.trustDomain, SANDBOX_SERVICE).toString();
+  const backends = deps.backends ?? backendsFrom(config, log);
+  const service = new SandboxService({
+    backends,
+    prefer: config.backend,
+    enabled: config.enabled,
+    limits: {
+      maxConcurrent: config.maxConcurrent,
+      maxQueue: config.maxQueue,
+      maxTimeoutSeconds: config.maxTimeoutSeconds,
+      maxCodeBytes: config.maxCodeBytes,
+      installTimeoutSeconds: config.installTimeoutSeconds,
+    },
+    packages: {
+      ...(config.packages.pythonDir ? { pythonDir: config.packages.pythonDir } : {}),
+      ...(config.packages.npmDir ? { npmDir: config.packages.npmDir } : {}),
+    },
+    languagesOf: (b) => (b instanceof NamespaceBackend ? b.languages() : ["python", "shell", "javascript"]),
+    ...(deps.policy ? { policy: deps.policy } : {}),
+    audience: spiffeId,
+    log,
+  });
+  return {
+    name: "sandbox",
+    routes: sandboxRoutes(service, { maxCodeBytes: config.maxCodeBytes }),
+    service,
+    spiffeId,
+    // Probing runs in the background so the platform does not wait for it; executions do.
+    async start() {
+      service.startInBackground();
+    },
+    async stop() {
+      await service.stop();
+    },
+  };
+}

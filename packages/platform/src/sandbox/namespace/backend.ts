@@ -1,0 +1,723 @@
+/**
+ * The namespace backend: each execution is a fresh bubblewrap sandbox with every namespace
+ * unshared (network: loopback only), a read-only root made of /usr and its merged-/usr symlinks,
+ * a synthetic /etc, private size-capped tmpfs /tmp and /dev/shm, uid 65534 inside and out, no
+ * capabilities, no-new-privs, a seccomp filter, a fresh cgroup (memory, pids, CPU quota) and
+ * rlimits. A timeout SIGKILLs the sandbox's pid-namespace init and every process of its cgroup.
+ *
+ * Sandboxes are set up ahead of time (a small warm pool) and wait, blocked, before running
+ * anything; an execution takes one, writes its job into the sandbox's read-only job directory,
+ * releases it, and the sandbox is destroyed when the code ends. Each sandbox serves one execution.
+ *
+ * Spawn protocol: bwrap reads its options from fd 3 (so nothing shows in `ps`), reports the
+ * sandbox pid on fd 4 (`--json-status-fd`) and then waits on fd 5 (`--block-fd`); by then the
+ * platform has moved that pid into the sandbox's cgroup. fd 6 carries the seccomp program and the
+ * runner reports on fd 8 (fd 7 is unused).
+ */
+
+import { HexrError, type SandboxLanguage } from "@hexr/core";
+import { execFile, spawn, type ChildProcess, type StdioOptions } from "node:child_process";
+import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { delimiter, isAbsolute, join } from "node:path";
+import type { Readable, Writable } from "node:stream";
+import { promisify } from "node:util";
+import type { Logger } from "pino";
+import { openCgroups, type CgroupManager, type ExecCgroup } from "../cgroup.js";
+import { CappedOutput } from "../output.js";
+import type {
+  BackendCheck,
+  BackendExecRequest,
+  BackendExecResult,
+  BackendHealth,
+  SandboxBackend,
+  SandboxLimits,
+} from "../types.js";
+import { inheritableFds } from "./inherited-fds.js";
+import { prepareRuntimeDir, SANDBOX_PATHS, type RuntimeDir } from "./runtime-dir.js";
+import { buildSeccompProgram, syscallTableFor } from "./seccomp.js";
+
+const execFileP = promisify(execFile);
+
+export interface NamespaceBackendOptions {
+  limits: SandboxLimits;
+  bwrapPath?: string;
+  /** Host uid/gid of the sandbox when the platform runs as root (else the platform's own). */
+  uid?: number;
+  gid?: number;
+  cgroups?: "required" | "optional";
+  /** Sandboxes kept set up and waiting; 0 = set each one up on demand. */
+  warmPool?: number;
+  /** Package directories bound read-only into every sandbox (used only when an execution asks for packages). */
+  packageDirs?: { python?: string; javascript?: string };
+  /** Where the runtime directory goes (default: the OS temp dir). */
+  runtimeParent?: string;
+  log?: Logger;
+  /** Monotonic milliseconds. */
+  now?: () => number;
+}
+
+/** Interpreters per language, as the sandbox sees them (they come from the host's /usr). */
+export const INTERPRETERS: Record<SandboxLanguage, string> = {
+  python: "/usr/bin/python3",
+  shell: "/bin/sh",
+  javascript: "/usr/bin/node",
+};
+
+const BASE_ENV: Record<string, string> = {
+  PATH: "/usr/local/bin:/usr/bin:/bin",
+  HOME: "/tmp",
+  TMPDIR: "/tmp",
+  USER: "nobody",
+  LANG: "C.UTF-8",
+  // Output written before a timeout kill must not die in a buffer.
+  PYTHONUNBUFFERED: "1",
+  PYTHONDONTWRITEBYTECODE: "1",
+};
+
+const STDIO_SLOTS = 9; // 0..8 as described above
+
+function resolveExecutable(name: string): string | undefined {
+  if (isAbsolute(name)) return existsSync(name) ? name : undefined;
+  for (const dir of (process.env["PATH"] ?? "/usr/local/bin:/usr/bin:/bin").split(delimiter)) {
+    if (!dir) continue;
+    const p = join(dir, name);
+    if (existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+/** `/bin` → `usr/bin` on merged-/usr systems; real directories are bound read-only instead. */
+function rootLinks(): string[] {
+  const args: string[] = [];
+  for (const name of ["bin", "sbin", "lib", "lib32", "lib64", "libx32"]) {
+    const host = `/${name}`;
+    let st;
+    try {
+      st = lstatSync(host);
+    } catch {
+      continue;
+    }
+    if (st.isSymbolicLink()) args.push("--symlink", readlinkSync(host), host);
+    else if (st.isDirectory()) args.push("--ro-bind", host, host);
+  }
+  return args;
+}
+
+/** `'…'` quoting for the generated env.sh (single quotes cannot be escaped inside single quotes). */
+export function shellQuote(v: string): string {
+  return `'${v.replace(/'/g, `'\\''`)}'`;
+}
+
+interface StatusDoc {
+  "child-pid"?: number;
+  "exit-code"?: number;
+}
+
+/** What one sandbox reports when its process tree is gone. */
+interface SandboxEnd {
+  exitDoc: number | undefined;
+  spawnError: Error | undefined;
+}
+
+/**
+ * One sandbox, set up and blocked until `release`. Output collection starts at spawn so nothing
+ * the code writes can be missed.
+ */
+class Sandbox {
+  readonly child: ChildProcess;
+  readonly stdout: CappedOutput;
+  readonly stderr: CappedOutput;
+  readonly jobDir: string;
+  readonly ready: Promise<void>;
+  readonly ended: Promise<SandboxEnd>;
+  cgroup: ExecCgroup | undefined;
+  sandboxPid: number | undefined;
+  runnerText = "";
+  onRunner: (() => void) | undefined;
+  private readonly pipes: Array<Readable & Writable>;
+  private released = false;
+  private dead = false;
+
+  constructor(
+    private readonly bwrap: string,
+    args: string[],
+    seccomp: Buffer,
+    devNull: number,
+    jobDir: string,
+    cgroups: CgroupManager | undefined,
+    limits: SandboxLimits,
+    runAs: { uid: number; gid: number } | undefined,
+  ) {
+    this.jobDir = jobDir;
+    this.stdout = new CappedOutput("stdout", limits.maxOutputBytes);
+    this.stderr = new CappedOutput("stderr", limits.maxOutputBytes);
+    const stdio: unknown[] = ["ignore", "pipe", "pipe", "pipe", "pipe", "pipe", "pipe", "ignore", "pipe"];
+    for (const fd of inheritableFds()) if (fd >= STDIO_SLOTS) stdio[fd] = devNull;
+    for (let i = STDIO_SLOTS; i < stdio.length; i++) if (stdio[i] === undefined) stdio[i] = "ignore";
+    this.child = spawn(bwrap, ["--args", "3", "--", "/bin/sh", SANDBOX_PATHS.runner], {
+      stdio: stdio as StdioOptions,
+      env: {},
+      ...(runAs ?? {}),
+    });
+    this.pipes = this.child.stdio as unknown as Array<Readable & Writable>;
+    let spawnError: Error | undefined;
+    let exitDoc: number | undefined;
+    this.child.on("error", (err) => (spawnError = err));
+    for (const i of [3, 4, 5, 6, 8]) this.pipes[i]?.on("error", () => undefined); // EPIPE when bwrap dies early
+    this.pipes[1]!.on("data", (d: Buffer) => this.stdout.push(d));
+    this.pipes[2]!.on("data", (d: Buffer) => this.stderr.push(d));
+    this.pipes[8]!.setEncoding("utf8");
+    this.pipes[8]!.on("data", (chunk: string) => {
+      this.runnerText += chunk;
+      this.onRunner?.();
+    });
+
+    // Made while bwrap sets up its namespaces, so it costs no latency.
+    let cgError: Error | undefined;
+    try {
+      this.cgroup = cgroups?.create({ memoryBytes: limits.memoryBytes, pids: limits.pids, cpus: limits.cpus });
+    } catch (err) {
+      cgError = err as Error;
+    }
+
+    this.ready = new Promise<void>((resolve, reject) => {
+      if (cgError) {
+        this.kill();
+        reject(
+          new HexrError("sandbox.cgroup_failed", `cannot create a cgroup for the sandbox: ${cgError.message}`, {
+            kind: "unavailable",
+          }),
+        );
+        return;
+      }
+      let statusBuf = "";
+      this.pipes[4]!.setEncoding("utf8");
+      this.pipes[4]!.on("data", (chunk: string) => {
+        statusBuf += chunk;
+        let nl: number;
+        while ((nl = statusBuf.indexOf("\n")) !== -1) {
+          const line = statusBuf.slice(0, nl).trim();
+          statusBuf = statusBuf.slice(nl + 1);
+          let doc: StatusDoc;
+          try {
+            doc = JSON.parse(line) as StatusDoc;
+          } catch {
+            continue;
+          }
+          if (typeof doc["child-pid"] === "number" && this.sandboxPid === undefined) {
+            this.sandboxPid = doc["child-pid"];
+            try {
+              this.cgroup?.add(this.sandboxPid);
+              resolve();
+            } catch (err) {
+              this.kill();
+              reject(
+                new HexrError("sandbox.cgroup_failed", `cannot move the sandbox into its cgroup: ${(err as Error).message}`, {
+                  kind: "unavailable",
+                }),
+              );
+            }
+          }
+          if (typeof doc["exit-code"] === "number") exitDoc = doc["exit-code"];
+        }
+      });
+      this.child.once("close", () => reject(this.setupFailure(spawnError)));
+    });
+    this.ready.catch(() => undefined);
+    this.ended = new Promise<SandboxEnd>((resolve) =>
+      this.child.once("close", () => {
+        this.dead = true;
+        resolve({ exitDoc, spawnError });
+      }),
+    );
+
+    this.pipes[3]!.end(Buffer.from(args.map((a) => a + "\0").join("")));
+    this.pipes[6]!.end(seccomp);
+  }
+
+  get alive(): boolean {
+    return !this.dead && !this.released;
+  }
+
+  setupFailure(spawnError: Error | undefined): HexrError {
+    const why = spawnError
+      ? `cannot start ${this.bwrap}: ${spawnError.message}`
+      : this.stderr.text().trim().split("\n").slice(-3).join("; ") || "bubblewrap exited without diagnostics";
+    return new HexrError("sandbox.backend_failed", `the namespace sandbox failed to start (${why}); run 'hexr sandbox doctor'`, {
+      kind: "unavailable",
+    });
+  }
+
+  /** Lets the sandbox run its runner (which reads the job written just before). */
+  release(): void {
+    this.released = true;
+    this.pipes[5]!.end("x");
+  }
+
+  kill(): void {
+    if (this.sandboxPid) {
+      try {
+        process.kill(this.sandboxPid, "SIGKILL"); // init of the pid namespace: the kernel kills the rest
+      } catch {
+        // gone
+      }
+    }
+    this.child.kill("SIGKILL");
+    void this.cgroup?.killAll();
+  }
+}
+
+export class NamespaceBackend implements SandboxBackend {
+  readonly name = "namespace" as const;
+  private readonly opts: Required<Omit<NamespaceBackendOptions, "log" | "runtimeParent" | "packageDirs">> &
+    Pick<NamespaceBackendOptions, "log" | "runtimeParent" | "packageDirs">;
+  private bwrap: string | undefined;
+  private seccomp: Buffer | undefined;
+  private runtime: RuntimeDir | undefined;
+  private cgroups: CgroupManager | undefined;
+  private devNull: number | undefined;
+  private staticArgs: string[] = [];
+  private state: BackendHealth = { backend: "namespace", available: false, checks: [], summary: "not started" };
+  private readonly cleanups = new Set<Promise<void>>();
+  private readonly pool: Sandbox[] = [];
+  private seq = 0;
+  /** True from the probe on, while the backend is started and the probe did not fail. */
+  private usable = false;
+
+  constructor(opts: NamespaceBackendOptions) {
+    this.opts = {
+      bwrapPath: "bwrap",
+      uid: 65534,
+      gid: 65534,
+      cgroups: "required",
+      warmPool: 2,
+      now: () => performance.now(),
+      ...opts,
+    };
+  }
+
+  health(): BackendHealth {
+    return this.state;
+  }
+
+  /** Languages whose interpreter exists on this machine. */
+  languages(): SandboxLanguage[] {
+    return (Object.keys(INTERPRETERS) as SandboxLanguage[]).filter((l) => existsSync(INTERPRETERS[l]));
+  }
+
+  /** Where per-execution cgroups are made (tests, doctor). */
+  cgroupInfo(): { version: string; parents: readonly string[] } | undefined {
+    return this.cgroups ? { version: this.cgroups.version, parents: this.cgroups.parents } : undefined;
+  }
+
+  async start(): Promise<BackendHealth> {
+    await this.stop();
+    const checks: BackendCheck[] = [];
+    const fail = (summary: string): BackendHealth => {
+      this.usable = false;
+      return (this.state = { backend: "namespace", available: false, checks, summary });
+    };
+
+    if (process.platform !== "linux") {
+      checks.push({ name: "linux", ok: false, severity: "error", detail: `namespaces need Linux (this is ${process.platform})` });
+      return fail("the namespace backend needs Linux");
+    }
+    this.bwrap = resolveExecutable(this.opts.bwrapPath);
+    if (!this.bwrap) {
+      checks.push({
+        name: "bubblewrap",
+        ok: false,
+        severity: "error",
+        detail: `${this.opts.bwrapPath} not found: install it (apt-get install bubblewrap)`,
+      });
+      return fail("bubblewrap is not installed (apt-get install bubblewrap)");
+    }
+    try {
+      const { stdout } = await execFileP(this.bwrap, ["--version"], { timeout: 5000 });
+      checks.push({ name: "bubblewrap", ok: true, severity: "error", detail: `${stdout.trim()} at ${this.bwrap}` });
+    } catch (err) {
+      checks.push({
+        name: "bubblewrap",
+        ok: false,
+        severity: "error",
+        detail: `${this.bwrap} --version failed: ${(err as Error).message}`,
+      });
+      return fail("bubblewrap does not run");
+    }
+
+    const table = syscallTableFor();
+    if (!table) {
+      checks.push({ name: "seccomp", ok: false, severity: "error", detail: `no syscall table for architecture ${process.arch}` });
+      return fail(`the seccomp filter is not available for ${process.arch}`);
+    }
+    this.seccomp = buildSeccompProgram(table);
+
+    const { limits } = this.opts;
+    this.runtime = prepareRuntimeDir({
+      ...(this.opts.runtimeParent ? { parent: this.opts.runtimeParent } : {}),
+      limits: { nofile: 1024, nproc: limits.pids, fileSizeBytes: limits.tmpfsBytes, cpuSeconds: 2 * 3600 },
+    });
+    this.devNull = openSync("/dev/null", "r");
+
+    const cg = openCgroups();
+    if (cg.ok) {
+      this.cgroups = cg.manager;
+      checks.push({ name: "cgroups", ok: true, severity: "error", detail: cg.detail });
+    } else if (this.opts.cgroups === "required") {
+      checks.push({
+        name: "cgroups",
+        ok: false,
+        severity: "error",
+        detail: `${cg.detail}; without a cgroup there is no memory/pids/CPU limit (set sandbox.namespace.cgroups=optional to run with rlimits only)`,
+      });
+      return fail("no writable cgroup hierarchy for per-execution limits");
+    } else {
+      checks.push({
+        name: "cgroups",
+        ok: false,
+        severity: "warning",
+        detail: `${cg.detail}; running DEGRADED with rlimits only (no memory or CPU limit)`,
+      });
+    }
+
+    this.staticArgs = this.buildStaticArgs();
+    this.usable = true;
+
+    // A real sandboxed run proves user namespaces, mounts, seccomp and the cgroup all work here.
+    try {
+      const probe = await this.exec({
+        id: "probe",
+        code: "cat /proc/self/status; id -u",
+        language: "shell",
+        timeoutMs: 15_000,
+        installTimeoutMs: 0,
+        env: {},
+      });
+      const status = probe.stdout;
+      const ok =
+        probe.exitCode === 0 &&
+        /^Seccomp:\s*2$/m.test(status) &&
+        /^NoNewPrivs:\s*1$/m.test(status) &&
+        /^CapEff:\s*0+$/m.test(status) &&
+        /^65534$/m.test(status);
+      if (!ok) {
+        checks.push({
+          name: "probe",
+          ok: false,
+          severity: "error",
+          detail: `a probe execution did not come up confined (exit ${probe.exitCode}): ${(probe.stderr || status).slice(0, 300)}`,
+        });
+        return fail("the sandbox probe was not confined as required");
+      }
+      checks.push({
+        name: "probe",
+        ok: true,
+        severity: "error",
+        detail: "user/pid/net/ipc/uts/cgroup/mount namespaces, uid 65534, no capabilities, no-new-privs, seccomp filter active",
+      });
+    } catch (err) {
+      checks.push({ name: "probe", ok: false, severity: "error", detail: (err as Error).message });
+      return fail(`a probe execution failed: ${(err as Error).message}`);
+    }
+
+    const langs = this.languages();
+    for (const l of Object.keys(INTERPRETERS) as SandboxLanguage[]) {
+      const there = langs.includes(l);
+      checks.push({
+        name: `language:${l}`,
+        ok: there,
+        severity: "warning",
+        detail: there ? INTERPRETERS[l] : `${INTERPRETERS[l]} is missing, so ${l} executions fail`,
+      });
+    }
+    // The warm pool fills after the first execution: platforms that never execute pay nothing.
+    this.state = {
+      backend: "namespace",
+      available: true,
+      checks,
+      summary: `bubblewrap sandbox ready (${this.cgroups ? `cgroup ${this.cgroups.version}` : "DEGRADED: no cgroup"}; ${langs.join(", ")})`,
+    };
+    return this.state;
+  }
+
+  private buildStaticArgs(): string[] {
+    const { limits } = this.opts;
+    const rt = this.runtime!;
+    const args = [
+      "--unshare-all",
+      "--unshare-user",
+      "--disable-userns",
+      "--die-with-parent",
+      "--new-session",
+      "--uid",
+      "65534",
+      "--gid",
+      "65534",
+      "--hostname",
+      "sandbox",
+      "--ro-bind",
+      "/usr",
+      "/usr",
+      ...rootLinks(),
+      "--ro-bind",
+      rt.etc,
+      "/etc",
+      "--proc",
+      "/proc",
+      "--dev",
+      "/dev",
+      "--size",
+      String(Math.min(limits.tmpfsBytes, 64 * 1024 * 1024)),
+      "--tmpfs",
+      "/dev/shm",
+      "--remount-ro",
+      "/dev",
+      "--size",
+      String(limits.tmpfsBytes),
+      "--tmpfs",
+      "/tmp",
+      "--ro-bind",
+      rt.runner,
+      SANDBOX_PATHS.runner,
+    ];
+    const dirs = this.opts.packageDirs ?? {};
+    if (dirs.python) args.push("--ro-bind-try", dirs.python, SANDBOX_PATHS.packages.python);
+    if (dirs.javascript) args.push("--ro-bind-try", dirs.javascript, SANDBOX_PATHS.packages.javascript);
+    return args;
+  }
+
+  private spawnSandbox(): Sandbox {
+    const id = `s${++this.seq}`;
+    const jobDir = join(this.runtime!.jobs, id);
+    mkdirSync(jobDir, { mode: 0o755 });
+    // Resolved inside the sandbox: ESM and CommonJS both look for node_modules beside main.js.
+    symlinkSync(SANDBOX_PATHS.nodeModules, join(jobDir, "node_modules"));
+    const args = [
+      ...this.staticArgs,
+      "--ro-bind",
+      jobDir,
+      SANDBOX_PATHS.job,
+      "--chdir",
+      "/tmp",
+      "--remount-ro",
+      "/",
+      "--clearenv",
+      ...Object.entries(BASE_ENV).flatMap(([k, v]) => ["--setenv", k, v]),
+      "--json-status-fd",
+      "4",
+      "--block-fd",
+      "5",
+      "--seccomp",
+      "6",
+    ];
+    const runAs = process.getuid?.() === 0 ? { uid: this.opts.uid, gid: this.opts.gid } : undefined;
+    const sb = new Sandbox(this.bwrap!, args, this.seccomp!, this.devNull!, jobDir, this.cgroups, this.opts.limits, runAs);
+    // Whatever happens to it, a sandbox's cgroup and job directory go when its processes are gone.
+    this.track(
+      sb.ended.then(async () => {
+        await sb.cgroup?.destroy();
+        rmSync(jobDir, { recursive: true, force: true });
+      }),
+    );
+    return sb;
+  }
+
+  private refill(): void {
+    if (!this.usable) return;
+    for (let i = this.pool.length - 1; i >= 0; i--) if (!this.pool[i]!.alive) this.pool.splice(i, 1);
+    while (this.pool.length < this.opts.warmPool) {
+      let sb: Sandbox;
+      try {
+        sb = this.spawnSandbox();
+      } catch (err) {
+        this.opts.log?.warn({ err }, "cannot set up a warm sandbox");
+        return;
+      }
+      this.pool.push(sb);
+      sb.ended.then(
+        () => {
+          const i = this.pool.indexOf(sb);
+          if (i !== -1) this.pool.splice(i, 1);
+        },
+        () => undefined,
+      );
+    }
+  }
+
+  private async take(): Promise<Sandbox> {
+    for (;;) {
+      const sb = this.pool.shift() ?? this.spawnSandbox();
+      try {
+        await sb.ready;
+      } catch (err) {
+        sb.kill();
+        throw err;
+      }
+      if (sb.alive) return sb;
+    }
+  }
+
+  async exec(req: BackendExecRequest): Promise<BackendExecResult> {
+    if (!this.usable || !this.bwrap || !this.seccomp || !this.runtime) {
+      throw new HexrError("sandbox.backend_unavailable", "the namespace backend is not started; run 'hexr sandbox doctor'", {
+        kind: "unavailable",
+      });
+    }
+    if (req.signal?.aborted) throw new HexrError("sandbox.aborted", "the execution was cancelled", { kind: "unavailable" });
+    const sb = await this.take();
+    return this.runIn(sb, req);
+  }
+
+  private async runIn(sb: Sandbox, req: BackendExecRequest): Promise<BackendExecResult> {
+    const { limits, now } = this.opts;
+    try {
+      writeJob(sb.jobDir, req);
+    } catch (err) {
+      sb.kill();
+      throw err;
+    }
+
+    let timedOut = false;
+    let aborted = false;
+    let failure: HexrError | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (ms: number, fire: () => void) => {
+      if (timer) clearTimeout(timer);
+      timer = setTimeout(fire, ms);
+    };
+    const onAbort = () => {
+      aborted = true;
+      sb.kill();
+    };
+    req.signal?.addEventListener("abort", onAbort, { once: true });
+
+    const released = now();
+    let codeStarted: number | undefined;
+    if (req.install) {
+      arm(req.installTimeoutMs, () => {
+        failure = new HexrError(
+          "sandbox.package_install_timeout",
+          `installing packages took longer than ${fmtSeconds(req.installTimeoutMs)}`,
+          {
+            kind: "timeout",
+          },
+        );
+        sb.kill();
+      });
+      sb.onRunner = () => {
+        if (codeStarted === undefined && /^start$/m.test(sb.runnerText)) {
+          codeStarted = now();
+          arm(req.timeoutMs, () => {
+            timedOut = true;
+            sb.kill();
+          });
+        }
+      };
+    } else {
+      codeStarted = released;
+      arm(req.timeoutMs, () => {
+        timedOut = true;
+        sb.kill();
+      });
+    }
+    sb.release();
+    // After the release, so forking the next sandbox overlaps with this one starting.
+    setImmediate(() => this.refill());
+
+    const { exitDoc, spawnError } = await sb.ended;
+    const end = now();
+    if (timer) clearTimeout(timer);
+    req.signal?.removeEventListener("abort", onAbort);
+    const oomKills = sb.cgroup?.oomKills() ?? 0;
+
+    if (failure) throw failure;
+    if (aborted) throw new HexrError("sandbox.aborted", "the execution was cancelled", { kind: "unavailable" });
+    const installFailed = /^install-failed (\d+)\n?([\s\S]*)$/m.exec(sb.runnerText);
+    if (installFailed) throw installError(installFailed[2] ?? "");
+    if (exitDoc === undefined && !timedOut) {
+      const err = sb.setupFailure(spawnError);
+      this.opts.log?.error({ id: req.id, err: err.message }, "bubblewrap failed to set up a sandbox");
+      throw err;
+    }
+    let exitCode = exitDoc ?? 137;
+    let errText = sb.stderr.text();
+    const sep = () => (errText && !errText.endsWith("\n") ? "\n" : "");
+    const oomKilled = oomKills > 0;
+    if (timedOut) {
+      exitCode = 124;
+      errText += `${sep()}[hexr: execution killed after the timeout of ${fmtSeconds(req.timeoutMs)}]\n`;
+    } else if (oomKilled) {
+      if (exitCode !== 0) exitCode = 137;
+      errText += `${sep()}[hexr: ${exitCode === 137 ? "execution killed" : "a process was killed"}: memory limit of ${Math.round(
+        limits.memoryBytes / 1048576,
+      )} MiB exceeded]\n`;
+    }
+    return {
+      stdout: sb.stdout.text(),
+      stderr: errText,
+      exitCode,
+      durationMs: Math.round((end - (codeStarted ?? released)) * 1000) / 1000,
+      timedOut,
+      oomKilled,
+      truncated: { stdout: sb.stdout.truncated, stderr: sb.stderr.truncated },
+    };
+  }
+
+  private track(p: Promise<void>): void {
+    const tracked: Promise<void> = p
+      .catch((err: unknown) => this.opts.log?.warn({ err }, "sandbox cleanup failed"))
+      .finally(() => this.cleanups.delete(tracked));
+    this.cleanups.add(tracked);
+  }
+
+  async stop(): Promise<void> {
+    this.usable = false;
+    for (const sb of this.pool.splice(0)) sb.kill();
+    while (this.cleanups.size) await Promise.all([...this.cleanups]);
+    await this.cgroups?.close();
+    this.cgroups = undefined;
+    this.runtime?.remove();
+    this.runtime = undefined;
+    if (this.devNull !== undefined) closeSync(this.devNull);
+    this.devNull = undefined;
+  }
+}
+
+/** The job as the runner reads it; written before the sandbox is released. */
+function writeJob(dir: string, req: BackendExecRequest): void {
+  const opts = { mode: 0o644 } as const;
+  writeFileSync(join(dir, `main.${EXT[req.language]}`), req.code, opts);
+  writeFileSync(
+    join(dir, "env.sh"),
+    Object.entries(req.env)
+      .map(([k, v]) => `export ${k}=${shellQuote(v)}\n`)
+      .join(""),
+    opts,
+  );
+  writeFileSync(join(dir, "packages"), req.install ? req.install.items.map((i) => i + "\n").join("") : "", opts);
+  // Written last: the runner starts by reading it.
+  writeFileSync(join(dir, "lang"), req.language + "\n", opts);
+}
+
+const EXT: Record<SandboxLanguage, string> = { python: "py", shell: "sh", javascript: "js" };
+
+function fmtSeconds(ms: number): string {
+  const s = ms / 1000;
+  return `${Number.isInteger(s) ? s : s.toFixed(1)} s`;
+}
+
+function installError(log: string): HexrError {
+  const missing = /No matching distribution found for ([^\s]+)/.exec(log);
+  const tail = log.trim().split("\n").slice(-5).join("\n").slice(-1500);
+  if (missing) {
+    return new HexrError(
+      "sandbox.package_unavailable",
+      `package '${missing[1]}' cannot be had from the configured package directory:\n${tail}`,
+      {
+        kind: "failed_precondition",
+        details: { package: missing[1] },
+      },
+    );
+  }
+  return new HexrError("sandbox.package_install_failed", `installing packages failed:\n${tail}`, { kind: "failed_precondition" });
+}

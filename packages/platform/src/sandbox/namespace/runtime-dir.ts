@@ -1,0 +1,173 @@
+/**
+ * The few host files the namespace sandbox sees besides /usr: a synthetic /etc (no host users,
+ * no resolver, no secrets) and the runner script. They live in a root-owned, world-readable
+ * directory because bubblewrap binds them as the unprivileged sandbox user.
+ */
+
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export interface RuntimeDir {
+  readonly dir: string;
+  readonly etc: string;
+  readonly runner: string;
+  /** Parent of the per-sandbox job directories. */
+  readonly jobs: string;
+  remove(): void;
+}
+
+export interface RunnerLimits {
+  /** RLIMIT_NOFILE. */
+  nofile: number;
+  /** RLIMIT_NPROC (per sandbox: each has its own user namespace). */
+  nproc: number;
+  /** RLIMIT_FSIZE in bytes. */
+  fileSizeBytes: number;
+  /** RLIMIT_CPU in seconds: a backstop behind the wall-clock timeout. */
+  cpuSeconds: number;
+}
+
+/** Paths inside the sandbox. */
+export const SANDBOX_PATHS = {
+  runner: "/run/hexr/runner.sh",
+  /** The execution's job directory: bound read-only from the host, filled when the sandbox is released. */
+  job: "/run/hexr/job",
+  code: { python: "/run/hexr/job/main.py", shell: "/run/hexr/job/main.sh", javascript: "/run/hexr/job/main.js" },
+  packages: { python: "/opt/hexr/packages/python", javascript: "/opt/hexr/packages/npm" },
+  nodeModules: "/tmp/.hexr/node/node_modules",
+  pythonTarget: "/tmp/.hexr/python",
+} as const;
+
+/**
+ * The runner (POSIX sh, run by dash). The sandbox is set up ahead of time and blocked; once the
+ * platform has written the job (lang, packages, env.sh, main.*) and released it, the runner sets
+ * rlimits, installs the packages into the private /tmp, reports on fd 8 (`start` when the code
+ * begins, `install-failed` otherwise), closes fd 8 so the code never sees it, applies the user's
+ * environment and execs the interpreter. Paths are literal: after env.sh no variable is trusted.
+ */
+export function runnerScript(l: RunnerLimits): string {
+  const blocks = Math.max(1, Math.floor(l.fileSizeBytes / 512));
+  const P = SANDBOX_PATHS;
+  return `# hexr sandbox runner (generated)
+read -r hexr_lang < ${P.job}/lang || exit 127
+ulimit -c 0
+ulimit -n ${l.nofile}
+ulimit -p ${l.nproc}
+ulimit -f ${blocks}
+ulimit -t ${l.cpuSeconds}
+if [ -s ${P.job}/packages ]; then
+  set --
+  while IFS= read -r p; do set -- "$@" "$p"; done < ${P.job}/packages
+  mkdir -p /tmp/.hexr
+  case $hexr_lang in
+    python)
+      /usr/bin/python3 -m pip install --no-index --find-links ${P.packages.python} --target ${P.pythonTarget} \
+        --no-cache-dir --no-build-isolation --disable-pip-version-check --no-warn-script-location --progress-bar off --quiet \
+        -- "$@" >/tmp/.hexr/install.log 2>&1
+      ;;
+    javascript)
+      mkdir -p /tmp/.hexr/node && cd /tmp/.hexr/node && {
+        for f in "$@"; do set -- "$@" "${P.packages.javascript}/$f"; shift; done
+        /usr/bin/npm install --offline --no-audit --no-fund --ignore-scripts --no-package-lock --no-save --no-update-notifier \
+          --loglevel=error --cache /tmp/.hexr/npm-cache --prefix /tmp/.hexr/node -- "$@" >/tmp/.hexr/install.log 2>&1
+      }
+      ;;
+    *) false ;;
+  esac
+  st=$?
+  if [ $st -ne 0 ]; then
+    { echo "install-failed $st"; tail -c 4000 /tmp/.hexr/install.log; } >&8
+    exit 125
+  fi
+  rm -rf /tmp/.hexr/npm-cache
+  cd /tmp
+fi
+echo start >&8
+exec 8>&-
+case $hexr_lang in
+  python)
+    . ${P.job}/env.sh
+    if [ -d ${P.pythonTarget} ]; then export PYTHONPATH=${P.pythonTarget}\${PYTHONPATH:+:$PYTHONPATH}; fi
+    exec /usr/bin/python3 ${P.code.python}
+    ;;
+  shell)
+    . ${P.job}/env.sh
+    exec /bin/sh ${P.code.shell}
+    ;;
+  javascript)
+    . ${P.job}/env.sh
+    exec /usr/bin/node --experimental-detect-module ${P.code.javascript}
+    ;;
+esac
+echo "hexr: unknown language" >&2
+exit 127
+`;
+}
+
+const RUNTIME_NAME = /^hexr-sandbox-rt-(\d+)-/;
+
+/** Runtime directories of platforms that are gone (killed before they could clean up). */
+function removeStale(parent: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = RUNTIME_NAME.exec(name);
+    if (!m) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+      continue;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EPERM") continue;
+    }
+    rmSync(join(parent, name), { recursive: true, force: true });
+  }
+}
+
+export function prepareRuntimeDir(opts: { limits: RunnerLimits; parent?: string }): RuntimeDir {
+  const parent = opts.parent ?? tmpdir();
+  removeStale(parent);
+  const dir = mkdtempSync(join(parent, `hexr-sandbox-rt-${process.pid}-`));
+  chmodSync(dir, 0o755);
+  const etc = join(dir, "etc");
+  mkdirSync(etc, { mode: 0o755 });
+  const files: Record<string, string> = {
+    passwd: "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/tmp:/usr/sbin/nologin\n",
+    group: "root:x:0:\nnogroup:x:65534:\n",
+    hosts: "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+    hostname: "sandbox\n",
+    "nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n",
+  };
+  for (const [name, content] of Object.entries(files)) writeFileSync(join(etc, name), content, { mode: 0o644 });
+  // Library paths only; lets the dynamic loader find multiarch libraries as on the host.
+  if (existsSync("/etc/ld.so.cache")) {
+    copyFileSync("/etc/ld.so.cache", join(etc, "ld.so.cache"));
+    chmodSync(join(etc, "ld.so.cache"), 0o644);
+  }
+  if (existsSync("/usr/lib/os-release")) symlinkSync("../usr/lib/os-release", join(etc, "os-release"));
+  const runner = join(dir, "runner.sh");
+  writeFileSync(runner, runnerScript(opts.limits), { mode: 0o644 });
+  const jobs = join(dir, "jobs");
+  mkdirSync(jobs, { mode: 0o755 });
+  return {
+    dir,
+    etc,
+    runner,
+    jobs,
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}

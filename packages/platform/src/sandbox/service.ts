@@ -1,0 +1,316 @@
+/**
+ * The sandbox service: validates an execution against the configured limits, resolves its
+ * packages, admits it (at most `maxConcurrent` at once, then a bounded queue), and runs it on the
+ * active backend. There is no fallback to running code unsandboxed: without a working backend,
+ * every execution fails with `sandbox.unavailable`.
+ */
+
+import {
+  ExecRequest,
+  HexrError,
+  utf8Length,
+  type ExecResult,
+  type SandboxBackendName,
+  type SandboxLanguage,
+  type SandboxStatus,
+} from "@hexr/core";
+import { randomUUID } from "node:crypto";
+import type { Logger } from "pino";
+import { unauthenticated, type Principal } from "../auth/principal.js";
+import { authorize, policyWarningHeaders } from "../policy/authorize.js";
+import type { PolicyDecision, PolicyEngine } from "../policy/types.js";
+import { resolvePackages, type PackageSources } from "./packages.js";
+import type { BackendHealth, SandboxBackend } from "./types.js";
+
+export interface SandboxServiceLimits {
+  maxConcurrent: number;
+  maxQueue: number;
+  maxTimeoutSeconds: number;
+  maxCodeBytes: number;
+  installTimeoutSeconds: number;
+}
+
+export interface SandboxServiceOptions {
+  /** In order of preference for `auto`. */
+  backends: SandboxBackend[];
+  /** `auto` or the one backend to use. */
+  prefer?: "auto" | SandboxBackendName;
+  enabled?: boolean;
+  limits: SandboxServiceLimits;
+  packages?: PackageSources;
+  /** Interpreters each backend offers. */
+  languagesOf?: (b: SandboxBackend) => SandboxLanguage[];
+  /** Asked `sandbox:exec` for every execution on behalf of a tenant. */
+  policy?: PolicyEngine;
+  /** The sandbox's SPIFFE ID: a JWT-SVID caller's token must be addressed to it. */
+  audience?: string;
+  log?: Logger;
+  newId?: () => string;
+}
+
+export interface ExecContext {
+  principal: Principal;
+  /** The tenant of a tenant-scoped route (already authorized by the router). */
+  tenant?: string;
+  signal?: AbortSignal;
+}
+
+export interface ExecOutcome {
+  result: ExecResult;
+  /** Headers to pass on (a policy `warn`). */
+  headers: Record<string, string>;
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (e: unknown) => void;
+  signal: AbortSignal | undefined;
+  onAbort: () => void;
+}
+
+export class SandboxService {
+  private active: SandboxBackend | undefined;
+  private reason = "the sandbox service has not started";
+  private running = 0;
+  private readonly queue: Waiter[] = [];
+  private readonly opts: Required<Pick<SandboxServiceOptions, "prefer" | "enabled" | "newId">> & SandboxServiceOptions;
+
+  constructor(opts: SandboxServiceOptions) {
+    this.opts = { prefer: "auto", enabled: true, newId: randomUUID, ...opts };
+  }
+
+  private starting: Promise<BackendHealth[]> | undefined;
+  private probed: BackendHealth[] = [];
+
+  /** Starts probing in the background (executions and status wait for it). */
+  startInBackground(): void {
+    this.starting ??= this.start().catch((err: unknown) => {
+      this.reason = `the sandbox failed to start: ${(err as Error).message}; run 'hexr sandbox doctor'`;
+      return [];
+    });
+  }
+
+  /** Resolves once the probes are done. */
+  async started(): Promise<void> {
+    await this.starting;
+  }
+
+  /** Probes every backend and picks the active one. */
+  async start(): Promise<BackendHealth[]> {
+    if (!this.opts.enabled) {
+      this.reason = "the sandbox is disabled by configuration (sandbox.enabled = false)";
+      return [];
+    }
+    const wanted =
+      this.opts.prefer === "auto" ? this.opts.backends : this.opts.backends.filter((b) => b.name === this.opts.prefer);
+    const healths: BackendHealth[] = [];
+    for (const b of wanted) {
+      let h: BackendHealth;
+      try {
+        h = await b.start();
+      } catch (err) {
+        h = { backend: b.name, available: false, checks: [], summary: `failed to start: ${(err as Error).message}` };
+      }
+      healths.push(h);
+      if (h.available && !this.active) this.active = b;
+      else if (h.available) await b.stop(); // only one backend serves; the others need not hold resources
+    }
+    if (this.active) {
+      this.opts.log?.info({ backend: this.active.name, summary: this.active.health().summary }, "sandbox ready");
+    } else {
+      const why = healths.map((h) => `${h.backend}: ${h.summary}`).join("; ") || `no backend named '${this.opts.prefer}'`;
+      this.reason = `no sandbox backend works on this machine (${why}); run 'hexr sandbox doctor'`;
+      this.opts.log?.warn({ reason: this.reason }, "sandbox unavailable");
+    }
+    this.probed = healths;
+    return healths;
+  }
+
+  async stop(): Promise<void> {
+    await this.starting;
+    for (const w of this.queue.splice(0)) {
+      w.signal?.removeEventListener("abort", w.onAbort);
+      w.reject(new HexrError("sandbox.shutting_down", "the sandbox service is shutting down", { kind: "unavailable" }));
+    }
+    const b = this.active;
+    this.active = undefined;
+    this.reason = "the sandbox service stopped";
+    await b?.stop();
+  }
+
+  /** What the probes found, one entry per backend tried. */
+  healths(): BackendHealth[] {
+    return this.probed;
+  }
+
+  get backend(): SandboxBackend | undefined {
+    return this.active;
+  }
+
+  status(): SandboxStatus {
+    if (!this.active) return { enabled: false, backend: null, languages: [], reason: this.reason };
+    return { enabled: true, backend: this.active.name, languages: this.languages() };
+  }
+
+  private languages(): SandboxLanguage[] {
+    if (!this.active) return [];
+    return this.opts.languagesOf ? this.opts.languagesOf(this.active) : ["python", "shell", "javascript"];
+  }
+
+  /** Executions running and waiting now. */
+  load(): { running: number; queued: number } {
+    return { running: this.running, queued: this.queue.length };
+  }
+
+  /** Validates, authorizes, admits and runs one execution. `input` is the wire body (validated here too). */
+  async execute(input: unknown, ctx: ExecContext): Promise<ExecOutcome> {
+    const parsed = ExecRequest.safeParse(input);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new HexrError(
+        "sandbox.invalid_request",
+        `invalid execution request: ${issue?.path.join(".") || "(body)"}: ${issue?.message}`,
+        {
+          kind: "invalid_argument",
+          details: { errors: parsed.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })) },
+        },
+      );
+    }
+    const req = parsed.data;
+    const { limits } = this.opts;
+    if (req.timeout > limits.maxTimeoutSeconds) {
+      throw new HexrError(
+        "sandbox.timeout_too_long",
+        `timeout ${req.timeout} s exceeds the limit of ${limits.maxTimeoutSeconds} s`,
+        {
+          kind: "invalid_argument",
+          details: { errors: [{ path: "timeout", message: `must be at most ${limits.maxTimeoutSeconds}` }] },
+        },
+      );
+    }
+    const codeBytes = utf8Length(req.code);
+    if (codeBytes > limits.maxCodeBytes) {
+      throw new HexrError("sandbox.code_too_large", `code is ${codeBytes} bytes; the limit is ${limits.maxCodeBytes}`, {
+        kind: "payload_too_large",
+        details: { limit: limits.maxCodeBytes },
+      });
+    }
+    if (!this.opts.enabled) throw new HexrError("sandbox.disabled", this.reason, { kind: "unavailable" });
+    await this.starting;
+    const backend = this.active;
+    if (!backend) throw new HexrError("sandbox.unavailable", this.reason, { kind: "unavailable" });
+    if (!this.languages().includes(req.language)) {
+      throw new HexrError(
+        "sandbox.language_unavailable",
+        `${req.language} is not available on the ${backend.name} backend of this machine`,
+        {
+          kind: "failed_precondition",
+        },
+      );
+    }
+    const decision = await this.authorize(req, ctx);
+    const install = resolvePackages(req.language, req.packages, this.opts.packages ?? {});
+
+    await this.admit(ctx.signal);
+    const id = this.opts.newId();
+    try {
+      const r = await backend.exec({
+        id,
+        code: req.code,
+        language: req.language,
+        timeoutMs: Math.round(req.timeout * 1000),
+        installTimeoutMs: Math.round(limits.installTimeoutSeconds * 1000),
+        env: req.envVars,
+        ...(install ? { install } : {}),
+        ...(ctx.signal ? { signal: ctx.signal } : {}),
+      });
+      this.opts.log?.info(
+        {
+          id,
+          backend: backend.name,
+          language: req.language,
+          exitCode: r.exitCode,
+          durationMs: r.durationMs,
+          timedOut: r.timedOut,
+          oomKilled: r.oomKilled,
+        },
+        "sandbox execution",
+      );
+      return {
+        result: { ...r, ok: r.exitCode === 0, output: r.stdout, backend: backend.name },
+        headers: policyWarningHeaders(decision),
+      };
+    } finally {
+      this.leave();
+    }
+  }
+
+  /**
+   * Who executes on behalf of which tenant: a tenant route's tenant, else the caller's own. Admin
+   * keys act as the operator (no tenant, no policy); a workload outside any tenant may not execute.
+   */
+  private async authorize(req: ExecRequest, ctx: ExecContext): Promise<PolicyDecision | undefined> {
+    const p = ctx.principal;
+    if (p.kind === "anonymous") throw unauthenticated();
+    if (p.kind === "workload" && p.via === "jwt-svid" && this.opts.audience && !(p.audience ?? []).includes(this.opts.audience)) {
+      throw new HexrError(
+        "sandbox.wrong_audience",
+        `the JWT-SVID is not addressed to the sandbox: request one with audience ${this.opts.audience}`,
+        { kind: "unauthenticated" },
+      );
+    }
+    const tenant = ctx.tenant ?? (p.kind === "tenant-key" || p.kind === "workload" ? p.tenant : undefined);
+    if (tenant === undefined) {
+      if (p.kind === "admin") return undefined;
+      throw new HexrError("sandbox.forbidden", "only agents of a tenant, tenant API keys and admins may use the sandbox", {
+        kind: "permission_denied",
+      });
+    }
+    if (!this.opts.policy) return undefined;
+    return authorize(this.opts.policy, {
+      principal: p,
+      action: "sandbox:exec",
+      resource: { type: "Sandbox", id: "default", tenant },
+      context: { language: req.language },
+    });
+  }
+
+  private admit(signal: AbortSignal | undefined): Promise<void> {
+    if (this.running < this.opts.limits.maxConcurrent) {
+      this.running++;
+      return Promise.resolve();
+    }
+    if (this.queue.length >= this.opts.limits.maxQueue) {
+      return Promise.reject(
+        new HexrError(
+          "sandbox.busy",
+          `the sandbox is at capacity (${this.running} running, ${this.queue.length} queued); retry later`,
+          { kind: "unavailable", details: { running: this.running, queued: this.queue.length } },
+        ),
+      );
+    }
+    return new Promise<void>((resolve, reject) => {
+      const w: Waiter = {
+        resolve,
+        reject,
+        signal,
+        onAbort: () => {
+          const i = this.queue.indexOf(w);
+          if (i !== -1) this.queue.splice(i, 1);
+          reject(new HexrError("sandbox.aborted", "the execution was cancelled while queued", { kind: "unavailable" }));
+        },
+      };
+      if (signal?.aborted) return w.onAbort();
+      signal?.addEventListener("abort", w.onAbort, { once: true });
+      this.queue.push(w);
+    });
+  }
+
+  private leave(): void {
+    const next = this.queue.shift();
+    if (next) {
+      next.signal?.removeEventListener("abort", next.onAbort);
+      next.resolve(); // the slot passes straight to the next waiter
+    } else this.running--;
+  }
+}
