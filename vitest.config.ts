@@ -8,6 +8,7 @@ export default defineConfig({
     alias: {
       "@hexr/core": src("./packages/core/src/index.ts"),
       "@hexr/platform": src("./packages/platform/src/index.ts"),
+      hexr: src("./packages/sdk/src/index.ts"),
     },
   },
   test: {

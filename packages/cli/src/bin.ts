@@ -3,6 +3,8 @@ import { VERSION } from "@hexr/core";
 import { Command, CommanderError } from "commander";
 import { registerConfig } from "./commands/config.js";
 import { registerIdentity } from "./commands/identity.js";
+import { registerRun } from "./commands/run.js";
+import { registerWhoami } from "./commands/whoami.js";
 import { registerStatus } from "./commands/status.js";
 import { registerKeys, registerTenants } from "./commands/tenants.js";
 import { registerTools } from "./commands/tools.js";
@@ -22,6 +24,8 @@ registerConfig(program);
 registerTenants(program);
 registerKeys(program);
 registerIdentity(program);
+registerWhoami(program);
+registerRun(program);
 registerTools(program);
 
 const wantsJson = process.argv.includes("--json");

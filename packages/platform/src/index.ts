@@ -14,6 +14,9 @@ export { writeFileAtomic } from "./util/fs.js";
 export { loadMasterKey, seal, open as openSealed } from "./keys/master-key.js";
 export type * from "./identity/types.js";
 export { createIdentityModule, type IdentityModule, type IdentityModuleDeps } from "./identity/module.js";
+export { contextDirPath, workloadSocketPath } from "./identity/workload-api/server.js";
+export { createWorkloadApi, type WorkloadApi, type WorkloadApiOptions } from "./identity/workload-api/workload-api.js";
+export { processSelectors, createUnixAttestor } from "./identity/attestation/unix-attestor.js";
 export {
   LocalAuthority,
   createAuthority,
