@@ -13,14 +13,24 @@ describe("toolSpecFromFlags", () => {
       provider: "aws",
       config: { roleArn: ROLE, region: "us-east-1", sessionDurationSeconds: 3600 },
     });
-    expect(toolSpecFromFlags({ provider: "azure", tenantId: "contoso.onmicrosoft.com", clientId: "5b3c1d2e-0f4a-4b6c-8d7e-9f0a1b2c3d4e" }).config).toEqual({
+    expect(
+      toolSpecFromFlags({
+        provider: "azure",
+        tenantId: "contoso.onmicrosoft.com",
+        clientId: "5b3c1d2e-0f4a-4b6c-8d7e-9f0a1b2c3d4e",
+      }).config,
+    ).toEqual({
       tenantId: "contoso.onmicrosoft.com",
       clientId: "5b3c1d2e-0f4a-4b6c-8d7e-9f0a1b2c3d4e",
     });
     expect(() => toolSpecFromFlags({ provider: "aws", region: "us-east-1" })).toThrow("provider aws needs --role-arn");
-    expect(() => toolSpecFromFlags({ provider: "gcp", audience: "x", roleArn: ROLE })).toThrow("--role-arn does not apply to provider gcp");
+    expect(() => toolSpecFromFlags({ provider: "gcp", audience: "x", roleArn: ROLE })).toThrow(
+      "--role-arn does not apply to provider gcp",
+    );
     expect(() => toolSpecFromFlags({ provider: "oracle" })).toThrow(/--provider must be one of aws, gcp, azure/);
-    expect(() => toolSpecFromFlags({ provider: "aws", roleArn: ROLE, region: "us-east-1", sessionDuration: "15m" })).toThrow(/--session-duration must be a whole number/);
+    expect(() => toolSpecFromFlags({ provider: "aws", roleArn: ROLE, region: "us-east-1", sessionDuration: "15m" })).toThrow(
+      /--session-duration must be a whole number/,
+    );
   });
 });
 
@@ -40,7 +50,22 @@ describe("hexr tools", () => {
   });
 
   it("adds, lists, shows, replaces and removes a tool", () => {
-    const added = run("tools", "add", "aws_s3", "--tenant", "acme-corp", "--provider", "aws", "--role-arn", ROLE, "--region", "us-east-1", "--sts-endpoint", "http://127.0.0.1:9/", "--json");
+    const added = run(
+      "tools",
+      "add",
+      "aws_s3",
+      "--tenant",
+      "acme-corp",
+      "--provider",
+      "aws",
+      "--role-arn",
+      ROLE,
+      "--region",
+      "us-east-1",
+      "--sts-endpoint",
+      "http://127.0.0.1:9/",
+      "--json",
+    );
     expect(added.code, added.stderr).toBe(0);
     expect(JSON.parse(added.stdout)).toMatchObject({
       name: "aws_s3",
@@ -56,10 +81,35 @@ describe("hexr tools", () => {
     expect(JSON.parse(run("tools", "list", "--tenant", "acme-corp", "--json").stdout)).toHaveLength(1);
     expect(run("tools", "get", "aws_s3", "--tenant", "acme-corp").stdout).toContain("sessionDurationSeconds: 900");
 
-    const dup = run("tools", "add", "aws_s3", "--tenant", "acme-corp", "--provider", "aws", "--role-arn", ROLE, "--region", "eu-west-1");
+    const dup = run(
+      "tools",
+      "add",
+      "aws_s3",
+      "--tenant",
+      "acme-corp",
+      "--provider",
+      "aws",
+      "--role-arn",
+      ROLE,
+      "--region",
+      "eu-west-1",
+    );
     expect(dup.code).toBe(5);
     expect(dup.stderr.trim()).toBe("hexr: tenant 'acme-corp' already has a tool 'aws_s3'");
-    const replaced = run("tools", "add", "aws_s3", "--tenant", "acme-corp", "--provider", "aws", "--role-arn", ROLE, "--region", "eu-west-1", "--replace");
+    const replaced = run(
+      "tools",
+      "add",
+      "aws_s3",
+      "--tenant",
+      "acme-corp",
+      "--provider",
+      "aws",
+      "--role-arn",
+      ROLE,
+      "--region",
+      "eu-west-1",
+      "--replace",
+    );
     expect(replaced.code, replaced.stderr).toBe(0);
     expect(replaced.stdout).toBe(`replaced tool aws_s3 in acme-corp: aws ${ROLE} (eu-west-1)\n`);
 
@@ -70,7 +120,19 @@ describe("hexr tools", () => {
   });
 
   it("reports bad input with one line and an exit code, and stores nothing", () => {
-    const bad = run("tools", "add", "s3", "--tenant", "acme-corp", "--provider", "aws", "--role-arn", "arn:aws:iam::1:user/x", "--region", "us-east-1");
+    const bad = run(
+      "tools",
+      "add",
+      "s3",
+      "--tenant",
+      "acme-corp",
+      "--provider",
+      "aws",
+      "--role-arn",
+      "arn:aws:iam::1:user/x",
+      "--region",
+      "us-east-1",
+    );
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/^hexr: invalid body: config\.roleArn: must be an IAM role ARN/);
     const usage = run("tools", "add", "s3", "--tenant", "acme-corp", "--provider", "gcp", "--region", "us-east-1");

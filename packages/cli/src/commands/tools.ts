@@ -29,9 +29,18 @@ export interface ToolFlags {
 }
 
 /** Which flags each provider takes (camelCase flag → config field), and which it requires. */
-const PROVIDERS: Record<string, { fields: Partial<Record<keyof ToolFlags, string>>; required: Array<keyof ToolFlags>; numbers?: Array<keyof ToolFlags> }> = {
+const PROVIDERS: Record<
+  string,
+  { fields: Partial<Record<keyof ToolFlags, string>>; required: Array<keyof ToolFlags>; numbers?: Array<keyof ToolFlags> }
+> = {
   aws: {
-    fields: { roleArn: "roleArn", region: "region", sessionDuration: "sessionDurationSeconds", stsEndpoint: "stsEndpoint", tokenAudience: "tokenAudience" },
+    fields: {
+      roleArn: "roleArn",
+      region: "region",
+      sessionDuration: "sessionDurationSeconds",
+      stsEndpoint: "stsEndpoint",
+      tokenAudience: "tokenAudience",
+    },
     required: ["roleArn", "region"],
     numbers: ["sessionDuration"],
   },
@@ -49,7 +58,13 @@ const PROVIDERS: Record<string, { fields: Partial<Record<keyof ToolFlags, string
     numbers: ["lifetime"],
   },
   azure: {
-    fields: { tenantId: "tenantId", clientId: "clientId", scope: "scope", authorityHost: "authorityHost", tokenAudience: "tokenAudience" },
+    fields: {
+      tenantId: "tenantId",
+      clientId: "clientId",
+      scope: "scope",
+      authorityHost: "authorityHost",
+      tokenAudience: "tokenAudience",
+    },
     required: ["tenantId", "clientId"],
   },
 };
@@ -64,7 +79,8 @@ function usage(message: string): HexrError {
 export function toolSpecFromFlags(flags: ToolFlags): { provider: string; config: Record<string, unknown> } {
   const provider = flags.provider;
   const def = provider ? PROVIDERS[provider] : undefined;
-  if (!provider || !def) throw usage(`--provider must be one of ${Object.keys(PROVIDERS).join(", ")}${provider ? ` (got '${provider}')` : ""}`);
+  if (!provider || !def)
+    throw usage(`--provider must be one of ${Object.keys(PROVIDERS).join(", ")}${provider ? ` (got '${provider}')` : ""}`);
   const config: Record<string, unknown> = {};
   for (const [flag, value] of Object.entries(flags) as Array<[keyof ToolFlags, string | undefined]>) {
     if (flag === "provider" || value === undefined) continue;
@@ -72,7 +88,8 @@ export function toolSpecFromFlags(flags: ToolFlags): { provider: string; config:
     if (!field) throw usage(`${flagName(flag)} does not apply to provider ${provider}`);
     if (def.numbers?.includes(flag)) {
       const n = Number(value);
-      if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw usage(`${flagName(flag)} must be a whole number of seconds (got '${value}')`);
+      if (!/^\d+$/.test(value) || !Number.isSafeInteger(n))
+        throw usage(`${flagName(flag)} must be a whole number of seconds (got '${value}')`);
       config[field] = n;
     } else config[field] = value;
   }
@@ -105,7 +122,9 @@ function target(t: Tool): string {
 export function registerTools(program: Command): void {
   const tools = program
     .command("tools")
-    .description("configure the cloud credentials agents get from hexrTool(name): a tool name maps to a provider and its parameters");
+    .description(
+      "configure the cloud credentials agents get from hexrTool(name): a tool name maps to a provider and its parameters",
+    );
 
   common(tools.command("add <name>").description("add a tool (or replace it with --replace)"))
     .requiredOption("--provider <provider>", "aws, gcp or azure")
@@ -144,21 +163,29 @@ export function registerTools(program: Command): void {
   common(tools.command("list").description("list a tenant's tools")).action(async (o: Common & { tenant: string }) => {
     const { items } = await client(o).request<{ items: Tool[] }>("GET", toolsPath(o.tenant));
     if (o.json) printJson(items);
-    else printTable(items.map((t) => ({ name: t.name, provider: t.provider, target: target(t), updatedAt: t.updatedAt })), ["name", "provider", "target", "updatedAt"]);
+    else
+      printTable(
+        items.map((t) => ({ name: t.name, provider: t.provider, target: target(t), updatedAt: t.updatedAt })),
+        ["name", "provider", "target", "updatedAt"],
+      );
   });
 
-  common(tools.command("get <name>").description("show one tool's configuration")).action(async (name: string, o: Common & { tenant: string }) => {
-    const tool = await client(o).request<Tool>("GET", toolsPath(o.tenant, name));
-    if (o.json) printJson(tool);
-    else {
-      process.stdout.write(`${tool.name} (${tool.provider}) in ${tool.tenant}\n`);
-      for (const [k, v] of Object.entries(tool.config)) process.stdout.write(`  ${k}: ${String(v)}\n`);
-    }
-  });
+  common(tools.command("get <name>").description("show one tool's configuration")).action(
+    async (name: string, o: Common & { tenant: string }) => {
+      const tool = await client(o).request<Tool>("GET", toolsPath(o.tenant, name));
+      if (o.json) printJson(tool);
+      else {
+        process.stdout.write(`${tool.name} (${tool.provider}) in ${tool.tenant}\n`);
+        for (const [k, v] of Object.entries(tool.config)) process.stdout.write(`  ${k}: ${String(v)}\n`);
+      }
+    },
+  );
 
-  common(tools.command("rm <name>").alias("remove").description("remove a tool")).action(async (name: string, o: Common & { tenant: string }) => {
-    await client(o).request("DELETE", toolsPath(o.tenant, name));
-    if (o.json) printJson({ removed: name, tenant: o.tenant });
-    else process.stdout.write(`removed tool ${name} from ${o.tenant}\n`);
-  });
+  common(tools.command("rm <name>").alias("remove").description("remove a tool")).action(
+    async (name: string, o: Common & { tenant: string }) => {
+      await client(o).request("DELETE", toolsPath(o.tenant, name));
+      if (o.json) printJson({ removed: name, tenant: o.tenant });
+      else process.stdout.write(`removed tool ${name} from ${o.tenant}\n`);
+    },
+  );
 }

@@ -102,22 +102,35 @@ export async function startAwsStsDouble(opts: AwsStsDoubleOptions): Promise<AwsS
     const sessionName = p["RoleSessionName"] ?? "";
     const token = p["WebIdentityToken"] ?? "";
     if (!/^[\w+=,.@-]{2,64}$/.test(sessionName)) {
-      throw new StsError(400, "ValidationError", `1 validation error detected: Value '${sessionName}' at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*`);
+      throw new StsError(
+        400,
+        "ValidationError",
+        `1 validation error detected: Value '${sessionName}' at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*`,
+      );
     }
     if (token.length < 4 || token.length > 20_000) {
-      throw new StsError(400, "ValidationError", "1 validation error detected: Value at 'webIdentityToken' failed to satisfy constraint: Member must have length between 4 and 20000");
+      throw new StsError(
+        400,
+        "ValidationError",
+        "1 validation error detected: Value at 'webIdentityToken' failed to satisfy constraint: Member must have length between 4 and 20000",
+      );
     }
     let peeked;
     try {
       peeked = verifier.peek(token);
     } catch {
-      throw new StsError(400, "InvalidIdentityToken", "The ID Token provided is not a valid JWT. (You may see this error if you sent an Access Token)");
+      throw new StsError(
+        400,
+        "InvalidIdentityToken",
+        "The ID Token provided is not a valid JWT. (You may see this error if you sent an Access Token)",
+      );
     }
     const iss = String(peeked.claims.iss ?? "");
     const provider = opts.providers.find((x) => x.url === iss);
     if (!provider) throw new StsError(400, "InvalidIdentityToken", `No OpenIDConnect provider found in your account for ${iss}`);
     const auds = audiences(peeked.claims);
-    if (!auds.some((a) => provider.clientIds.includes(a))) throw new StsError(400, "InvalidIdentityToken", "Incorrect token audience");
+    if (!auds.some((a) => provider.clientIds.includes(a)))
+      throw new StsError(400, "InvalidIdentityToken", "Incorrect token audience");
 
     let claims;
     try {
@@ -126,12 +139,24 @@ export async function startAwsStsDouble(opts: AwsStsDoubleOptions): Promise<AwsS
       if (!(err instanceof TokenRejected)) throw err;
       if (err.reason === "expired") {
         const exp = typeof peeked.claims.exp === "number" ? iso(peeked.claims.exp * 1000) : "?";
-        throw new StsError(400, "ExpiredTokenException", `Token expired: current date/time ${iso(clock())} must be before the expiration date/time ${exp}`);
+        throw new StsError(
+          400,
+          "ExpiredTokenException",
+          `Token expired: current date/time ${iso(clock())} must be before the expiration date/time ${exp}`,
+        );
       }
       if (err.reason === "discovery_failed" || err.reason === "issuer_mismatch") {
-        throw new StsError(400, "IDPCommunicationError", "Couldn't retrieve verification key from your identity provider, please reference AssumeRoleWithWebIdentity documentation for requirements");
+        throw new StsError(
+          400,
+          "IDPCommunicationError",
+          "Couldn't retrieve verification key from your identity provider, please reference AssumeRoleWithWebIdentity documentation for requirements",
+        );
       }
-      throw new StsError(400, "InvalidIdentityToken", "The web identity token that was passed could not be validated by AWS. Get a new identity token from the identity provider and then retry the request.");
+      throw new StsError(
+        400,
+        "InvalidIdentityToken",
+        "The web identity token that was passed could not be validated by AWS. Get a new identity token from the identity provider and then retry the request.",
+      );
     }
 
     const sub = String(claims.sub);
@@ -145,10 +170,18 @@ export async function startAwsStsDouble(opts: AwsStsDoubleOptions): Promise<AwsS
 
     const duration = p["DurationSeconds"] === undefined ? 3600 : Number(p["DurationSeconds"]);
     if (!Number.isInteger(duration) || duration < 900) {
-      throw new StsError(400, "ValidationError", "1 validation error detected: Value at 'durationSeconds' failed to satisfy constraint: Member must have value greater than or equal to 900");
+      throw new StsError(
+        400,
+        "ValidationError",
+        "1 validation error detected: Value at 'durationSeconds' failed to satisfy constraint: Member must have value greater than or equal to 900",
+      );
     }
     if (duration > (role.maxSessionDurationSeconds ?? 3600)) {
-      throw new StsError(400, "ValidationError", "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.");
+      throw new StsError(
+        400,
+        "ValidationError",
+        "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
+      );
     }
 
     const roleName = roleArn.split("/").pop()!;
@@ -191,10 +224,12 @@ export async function startAwsStsDouble(opts: AwsStsDoubleOptions): Promise<AwsS
 
   const running = await listen(async (req, body, res) => {
     const requestId = randomUUID();
-    const params = req.method === "POST" ? parseParams(req, body) : Object.fromEntries(new URL(req.url ?? "/", "http://x").searchParams);
+    const params =
+      req.method === "POST" ? parseParams(req, body) : Object.fromEntries(new URL(req.url ?? "/", "http://x").searchParams);
     const action = params["Action"] ?? "";
     try {
-      if (params["Version"] !== "2011-06-15") throw new StsError(400, "InvalidAction", "Could not find operation for version " + String(params["Version"]));
+      if (params["Version"] !== "2011-06-15")
+        throw new StsError(400, "InvalidAction", "Could not find operation for version " + String(params["Version"]));
       if (action === "AssumeRoleWithWebIdentity") {
         // The token is the credential: STS ignores any signature on this call.
         sendXml(res, 200, await assume(params), { "x-amzn-requestid": requestId });
@@ -207,7 +242,8 @@ export async function startAwsStsDouble(opts: AwsStsDoubleOptions): Promise<AwsS
         } catch (err) {
           if (!(err instanceof SigV4Rejected)) throw err;
           const code = err.code === "InvalidAccessKeyId" || err.code === "InvalidToken" ? "InvalidClientTokenId" : err.code;
-          const message = code === "InvalidClientTokenId" ? "The security token included in the request is invalid." : err.message;
+          const message =
+            code === "InvalidClientTokenId" ? "The security token included in the request is invalid." : err.message;
           throw new StsError(err.code === "ExpiredToken" ? 400 : 403, code, message);
         }
         const s = sessions.get(verified.accessKeyId)!;

@@ -26,7 +26,8 @@ let issuer: string;
 let offsetMs = 0;
 const cloudClock = () => Date.now() + offsetMs;
 
-const mint = async (sub: string, aud: string, ttlSeconds = 120) => (await p.identity.authority.mintJwtSvid(sub, [aud], { ttlSeconds })).token;
+const mint = async (sub: string, aud: string, ttlSeconds = 120) =>
+  (await p.identity.authority.mintJwtSvid(sub, [aud], { ttlSeconds })).token;
 const anonymousCreds = { accessKeyId: "unused", secretAccessKey: "unused" };
 
 beforeAll(async () => {
@@ -42,7 +43,14 @@ describe("AWS STS + S3 double with @aws-sdk", () => {
   let s3: S3Double;
   let client: STSClient;
   const assume = async (token: string, extra: { RoleArn?: string; DurationSeconds?: number } = {}) =>
-    client.send(new AssumeRoleWithWebIdentityCommand({ RoleArn: ROLE, RoleSessionName: "research.main", WebIdentityToken: token, ...extra }));
+    client.send(
+      new AssumeRoleWithWebIdentityCommand({
+        RoleArn: ROLE,
+        RoleSessionName: "research.main",
+        WebIdentityToken: token,
+        ...extra,
+      }),
+    );
 
   beforeAll(async () => {
     sts = await startAwsStsDouble({
@@ -99,18 +107,32 @@ describe("AWS STS + S3 double with @aws-sdk", () => {
     expect(listed.Contents?.map((o) => o.Key)).toEqual(["q3/summary final.txt"]);
     s3c.destroy();
 
-    const other = (await assume(await mint(AGENT, "sts.amazonaws.com"), { RoleArn: "arn:aws:iam::123456789012:role/other" })).Credentials!;
+    const other = (await assume(await mint(AGENT, "sts.amazonaws.com"), { RoleArn: "arn:aws:iam::123456789012:role/other" }))
+      .Credentials!;
     const otherClient = new S3Client({
       region: "us-east-1",
       endpoint: s3.url,
       forcePathStyle: true,
-      credentials: { accessKeyId: other.AccessKeyId!, secretAccessKey: other.SecretAccessKey!, sessionToken: other.SessionToken! },
+      credentials: {
+        accessKeyId: other.AccessKeyId!,
+        secretAccessKey: other.SecretAccessKey!,
+        sessionToken: other.SessionToken!,
+      },
     });
-    await expect(otherClient.send(new GetObjectCommand({ Bucket: "reports", Key: "q3/summary final.txt" }))).rejects.toMatchObject({ name: "AccessDenied" });
+    await expect(
+      otherClient.send(new GetObjectCommand({ Bucket: "reports", Key: "q3/summary final.txt" })),
+    ).rejects.toMatchObject({ name: "AccessDenied" });
     otherClient.destroy();
 
-    const bad = new S3Client({ region: "us-east-1", endpoint: s3.url, forcePathStyle: true, credentials: { ...creds, secretAccessKey: "y".repeat(40) } });
-    await expect(bad.send(new GetObjectCommand({ Bucket: "reports", Key: "q3/summary final.txt" }))).rejects.toMatchObject({ name: "SignatureDoesNotMatch" });
+    const bad = new S3Client({
+      region: "us-east-1",
+      endpoint: s3.url,
+      forcePathStyle: true,
+      credentials: { ...creds, secretAccessKey: "y".repeat(40) },
+    });
+    await expect(bad.send(new GetObjectCommand({ Bucket: "reports", Key: "q3/summary final.txt" }))).rejects.toMatchObject({
+      name: "SignatureDoesNotMatch",
+    });
     bad.destroy();
   });
 
@@ -128,7 +150,9 @@ describe("AWS STS + S3 double with @aws-sdk", () => {
     const claims = JSON.parse(Buffer.from(b, "base64url").toString()) as Record<string, unknown>;
     const reissued = Buffer.from(JSON.stringify({ ...claims, iss: "https://evil.example" })).toString("base64url");
     await expect(assume(`${h}.${reissued}.${s}`)).rejects.toMatchObject({ name: "InvalidIdentityTokenException" });
-    const widened = Buffer.from(JSON.stringify({ ...claims, sub: "spiffe://hexr.local/agent/acme-corp/admin/main", exp: Number(claims["exp"]) + 1 })).toString("base64url");
+    const widened = Buffer.from(
+      JSON.stringify({ ...claims, sub: "spiffe://hexr.local/agent/acme-corp/admin/main", exp: Number(claims["exp"]) + 1 }),
+    ).toString("base64url");
     await expect(assume(`${h}.${widened}.${s}`)).rejects.toMatchObject({ name: "InvalidIdentityTokenException" });
     await expect(assume(good, { DurationSeconds: 7200 })).rejects.toMatchObject({ name: "ValidationError" });
 
@@ -150,7 +174,9 @@ describe("GCP STS double with google-auth-library", () => {
       audience: POOL,
       subject_token_type: "urn:ietf:params:oauth:token-type:jwt",
       token_url: `${gcp.url}/v1/token`,
-      ...(impersonate ? { service_account_impersonation_url: `${gcp.url}/v1/projects/-/serviceAccounts/${SA}:generateAccessToken` } : {}),
+      ...(impersonate
+        ? { service_account_impersonation_url: `${gcp.url}/v1/projects/-/serviceAccounts/${SA}:generateAccessToken` }
+        : {}),
       subject_token_supplier: { getSubjectToken: () => mint(sub, audience) },
     });
 
@@ -213,7 +239,13 @@ describe("Entra token endpoint double over HTTPS", () => {
     ca = tls.cert;
     entra = await startEntraDouble({
       tls,
-      apps: [{ tenantId: TENANT, clientId: CLIENT, federatedCredentials: [{ issuer, subject: AGENT, audiences: ["api://AzureADTokenExchange"] }] }],
+      apps: [
+        {
+          tenantId: TENANT,
+          clientId: CLIENT,
+          federatedCredentials: [{ issuer, subject: AGENT, audiences: ["api://AzureADTokenExchange"] }],
+        },
+      ],
       clock: cloudClock,
     });
   });

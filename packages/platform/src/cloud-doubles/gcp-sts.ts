@@ -102,7 +102,10 @@ export async function startGcpStsDouble(opts: GcpStsDoubleOptions): Promise<GcpS
     if (subjectType !== "urn:ietf:params:oauth:token-type:jwt" && subjectType !== "urn:ietf:params:oauth:token-type:id_token") {
       throw new OAuthError(400, "invalid_request", `Invalid value for "subject_token_type": ${subjectType ?? ""}`);
     }
-    if (p["requested_token_type"] !== undefined && p["requested_token_type"] !== "urn:ietf:params:oauth:token-type:access_token") {
+    if (
+      p["requested_token_type"] !== undefined &&
+      p["requested_token_type"] !== "urn:ietf:params:oauth:token-type:access_token"
+    ) {
       throw new OAuthError(400, "invalid_request", `Invalid value for "requested_token_type"`);
     }
     const provider = opts.providers.find((x) => x.name === p["audience"]);
@@ -122,12 +125,20 @@ export async function startGcpStsDouble(opts: GcpStsDoubleOptions): Promise<GcpS
     }
     const iss = String(peeked.claims.iss ?? "");
     if (iss !== provider.issuerUri) {
-      throw new OAuthError(400, "invalid_grant", `The issuer in ID Token ${iss} does not match the expected ISSUER ${provider.issuerUri}.`);
+      throw new OAuthError(
+        400,
+        "invalid_grant",
+        `The issuer in ID Token ${iss} does not match the expected ISSUER ${provider.issuerUri}.`,
+      );
     }
     const allowed = provider.allowedAudiences ?? [`https:${provider.name}`];
     const auds = audiences(peeked.claims);
     if (!auds.some((a) => allowed.includes(a))) {
-      throw new OAuthError(400, "invalid_grant", `The audience in ID Token [${auds.join(", ")}] does not match the expected audience ${allowed.join(", ")}.`);
+      throw new OAuthError(
+        400,
+        "invalid_grant",
+        `The audience in ID Token [${auds.join(", ")}] does not match the expected audience ${allowed.join(", ")}.`,
+      );
     }
     let claims;
     try {
@@ -149,7 +160,12 @@ export async function startGcpStsDouble(opts: GcpStsDoubleOptions): Promise<GcpS
     const expiresIn = 3600;
     const accessToken = newToken({ principal, subject: sub, expiresAt: clock() + expiresIn * 1000 });
     calls.push({ endpoint: "token", outcome: "ok", principal });
-    return { access_token: accessToken, issued_token_type: "urn:ietf:params:oauth:token-type:access_token", token_type: "Bearer", expires_in: expiresIn };
+    return {
+      access_token: accessToken,
+      issued_token_type: "urn:ietf:params:oauth:token-type:access_token",
+      token_type: "Bearer",
+      expires_in: expiresIn,
+    };
   };
 
   const generateAccessToken = (email: string, auth: string | undefined, body: Buffer) => {
@@ -157,7 +173,11 @@ export async function startGcpStsDouble(opts: GcpStsDoubleOptions): Promise<GcpS
     const sa = (opts.serviceAccounts ?? []).find((s) => s.email === email);
     // GCP does not say whether the account exists to a caller that may not use it.
     if (!sa || !sa.workloadIdentityUsers.some((pat) => stringLike(pat, caller.subject))) {
-      throw new GoogleApiError(403, "PERMISSION_DENIED", "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).");
+      throw new GoogleApiError(
+        403,
+        "PERMISSION_DENIED",
+        "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).",
+      );
     }
     let req: { scope?: unknown; lifetime?: unknown };
     try {
@@ -201,7 +221,11 @@ export async function startGcpStsDouble(opts: GcpStsDoubleOptions): Promise<GcpS
         const readers = opts.buckets?.[decodeURIComponent(list[1]!)];
         if (!readers) throw new GoogleApiError(404, "NOT_FOUND", "The specified bucket does not exist.");
         if (!readers.includes(caller.principal)) {
-          throw new GoogleApiError(403, "PERMISSION_DENIED", `${caller.principal} does not have storage.objects.list access to the Google Cloud Storage bucket.`);
+          throw new GoogleApiError(
+            403,
+            "PERMISSION_DENIED",
+            `${caller.principal} does not have storage.objects.list access to the Google Cloud Storage bucket.`,
+          );
         }
         calls.push({ endpoint: "storage", outcome: "ok", principal: caller.principal });
         sendJson(res, 200, { kind: "storage#objects" });
@@ -210,7 +234,10 @@ export async function startGcpStsDouble(opts: GcpStsDoubleOptions): Promise<GcpS
       throw new GoogleApiError(404, "NOT_FOUND", `no such method ${req.method} ${url.pathname}`);
     } catch (err) {
       if (!(err instanceof GoogleApiError)) throw err;
-      calls.push({ endpoint: url.pathname.includes("generateAccessToken") ? "generateAccessToken" : "storage", outcome: err.apiStatus });
+      calls.push({
+        endpoint: url.pathname.includes("generateAccessToken") ? "generateAccessToken" : "storage",
+        outcome: err.apiStatus,
+      });
       sendApiError(res, err);
     }
   });

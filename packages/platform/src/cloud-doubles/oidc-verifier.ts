@@ -1,4 +1,12 @@
-import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTPayload } from "jose";
+import {
+  createLocalJWKSet,
+  decodeJwt,
+  decodeProtectedHeader,
+  errors as joseErrors,
+  jwtVerify,
+  type JSONWebKeySet,
+  type JWTPayload,
+} from "jose";
 
 /** Why a federated token was refused; each cloud double turns this into its own error wire format. */
 export type TokenFailure =
@@ -103,7 +111,10 @@ export class OidcVerifier {
     this.checkIssuerUrl(issuer);
     const discovery = await this.fetchJson(`${issuer.replace(/\/+$/, "")}/.well-known/openid-configuration`);
     if (discovery["issuer"] !== issuer) {
-      throw new TokenRejected("issuer_mismatch", `discovery document names issuer ${String(discovery["issuer"])}, the token ${issuer}`);
+      throw new TokenRejected(
+        "issuer_mismatch",
+        `discovery document names issuer ${String(discovery["issuer"])}, the token ${issuer}`,
+      );
     }
     const jwksUri = discovery["jwks_uri"];
     if (typeof jwksUri !== "string") throw new TokenRejected("discovery_failed", "discovery document has no jwks_uri");
@@ -155,7 +166,13 @@ export class OidcVerifier {
 
 /** IAM-style `StringLike`: `*` any run of characters, `?` one character. */
 export function stringLike(pattern: string, value: string): boolean {
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`, "s");
+  const re = new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+      .replace(/\*/g, ".*")
+      .replace(/\?/g, ".")}$`,
+    "s",
+  );
   return re.test(value);
 }
 

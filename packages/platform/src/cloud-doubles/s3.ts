@@ -40,9 +40,14 @@ function s3Error(res: ServerResponse, code: string, message: string, head: boole
     res.end();
     return;
   }
-  sendXml(res, S3_STATUS[code] ?? 400, `<Error><Code>${code}</Code><Message>${xmlEscape(message)}</Message><RequestId>${requestId}</RequestId></Error>`, {
-    "x-amz-request-id": requestId,
-  });
+  sendXml(
+    res,
+    S3_STATUS[code] ?? 400,
+    `<Error><Code>${code}</Code><Message>${xmlEscape(message)}</Message><RequestId>${requestId}</RequestId></Error>`,
+    {
+      "x-amz-request-id": requestId,
+    },
+  );
 }
 
 /**
@@ -71,7 +76,8 @@ export async function startS3Double(opts: S3DoubleOptions): Promise<S3Double> {
     const id = `${bucket}/${key}`;
 
     if (!key) {
-      if (req.method !== "GET" || url.searchParams.get("list-type") !== "2") return s3Error(res, "MethodNotAllowed", "only ListObjectsV2 on a bucket", head);
+      if (req.method !== "GET" || url.searchParams.get("list-type") !== "2")
+        return s3Error(res, "MethodNotAllowed", "only ListObjectsV2 on a bucket", head);
       const prefix = url.searchParams.get("prefix") ?? "";
       const keys = [...objects.keys()].filter((k) => k.startsWith(`${bucket}/${prefix}`)).sort();
       const contents = keys

@@ -67,7 +67,12 @@ function canonicalQuery(rawQuery: string): string {
 /** S3 signs the path as sent; other services sign each segment encoded once more. */
 function canonicalUri(rawPath: string, service: string): string {
   if (service === "s3") return rawPath || "/";
-  return rawPath.split("/").map((seg) => uriEncode(uriEncode(decodeURIComponent(seg)))).join("/") || "/";
+  return (
+    rawPath
+      .split("/")
+      .map((seg) => uriEncode(uriEncode(decodeURIComponent(seg))))
+      .join("/") || "/"
+  );
 }
 
 export interface VerifyOptions {
@@ -85,18 +90,23 @@ export interface VerifyOptions {
 export function verifySigV4(req: IncomingMessage, body: Buffer, opts: VerifyOptions): VerifiedRequest {
   const auth = req.headers.authorization;
   if (!auth) throw new SigV4Rejected("MissingAuthenticationToken", "Request is missing Authentication Token");
-  const m = /^AWS4-HMAC-SHA256 Credential=([^/,\s]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request,\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-f]{64})$/.exec(auth);
+  const m =
+    /^AWS4-HMAC-SHA256 Credential=([^/,\s]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request,\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-f]{64})$/.exec(
+      auth,
+    );
   if (!m) throw new SigV4Rejected("IncompleteSignature", "Authorization header is not a valid AWS4-HMAC-SHA256 signature");
   const [, accessKeyId, date, region, service, signedHeadersRaw, signature] = m as unknown as string[];
   const secret = opts.lookup(accessKeyId!);
   if (!secret) throw new SigV4Rejected("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.");
   const token = req.headers["x-amz-security-token"];
-  if (token !== secret.sessionToken) throw new SigV4Rejected("InvalidToken", "The provided token is malformed or otherwise invalid.");
+  if (token !== secret.sessionToken)
+    throw new SigV4Rejected("InvalidToken", "The provided token is malformed or otherwise invalid.");
   if (secret.expiresAt <= opts.now) throw new SigV4Rejected("ExpiredToken", "The provided token has expired.");
 
   const amzDate = String(req.headers["x-amz-date"] ?? "");
   const dm = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(amzDate);
-  if (!dm || amzDate.slice(0, 8) !== date) throw new SigV4Rejected("IncompleteSignature", "x-amz-date is missing or does not match the credential scope");
+  if (!dm || amzDate.slice(0, 8) !== date)
+    throw new SigV4Rejected("IncompleteSignature", "x-amz-date is missing or does not match the credential scope");
   const signedAt = Date.UTC(+dm[1]!, +dm[2]! - 1, +dm[3]!, +dm[4]!, +dm[5]!, +dm[6]!);
   if (Math.abs(signedAt - opts.now) > 15 * 60_000) {
     throw new SigV4Rejected("RequestTimeTooSkewed", "The difference between the request time and the current time is too large.");
@@ -107,9 +117,13 @@ export function verifySigV4(req: IncomingMessage, body: Buffer, opts: VerifyOpti
   let payloadHash: string;
   if (opts.service === "s3") {
     const declared = String(req.headers["x-amz-content-sha256"] ?? "");
-    if (declared.startsWith("STREAMING-")) throw new SigV4Rejected("NotImplemented", "chunked (streaming) payload signing is not supported here");
+    if (declared.startsWith("STREAMING-"))
+      throw new SigV4Rejected("NotImplemented", "chunked (streaming) payload signing is not supported here");
     if (declared !== "UNSIGNED-PAYLOAD" && declared !== sha256Hex(body)) {
-      throw new SigV4Rejected("XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match what was computed.");
+      throw new SigV4Rejected(
+        "XAmzContentSHA256Mismatch",
+        "The provided 'x-amz-content-sha256' header does not match what was computed.",
+      );
     }
     payloadHash = declared;
   } else {
@@ -139,7 +153,10 @@ export function verifySigV4(req: IncomingMessage, body: Buffer, opts: VerifyOpti
   const expected = createHmac("sha256", kSigning).update(stringToSign, "utf8").digest();
   const given = Buffer.from(signature!, "hex");
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-    throw new SigV4Rejected("SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided.");
+    throw new SigV4Rejected(
+      "SignatureDoesNotMatch",
+      "The request signature we calculated does not match the signature you provided.",
+    );
   }
   return { accessKeyId: accessKeyId!, region: region!, service: service! };
 }

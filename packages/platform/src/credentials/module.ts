@@ -39,7 +39,9 @@ function readPemBundle(file: string): string[] {
 }
 
 /** The credential injector: tool configuration per tenant and the SVID → cloud credentials exchange. */
-export function createCredentialsModule(deps: CredentialsModuleDeps): PlatformModule & { tools: ToolService; exchange: ExchangeService } {
+export function createCredentialsModule(
+  deps: CredentialsModuleDeps,
+): PlatformModule & { tools: ToolService; exchange: ExchangeService } {
   const tools = new ToolService({ store: new ToolStore(deps.storage) });
   const clientOpts: ProviderClientOptions = {
     ...(deps.extraCaFile ? { extraCa: readPemBundle(deps.extraCaFile) } : {}),

@@ -68,16 +68,24 @@ export class ExchangeClient {
     try {
       res = await fetch(url, {
         method: "POST",
-        headers: { authorization: `Bearer ${await this.bearer()}`, "content-type": "application/json", accept: "application/json" },
+        headers: {
+          authorization: `Bearer ${await this.bearer()}`,
+          "content-type": "application/json",
+          accept: "application/json",
+        },
         body: JSON.stringify(body),
         signal: AbortSignal.timeout(this.opts.timeoutMs ?? 30_000),
       });
     } catch (err) {
       if (err instanceof HexrError) throw err;
       const cause = (err as Error & { cause?: Error }).cause?.message ?? (err as Error).message;
-      throw new HexrError("credentials.platform_unreachable", `cannot reach the Hexr platform at ${this.opts.platformUrl}: ${cause}`, {
-        kind: "unavailable",
-      });
+      throw new HexrError(
+        "credentials.platform_unreachable",
+        `cannot reach the Hexr platform at ${this.opts.platformUrl}: ${cause}`,
+        {
+          kind: "unavailable",
+        },
+      );
     }
     const text = await res.text();
     let json: Record<string, unknown> = {};
@@ -91,7 +99,8 @@ export class ExchangeClient {
       const code = typeof json["code"] === "string" ? json["code"] : "credentials.exchange_failed";
       const detail = typeof json["detail"] === "string" ? json["detail"] : `HTTP ${res.status} from ${path}`;
       const details: Record<string, unknown> = {};
-      for (const k of ["provider", "cloudCode", "cloudMessage", "tool", "requestId"]) if (json[k] !== undefined) details[k] = json[k];
+      for (const k of ["provider", "cloudCode", "cloudMessage", "tool", "requestId"])
+        if (json[k] !== undefined) details[k] = json[k];
       throw new HexrError(code, detail, { kind: KIND_BY_STATUS[res.status] ?? "internal", details });
     }
     return json;
@@ -100,14 +109,21 @@ export class ExchangeClient {
   async exchange(tool: string): Promise<ExchangeResult> {
     const json = await this.post("/api/v1/exchange", { tool });
     if (json["tool"] !== tool || typeof json["spiffeId"] !== "string") {
-      throw new HexrError("credentials.invalid_response", "the platform answered for another tool or without an identity", { kind: "upstream" });
+      throw new HexrError("credentials.invalid_response", "the platform answered for another tool or without an identity", {
+        kind: "upstream",
+      });
     }
-    return { credentials: parseCredentials(tool, json["credentials"]), spiffeId: json["spiffeId"], cacheKey: parseCacheKey(json["cacheKey"]) };
+    return {
+      credentials: parseCredentials(tool, json["credentials"]),
+      spiffeId: json["spiffeId"],
+      cacheKey: parseCacheKey(json["cacheKey"]),
+    };
   }
 
   async cacheKey(): Promise<{ spiffeId: string; cacheKey: CacheKey }> {
     const json = await this.post("/api/v1/exchange/cache-key", {});
-    if (typeof json["spiffeId"] !== "string") throw new HexrError("credentials.invalid_response", "cache key without identity", { kind: "upstream" });
+    if (typeof json["spiffeId"] !== "string")
+      throw new HexrError("credentials.invalid_response", "cache key without identity", { kind: "upstream" });
     return { spiffeId: json["spiffeId"], cacheKey: parseCacheKey(json["cacheKey"]) };
   }
 }

@@ -10,7 +10,14 @@ import { Redis } from "iovalkey";
 import { randomBytes } from "node:crypto";
 import { createServer } from "node:net";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { startAwsStsDouble, startGcpStsDouble, startS3Double, type AwsStsDouble, type GcpStsDouble, type S3Double } from "../../../platform/src/cloud-doubles/index.js";
+import {
+  startAwsStsDouble,
+  startGcpStsDouble,
+  startS3Double,
+  type AwsStsDouble,
+  type GcpStsDouble,
+  type S3Double,
+} from "../../../platform/src/cloud-doubles/index.js";
 import { startTestPlatform, type TestPlatform } from "../../../platform/src/test-support/platform.js";
 import { hexrTool } from "./hexr-tool.js";
 import { ToolCredentialProvider, type ToolCredentialProviderOptions } from "./tool-credentials.js";
@@ -34,7 +41,10 @@ const exporter = new InMemorySpanExporter();
 const tracer = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }).getTracer("test");
 const providers: ToolCredentialProvider[] = [];
 
-function provider(spiffeId: string, opts: Partial<ToolCredentialProviderOptions> & { warnings?: string[] } = {}): ToolCredentialProvider {
+function provider(
+  spiffeId: string,
+  opts: Partial<ToolCredentialProviderOptions> & { warnings?: string[] } = {},
+): ToolCredentialProvider {
   const { warnings, ...rest } = opts;
   const pr = new ToolCredentialProvider({
     platformUrl: p.url,
@@ -80,12 +90,19 @@ beforeAll(async () => {
   await p.api("/api/v1/tenants", { method: "POST", json: { name: "acme-corp" } });
   for (const tool of [
     { name: "aws_s3", provider: "aws", config: { roleArn: ROLE, region: "eu-west-1", stsEndpoint: sts.url } },
-    { name: "gcs", provider: "gcp", config: { audience: POOL, serviceAccount: SA, tokenUrl: `${gcp.url}/v1/token`, iamCredentialsUrl: gcp.url } },
+    {
+      name: "gcs",
+      provider: "gcp",
+      config: { audience: POOL, serviceAccount: SA, tokenUrl: `${gcp.url}/v1/token`, iamCredentialsUrl: gcp.url },
+    },
   ]) {
     expect((await p.api("/api/v1/tenants/acme-corp/tools", { method: "POST", json: tool })).status).toBe(201);
   }
   const policy = [RESEARCH, WRITER]
-    .map((id) => `permit (principal == Hexr::Agent::"${id}", action == Hexr::Action::"credentials:exchange", resource is Hexr::Credential);`)
+    .map(
+      (id) =>
+        `permit (principal == Hexr::Agent::"${id}", action == Hexr::Action::"credentials:exchange", resource is Hexr::Credential);`,
+    )
     .join("\n");
   expect((await p.api("/api/v1/tenants/acme-corp/policies/tools", { method: "PUT", json: { policy } })).status).toBe(201);
 });
@@ -117,7 +134,11 @@ describe("hexrTool", () => {
     expect(assumeCalls()).toBe(before + 1);
     expect(pr.exchanges).toBe(1);
     expect(tiers("aws_s3")[0]).toBe("L3");
-    expect(tiers("aws_s3").slice(1).every((t) => t === "L1")).toBe(true);
+    expect(
+      tiers("aws_s3")
+        .slice(1)
+        .every((t) => t === "L1"),
+    ).toBe(true);
     client.destroy();
   });
 
@@ -239,7 +260,9 @@ describe("hexrTool", () => {
     const denied = await hexrTool("aws_s3", { provider: intern }).catch((e: unknown) => e);
     expect(denied).toBeInstanceOf(HexrError);
     expect(denied).toMatchObject({ code: "credentials.denied", kind: "permission_denied" });
-    const unknown = await provider(RESEARCH).get("nope").catch((e: unknown) => e);
+    const unknown = await provider(RESEARCH)
+      .get("nope")
+      .catch((e: unknown) => e);
     expect(unknown).toMatchObject({ code: "credentials.tool_not_found", kind: "not_found" });
     const failed = exporter.getFinishedSpans().filter((s) => s.status.code === 2);
     expect(failed.length).toBeGreaterThanOrEqual(2);

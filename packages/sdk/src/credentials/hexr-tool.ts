@@ -27,14 +27,22 @@ export function defaultToolProvider(env: NodeJS.ProcessEnv = process.env): ToolC
   if (configured) return configured;
   const platformUrl = env["HEXR_PLATFORM_URL"];
   if (!platformUrl) {
-    throw new HexrError("credentials.not_configured", "hexrTool() needs HEXR_PLATFORM_URL (set by 'hexr run' and 'hexr deploy') or configureTools()", {
-      kind: "failed_precondition",
-    });
+    throw new HexrError(
+      "credentials.not_configured",
+      "hexrTool() needs HEXR_PLATFORM_URL (set by 'hexr run' and 'hexr deploy') or configureTools()",
+      {
+        kind: "failed_precondition",
+      },
+    );
   }
   if (!jwtSourceFactory) {
-    throw new HexrError("credentials.not_configured", "hexrTool() needs a JWT-SVID source: the SPIFFE Workload API client or configureTools({ jwtSource })", {
-      kind: "failed_precondition",
-    });
+    throw new HexrError(
+      "credentials.not_configured",
+      "hexrTool() needs a JWT-SVID source: the SPIFFE Workload API client or configureTools({ jwtSource })",
+      {
+        kind: "failed_precondition",
+      },
+    );
   }
   configured = new ToolCredentialProvider({
     platformUrl,
@@ -60,7 +68,10 @@ const clients = new WeakMap<ToolCredentialProvider, Map<string, unknown>>();
  * `hexrTool("aws_s3")` → an `S3Client` with short-lived credentials from the platform; other tools →
  * their credentials. Lookups go L1 → L2 → exchange; a second call is answered in-process.
  */
-export async function hexrTool(name: "aws_s3", opts?: HexrToolOptions<Partial<S3ClientConfig>> & { raw?: false }): Promise<S3Client>;
+export async function hexrTool(
+  name: "aws_s3",
+  opts?: HexrToolOptions<Partial<S3ClientConfig>> & { raw?: false },
+): Promise<S3Client>;
 export async function hexrTool(name: string, opts: HexrToolOptions & { raw: true }): Promise<ToolCredentials>;
 export async function hexrTool(name: string, opts?: HexrToolOptions): Promise<unknown>;
 export async function hexrTool(name: string, opts: HexrToolOptions = {}): Promise<unknown> {

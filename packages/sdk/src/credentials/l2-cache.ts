@@ -44,7 +44,13 @@ export class ValkeyCache implements SharedCache {
   private settled = false;
   private healthy = true;
 
-  constructor({ url, warn = defaultWarn, commandTimeoutMs = 250, connectTimeoutMs = 1000, redisOptions = {} }: ValkeyCacheOptions) {
+  constructor({
+    url,
+    warn = defaultWarn,
+    commandTimeoutMs = 250,
+    connectTimeoutMs = 1000,
+    redisOptions = {},
+  }: ValkeyCacheOptions) {
     this.warn = warn;
     this.where = redactRedisUrl(url);
     this.client = new Redis(url.replace(/^valkey(s?):/, "redis$1:"), {
@@ -67,16 +73,14 @@ export class ValkeyCache implements SharedCache {
   private failed(op: string, err: unknown): void {
     if (!this.healthy) return;
     this.healthy = false;
-    this.warn(`hexr: L2 credential cache ${this.where} is unavailable (${op}: ${(err as Error).message}); using the in-process cache and the exchange until it is back`);
-  }
-
-  private async ready(): Promise<void> {
-    // Only the very first calls wait for the initial connection; later, a down server fails fast.
-    if (!this.settled) await this.connecting;
+    this.warn(
+      `hexr: L2 credential cache ${this.where} is unavailable (${op}: ${(err as Error).message}); using the in-process cache and the exchange until it is back`,
+    );
   }
 
   async get(key: string): Promise<Buffer | undefined> {
-    await this.ready();
+    // Only the very first calls wait for the initial connection; later, a down server fails fast.
+    if (!this.settled) await this.connecting;
     try {
       const v = await this.client.getBuffer(key);
       this.healthy = true;
@@ -89,7 +93,7 @@ export class ValkeyCache implements SharedCache {
 
   async set(key: string, value: Buffer, ttlMs: number): Promise<void> {
     if (ttlMs <= 0) return;
-    await this.ready();
+    if (!this.settled) await this.connecting;
     try {
       await this.client.set(key, value, "PX", Math.ceil(ttlMs));
       this.healthy = true;
@@ -99,7 +103,7 @@ export class ValkeyCache implements SharedCache {
   }
 
   async delete(key: string): Promise<void> {
-    await this.ready();
+    if (!this.settled) await this.connecting;
     try {
       await this.client.del(key);
     } catch (err) {

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv, randomBytes, type KeyObject } from "node:crypto";
 
 /** Layout: version(1) ‖ iv(12) ‖ tag(16) ‖ ciphertext. */
 const VERSION = 1;
@@ -12,7 +12,7 @@ export class TamperedEntry extends Error {
 }
 
 /** AES-256-GCM; the AAD binds an entry to its cache key, identity and tool so entries cannot be swapped. */
-export function sealEntry(key: Buffer, plaintext: Buffer, aad: string): Buffer {
+export function sealEntry(key: Buffer | KeyObject, plaintext: Buffer, aad: string): Buffer {
   const iv = randomBytes(12);
   const cipher = createCipheriv("aes-256-gcm", key, iv);
   cipher.setAAD(Buffer.from(aad, "utf8"));
@@ -21,7 +21,7 @@ export function sealEntry(key: Buffer, plaintext: Buffer, aad: string): Buffer {
 }
 
 /** Throws `TamperedEntry` for any modification, a wrong key or a wrong AAD; never returns garbage. */
-export function openEntry(key: Buffer, sealed: Buffer, aad: string): Buffer {
+export function openEntry(key: Buffer | KeyObject, sealed: Buffer, aad: string): Buffer {
   if (sealed.length < HEADER || sealed[0] !== VERSION) throw new TamperedEntry();
   try {
     const decipher = createDecipheriv("aes-256-gcm", key, sealed.subarray(1, 13));

@@ -1,5 +1,5 @@
 import { SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
-import { createHash } from "node:crypto";
+import { createHash, createSecretKey, type KeyObject } from "node:crypto";
 import { ExchangeClient, type JwtSvidSource } from "./exchange-client.js";
 import { freshUntil, L1Cache } from "./l1-cache.js";
 import { ValkeyCache, type SharedCache } from "./l2-cache.js";
@@ -32,6 +32,13 @@ export interface ToolCredentialProviderOptions {
 interface Identity {
   spiffeId: string;
   cacheKey: CacheKey;
+  /** The AES key imported once; per-tool L2 key names and AADs computed once. */
+  aesKey: KeyObject;
+  slots: Map<string, { key: string; aad: string }>;
+}
+
+function identityOf(spiffeId: string, cacheKey: CacheKey): Identity {
+  return { spiffeId, cacheKey, aesKey: createSecretKey(cacheKey.key), slots: new Map() };
 }
 
 /**
@@ -106,34 +113,40 @@ export class ToolCredentialProvider {
   /** Forgets a tool's cached credentials in both tiers (e.g. after the cloud refused them). */
   async invalidate(tool: string): Promise<void> {
     this.l1.delete(tool);
-    if (this.l2 && this.identity) await this.l2.delete(this.l2Key(this.identity, tool));
+    if (this.l2 && this.identity) await this.l2.delete(this.slot(this.identity, tool).key);
   }
 
   async close(): Promise<void> {
     if (this.ownsL2) await this.l2?.close();
   }
 
-  private l2Key(id: Identity, tool: string): string {
-    const who = createHash("sha256").update(id.spiffeId).digest("base64url").slice(0, 22);
-    return `${this.keyPrefix}cred:${id.cacheKey.id}:${who}:${tool}`;
-  }
-
-  private aad(id: Identity, key: string, tool: string): string {
-    return `hexr-l2|${key}|${id.spiffeId}|${tool}`;
+  /** The L2 key name (no SPIFFE ID in clear) and the AAD binding an entry to that name, identity and tool. */
+  private slot(id: Identity, tool: string): { key: string; aad: string } {
+    let slot = id.slots.get(tool);
+    if (!slot) {
+      const who = createHash("sha256").update(id.spiffeId).digest("base64url").slice(0, 22);
+      const key = `${this.keyPrefix}cred:${id.cacheKey.id}:${who}:${tool}`;
+      slot = { key, aad: `hexr-l2|${key}|${id.spiffeId}|${tool}` };
+      id.slots.set(tool, slot);
+    }
+    return slot;
   }
 
   /** The sealing key comes from the platform, once per process; without it L2 is skipped. */
   private async loadIdentity(): Promise<Identity | undefined> {
     if (this.identity) return this.identity;
-    this.identityLoading ??= this.exchangeClient.cacheKey().then(
-      (r) => (this.identity = r),
-      () => undefined,
-    ).finally(() => (this.identityLoading = undefined));
+    this.identityLoading ??= this.exchangeClient
+      .cacheKey()
+      .then(
+        (r) => (this.identity = identityOf(r.spiffeId, r.cacheKey)),
+        () => undefined,
+      )
+      .finally(() => (this.identityLoading = undefined));
     return this.identityLoading;
   }
 
   private async fill(tool: string): Promise<{ value: ToolCredentials; tier: CacheTier }> {
-    const identity = this.l2 ? await this.loadIdentity() : undefined;
+    const identity = this.l2 ? (this.identity ?? (await this.loadIdentity())) : undefined;
     if (this.l2 && identity) {
       const fromL2 = await this.readL2(identity, tool);
       if (fromL2) {
@@ -144,7 +157,11 @@ export class ToolCredentialProvider {
     const issuedAt = this.clock();
     this.exchanges++;
     const result = await this.exchangeClient.exchange(tool);
-    const id: Identity = { spiffeId: result.spiffeId, cacheKey: result.cacheKey };
+    const known = this.identity;
+    const id =
+      known && known.spiffeId === result.spiffeId && known.cacheKey.key.equals(result.cacheKey.key)
+        ? known
+        : identityOf(result.spiffeId, result.cacheKey);
     this.identity = id;
     const until = freshUntil(result.credentials.expiresAt, issuedAt);
     if (this.useL1) this.l1.set(tool, result.credentials, until);
@@ -153,11 +170,11 @@ export class ToolCredentialProvider {
   }
 
   private async readL2(id: Identity, tool: string): Promise<{ value: ToolCredentials; freshUntil: number } | undefined> {
-    const key = this.l2Key(id, tool);
+    const { key, aad } = this.slot(id, tool);
     const sealed = await this.l2!.get(key);
     if (!sealed) return undefined;
     try {
-      const entry = JSON.parse(openEntry(id.cacheKey.key, sealed, this.aad(id, key, tool)).toString("utf8")) as {
+      const entry = JSON.parse(openEntry(id.aesKey, sealed, aad).toString("utf8")) as {
         freshUntil: number;
         credentials: unknown;
       };
@@ -166,7 +183,8 @@ export class ToolCredentialProvider {
       if (!(entry.freshUntil > this.clock())) return undefined;
       return { value, freshUntil: entry.freshUntil };
     } catch (err) {
-      const why = err instanceof TamperedEntry ? "failed authentication (tampered or sealed by another identity)" : "is malformed";
+      const why =
+        err instanceof TamperedEntry ? "failed authentication (tampered or sealed by another identity)" : "is malformed";
       this.warn(`hexr: ignoring the L2 cache entry for tool '${tool}': it ${why}; exchanging again`);
       await this.l2!.delete(key);
       return undefined;
@@ -174,8 +192,8 @@ export class ToolCredentialProvider {
   }
 
   private async writeL2(id: Identity, tool: string, credentials: ToolCredentials, until: number): Promise<void> {
-    const key = this.l2Key(id, tool);
+    const { key, aad } = this.slot(id, tool);
     const plaintext = Buffer.from(JSON.stringify({ freshUntil: until, credentials }), "utf8");
-    await this.l2!.set(key, sealEntry(id.cacheKey.key, plaintext, this.aad(id, key, tool)), until - this.clock());
+    await this.l2!.set(key, sealEntry(id.aesKey, plaintext, aad), until - this.clock());
   }
 }

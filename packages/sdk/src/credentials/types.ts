@@ -25,7 +25,9 @@ export interface CacheKey {
 }
 
 function bad(what: string): HexrError {
-  return new HexrError("credentials.invalid_response", `the platform's exchange response is malformed (${what})`, { kind: "upstream" });
+  return new HexrError("credentials.invalid_response", `the platform's exchange response is malformed (${what})`, {
+    kind: "upstream",
+  });
 }
 
 const str = (o: Record<string, unknown>, k: string): string => {

@@ -55,7 +55,8 @@ async function api(path: string, init: { method?: string; json?: unknown; bearer
 const svid = async (sub: string, aud = CREDENTIALS_AUD, ttlSeconds?: number) =>
   (await platform.identity.authority.mintJwtSvid(sub, [aud], ttlSeconds ? { ttlSeconds } : {})).token;
 
-const exchange = async (sub: string, tool: string, aud?: string) => api("/api/v1/exchange", { json: { tool }, bearer: await svid(sub, aud) });
+const exchange = async (sub: string, tool: string, aud?: string) =>
+  api("/api/v1/exchange", { json: { tool }, bearer: await svid(sub, aud) });
 
 async function closedPort(): Promise<number> {
   const srv = createServer();
@@ -98,8 +99,15 @@ beforeAll(async () => {
   sts = await startAwsStsDouble({
     providers: [{ url: issuer, clientIds: ["sts.amazonaws.com"] }],
     roles: [
-      { arn: ROLE, trust: { provider: issuer, subjects: ["spiffe://hexr.local/agent/acme-corp/*"] }, maxSessionDurationSeconds: 3600 },
-      { arn: "arn:aws:iam::123456789012:role/locked", trust: { provider: issuer, subjects: ["spiffe://hexr.local/agent/acme-corp/billing/*"] } },
+      {
+        arn: ROLE,
+        trust: { provider: issuer, subjects: ["spiffe://hexr.local/agent/acme-corp/*"] },
+        maxSessionDurationSeconds: 3600,
+      },
+      {
+        arn: "arn:aws:iam::123456789012:role/locked",
+        trust: { provider: issuer, subjects: ["spiffe://hexr.local/agent/acme-corp/billing/*"] },
+      },
       { arn: GLOBEX_ROLE, trust: { provider: issuer, subjects: ["spiffe://hexr.local/agent/globex/*"] } },
     ],
     clock: cloudClock,
@@ -116,8 +124,16 @@ beforeAll(async () => {
   entra = await startEntraDouble({
     tls,
     apps: [
-      { tenantId: AZ_TENANT, clientId: AZ_APP, federatedCredentials: [{ issuer, subject: RESEARCH, audiences: ["api://AzureADTokenExchange"] }] },
-      { tenantId: AZ_TENANT, clientId: AZ_OTHER_APP, federatedCredentials: [{ issuer, subject: INTERN, audiences: ["api://AzureADTokenExchange"] }] },
+      {
+        tenantId: AZ_TENANT,
+        clientId: AZ_APP,
+        federatedCredentials: [{ issuer, subject: RESEARCH, audiences: ["api://AzureADTokenExchange"] }],
+      },
+      {
+        tenantId: AZ_TENANT,
+        clientId: AZ_OTHER_APP,
+        federatedCredentials: [{ issuer, subject: INTERN, audiences: ["api://AzureADTokenExchange"] }],
+      },
     ],
     clock: cloudClock,
   });
@@ -133,10 +149,18 @@ beforeAll(async () => {
     aws("aws_locked", { roleArn: "arn:aws:iam::123456789012:role/locked" }),
     aws("aws_bad_audience", { tokenAudience: "not-a-registered-client-id" }),
     aws("aws_down", { stsEndpoint: `http://127.0.0.1:${await closedPort()}` }),
-    { name: "gcs", provider: "gcp", config: { audience: POOL, serviceAccount: SA, tokenUrl: `${gcp.url}/v1/token`, iamCredentialsUrl: gcp.url } },
+    {
+      name: "gcs",
+      provider: "gcp",
+      config: { audience: POOL, serviceAccount: SA, tokenUrl: `${gcp.url}/v1/token`, iamCredentialsUrl: gcp.url },
+    },
     { name: "gcs_federated", provider: "gcp", config: { audience: POOL, tokenUrl: `${gcp.url}/v1/token` } },
     { name: "gcs_strict", provider: "gcp", config: { audience: STRICT_POOL, tokenUrl: `${gcp.url}/v1/token` } },
-    { name: "azure_blob", provider: "azure", config: { tenantId: AZ_TENANT, clientId: AZ_APP, authorityHost: entra.url, scope: "https://storage.azure.com/.default" } },
+    {
+      name: "azure_blob",
+      provider: "azure",
+      config: { tenantId: AZ_TENANT, clientId: AZ_APP, authorityHost: entra.url, scope: "https://storage.azure.com/.default" },
+    },
     { name: "azure_other", provider: "azure", config: { tenantId: AZ_TENANT, clientId: AZ_OTHER_APP, authorityHost: entra.url } },
   ];
   for (const t of acmeTools) expect((await api("/api/v1/tenants/acme-corp/tools", { json: t })).status).toBe(201);
@@ -144,9 +168,14 @@ beforeAll(async () => {
 
   // acme: only the research agent may exchange; globex: every agent of the tenant.
   const permitResearch = `permit (principal == Hexr::Agent::"${RESEARCH}", action == Hexr::Action::"credentials:exchange", resource is Hexr::Credential);`;
-  expect((await api("/api/v1/tenants/acme-corp/policies/research-credentials", { method: "PUT", json: { policy: permitResearch } })).status).toBe(201);
+  expect(
+    (await api("/api/v1/tenants/acme-corp/policies/research-credentials", { method: "PUT", json: { policy: permitResearch } }))
+      .status,
+  ).toBe(201);
   const permitAll = `permit (principal is Hexr::Agent, action == Hexr::Action::"credentials:exchange", resource is Hexr::Credential);`;
-  expect((await api("/api/v1/tenants/globex/policies/agents-credentials", { method: "PUT", json: { policy: permitAll } })).status).toBe(201);
+  expect(
+    (await api("/api/v1/tenants/globex/policies/agents-credentials", { method: "PUT", json: { policy: permitAll } })).status,
+  ).toBe(201);
 });
 
 afterAll(async () => {
@@ -164,7 +193,14 @@ describe("POST /api/v1/exchange: success paths", () => {
       tool: string;
       spiffeId: string;
       expiresAt: string;
-      credentials: { provider: string; accessKeyId: string; secretAccessKey: string; sessionToken: string; region: string; assumedRoleArn: string };
+      credentials: {
+        provider: string;
+        accessKeyId: string;
+        secretAccessKey: string;
+        sessionToken: string;
+        region: string;
+        assumedRoleArn: string;
+      };
       cacheKey: { id: string; key: string };
     };
     expect(body).toMatchObject({ tool: "aws_s3", spiffeId: RESEARCH, credentials: { provider: "aws", region: "us-east-1" } });
@@ -190,7 +226,9 @@ describe("POST /api/v1/exchange: success paths", () => {
   it("GCP: STS token exchange, then impersonation of the service account", async () => {
     const res = await exchange(RESEARCH, "gcs");
     expect(res.status).toBe(200);
-    const body = (await res.json()) as { credentials: { provider: string; accessToken: string; serviceAccount: string; expiresAt: string } };
+    const body = (await res.json()) as {
+      credentials: { provider: string; accessToken: string; serviceAccount: string; expiresAt: string };
+    };
     expect(body.credentials).toMatchObject({ provider: "gcp", serviceAccount: SA });
     expect(gcp.tokenInfo(body.credentials.accessToken)).toMatchObject({ principal: SA, subject: RESEARCH });
 
@@ -205,7 +243,10 @@ describe("POST /api/v1/exchange: success paths", () => {
     expect(res.status).toBe(200);
     const body = (await res.json()) as { credentials: { provider: string; accessToken: string; tokenType: string } };
     expect(body.credentials).toMatchObject({ provider: "azure", tokenType: "Bearer" });
-    const claims = JSON.parse(Buffer.from(body.credentials.accessToken.split(".")[1]!, "base64url").toString()) as { aud: string; appid: string };
+    const claims = JSON.parse(Buffer.from(body.credentials.accessToken.split(".")[1]!, "base64url").toString()) as {
+      aud: string;
+      appid: string;
+    };
     expect(claims).toMatchObject({ aud: "https://storage.azure.com", appid: AZ_APP });
   });
 });
@@ -219,7 +260,11 @@ describe("POST /api/v1/exchange: who may ask", () => {
   it("rejects an expired JWT-SVID", async () => {
     const token = await svid(RESEARCH, CREDENTIALS_AUD, 1);
     await new Promise((r) => setTimeout(r, 3100));
-    const body = await expectProblem(await api("/api/v1/exchange", { json: { tool: "aws_s3" }, bearer: token }), 401, "auth.invalid_svid");
+    const body = await expectProblem(
+      await api("/api/v1/exchange", { json: { tool: "aws_s3" }, bearer: token }),
+      401,
+      "auth.invalid_svid",
+    );
     expect(String(body["detail"])).toMatch(/expired/);
   });
 
@@ -245,8 +290,16 @@ describe("POST /api/v1/exchange: who may ask", () => {
   });
 
   it("validates the request body", async () => {
-    await expectProblem(await api("/api/v1/exchange", { json: { tool: "Not A Tool" }, bearer: await svid(RESEARCH) }), 400, "request.validation_failed");
-    await expectProblem(await api("/api/v1/exchange", { json: { tool: "aws_s3", tenant: "globex" }, bearer: await svid(RESEARCH) }), 400, "request.validation_failed");
+    await expectProblem(
+      await api("/api/v1/exchange", { json: { tool: "Not A Tool" }, bearer: await svid(RESEARCH) }),
+      400,
+      "request.validation_failed",
+    );
+    await expectProblem(
+      await api("/api/v1/exchange", { json: { tool: "aws_s3", tenant: "globex" }, bearer: await svid(RESEARCH) }),
+      400,
+      "request.validation_failed",
+    );
   });
 });
 
@@ -283,7 +336,9 @@ describe("POST /api/v1/exchange: cloud errors come back typed", () => {
   it("GCP service account not granted to the subject → credentials.idp_rejected", async () => {
     // The pool accepts every acme agent, the service account only research agents.
     const permitIntern = `permit (principal == Hexr::Agent::"${INTERN}", action == Hexr::Action::"credentials:exchange", resource == Hexr::Credential::"acme-corp/gcs");`;
-    expect((await api("/api/v1/tenants/acme-corp/policies/intern-gcs", { method: "PUT", json: { policy: permitIntern } })).status).toBe(201);
+    expect(
+      (await api("/api/v1/tenants/acme-corp/policies/intern-gcs", { method: "PUT", json: { policy: permitIntern } })).status,
+    ).toBe(201);
     const body = await expectProblem(await exchange(INTERN, "gcs"), 403, "credentials.idp_rejected");
     expect(body).toMatchObject({ provider: "gcp", cloudCode: "PERMISSION_DENIED" });
   });
@@ -297,7 +352,11 @@ describe("POST /api/v1/exchange: cloud errors come back typed", () => {
 describe("POST /api/v1/exchange/cache-key", () => {
   it("derives one key per identity, the same on every call, and only for agents", async () => {
     const key = async (sub: string) =>
-      ((await (await api("/api/v1/exchange/cache-key", { method: "POST", bearer: await svid(sub) })).json()) as { cacheKey: { key: string } }).cacheKey.key;
+      (
+        (await (await api("/api/v1/exchange/cache-key", { method: "POST", bearer: await svid(sub) })).json()) as {
+          cacheKey: { key: string };
+        }
+      ).cacheKey.key;
     const a1 = await key(RESEARCH);
     expect(await key(RESEARCH)).toBe(a1);
     expect(await key(INTERN)).not.toBe(a1);

@@ -11,7 +11,8 @@ export function exchangeRoutes(exchange: ExchangeService): RouteDef[] {
       method: "POST",
       path: "/api/v1/exchange",
       summary: "Exchange the calling agent's JWT-SVID for short-lived cloud credentials for one of its tenant's tools",
-      description: "Bearer: a JWT-SVID whose audience includes spiffe://<trust-domain>/system/credentials. The tenant comes from the SVID.",
+      description:
+        "Bearer: a JWT-SVID whose audience includes spiffe://<trust-domain>/system/credentials. The tenant comes from the SVID.",
       tags: ["credentials"],
       auth: "authenticated",
       body: ExchangeRequest,

@@ -62,7 +62,10 @@ export class ExchangeService {
   /** Only agents, identified by their SVID and addressed to this service, may exchange. */
   private caller(p: Principal): Caller {
     if (p.kind !== "workload") {
-      throw forbidden("credentials.workload_required", "credential exchange is for agents: authenticate with the agent's JWT-SVID, not an API key");
+      throw forbidden(
+        "credentials.workload_required",
+        "credential exchange is for agents: authenticate with the agent's JWT-SVID, not an API key",
+      );
     }
     if (p.via === "jwt-svid" && !(p.audience ?? []).includes(this.audience)) {
       throw new HexrError("credentials.wrong_audience", `the JWT-SVID's audience must include ${this.audience}`, {
@@ -71,8 +74,15 @@ export class ExchangeService {
       });
     }
     const w = describeWorkload(p.spiffeId);
-    if (w.kind !== "agent" || w.trustDomain !== this.opts.authority.trustDomain || (p.tenant !== undefined && p.tenant !== w.tenant)) {
-      throw forbidden("credentials.not_an_agent", `${p.spiffeId} is not an agent identity of trust domain ${this.opts.authority.trustDomain}`);
+    if (
+      w.kind !== "agent" ||
+      w.trustDomain !== this.opts.authority.trustDomain ||
+      (p.tenant !== undefined && p.tenant !== w.tenant)
+    ) {
+      throw forbidden(
+        "credentials.not_an_agent",
+        `${p.spiffeId} is not an agent identity of trust domain ${this.opts.authority.trustDomain}`,
+      );
     }
     return { spiffeId: p.spiffeId, tenant: w.tenant, agent: w.agent, role: w.role };
   }
@@ -102,7 +112,14 @@ export class ExchangeService {
       context: { provider: tool.provider },
     });
     log.info(
-      { spiffeId: caller.spiffeId, tool: tool.name, effect: decision.effect, allowed: decision.allowed, mode: decision.mode, policyIds: decision.policyIds },
+      {
+        spiffeId: caller.spiffeId,
+        tool: tool.name,
+        effect: decision.effect,
+        allowed: decision.allowed,
+        mode: decision.mode,
+        policyIds: decision.policyIds,
+      },
       "credentials:exchange decision",
     );
     if (!decision.allowed) {
@@ -116,10 +133,18 @@ export class ExchangeService {
     let issued: IssuedCredentials;
     switch (tool.provider) {
       case "aws":
-        issued = await this.opts.providers.aws.exchange(tool.config, await this.cloudToken(caller, this.opts.providers.aws.tokenAudience(tool.config)), ctx);
+        issued = await this.opts.providers.aws.exchange(
+          tool.config,
+          await this.cloudToken(caller, this.opts.providers.aws.tokenAudience(tool.config)),
+          ctx,
+        );
         break;
       case "gcp":
-        issued = await this.opts.providers.gcp.exchange(tool.config, await this.cloudToken(caller, this.opts.providers.gcp.tokenAudience(tool.config)), ctx);
+        issued = await this.opts.providers.gcp.exchange(
+          tool.config,
+          await this.cloudToken(caller, this.opts.providers.gcp.tokenAudience(tool.config)),
+          ctx,
+        );
         break;
       case "azure":
         issued = await this.opts.providers.azure.exchange(
@@ -129,9 +154,23 @@ export class ExchangeService {
         );
         break;
     }
-    log.info({ spiffeId: caller.spiffeId, tool: tool.name, provider: tool.provider, expiresAt: new Date(issued.expiresAt).toISOString() }, "issued cloud credentials");
+    log.info(
+      {
+        spiffeId: caller.spiffeId,
+        tool: tool.name,
+        provider: tool.provider,
+        expiresAt: new Date(issued.expiresAt).toISOString(),
+      },
+      "issued cloud credentials",
+    );
     const expiresAt = new Date(issued.expiresAt).toISOString();
-    return { tool: tool.name, spiffeId: caller.spiffeId, expiresAt, credentials: toWire(issued), cacheKey: this.cacheKey(caller.spiffeId) };
+    return {
+      tool: tool.name,
+      spiffeId: caller.spiffeId,
+      expiresAt,
+      credentials: toWire(issued),
+      cacheKey: this.cacheKey(caller.spiffeId),
+    };
   }
 
   private async cloudToken(caller: Caller, audience: string): Promise<string> {
@@ -154,7 +193,13 @@ function toWire(c: IssuedCredentials): WireCredentials {
         expiresAt,
       };
     case "gcp":
-      return { provider: "gcp", accessToken: c.accessToken, tokenType: c.tokenType, ...(c.serviceAccount ? { serviceAccount: c.serviceAccount } : {}), expiresAt };
+      return {
+        provider: "gcp",
+        accessToken: c.accessToken,
+        tokenType: c.tokenType,
+        ...(c.serviceAccount ? { serviceAccount: c.serviceAccount } : {}),
+        expiresAt,
+      };
     case "azure":
       return { provider: "azure", accessToken: c.accessToken, tokenType: c.tokenType, expiresAt };
   }

@@ -32,7 +32,11 @@ export function entraErrorCode(status: number, codes: number[]): CloudErrorCode 
 }
 
 /** Microsoft Entra client-credentials grant with a federated client assertion (workload identity federation). */
-export function createAzureProvider({ extraCa, timeoutMs = 10_000, clock = Date.now }: ProviderClientOptions = {}): CloudProvider<AzureToolConfig> & {
+export function createAzureProvider({
+  extraCa,
+  timeoutMs = 10_000,
+  clock = Date.now,
+}: ProviderClientOptions = {}): CloudProvider<AzureToolConfig> & {
   close(): void;
 } {
   const agent = httpsAgentFor(extraCa);
@@ -65,7 +69,9 @@ export function createAzureProvider({ extraCa, timeoutMs = 10_000, clock = Date.
       }
       const json = parseJsonObject(res.body);
       if (res.status !== 200) {
-        const codes = Array.isArray(json?.["error_codes"]) ? (json["error_codes"] as unknown[]).filter((c): c is number => typeof c === "number") : [];
+        const codes = Array.isArray(json?.["error_codes"])
+          ? (json["error_codes"] as unknown[]).filter((c): c is number => typeof c === "number")
+          : [];
         const description = typeof json?.["error_description"] === "string" ? json["error_description"] : undefined;
         const error = typeof json?.["error"] === "string" ? json["error"] : undefined;
         const traceId = typeof json?.["trace_id"] === "string" ? json["trace_id"] : undefined;
@@ -81,7 +87,11 @@ export function createAzureProvider({ extraCa, timeoutMs = 10_000, clock = Date.
       const accessToken = json?.["access_token"];
       const expiresIn = Number(json?.["expires_in"]);
       if (typeof accessToken !== "string" || accessToken.length === 0 || !(expiresIn > 0)) {
-        throw cloudError("cloud_error", { provider: "azure", httpStatus: res.status, cloudMessage: "token endpoint answered without access_token/expires_in" });
+        throw cloudError("cloud_error", {
+          provider: "azure",
+          httpStatus: res.status,
+          cloudMessage: "token endpoint answered without access_token/expires_in",
+        });
       }
       const tokenType = typeof json?.["token_type"] === "string" ? json["token_type"] : "Bearer";
       return { provider: "azure", accessToken, tokenType, expiresAt: started + expiresIn * 1000 };

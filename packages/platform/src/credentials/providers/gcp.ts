@@ -51,7 +51,11 @@ function requestId(res: HttpResponse): string | undefined {
  * GCP workload identity federation: RFC 8693 token exchange at Google STS, then (optionally)
  * `generateAccessToken` on the service account with the federated token.
  */
-export function createGcpProvider({ extraCa, timeoutMs = 10_000, clock = Date.now }: ProviderClientOptions = {}): CloudProvider<GcpToolConfig> & {
+export function createGcpProvider({
+  extraCa,
+  timeoutMs = 10_000,
+  clock = Date.now,
+}: ProviderClientOptions = {}): CloudProvider<GcpToolConfig> & {
   close(): void;
 } {
   const agent = httpsAgentFor(extraCa);
@@ -79,7 +83,12 @@ export function createGcpProvider({ extraCa, timeoutMs = 10_000, clock = Date.no
         subject_token_type: JWT_TYPE,
       });
       const started = clock();
-      const res = await send(config.tokenUrl, form.toString(), { "content-type": "application/x-www-form-urlencoded" }, ctx.signal);
+      const res = await send(
+        config.tokenUrl,
+        form.toString(),
+        { "content-type": "application/x-www-form-urlencoded" },
+        ctx.signal,
+      );
       const json = parseJsonObject(res.body);
       if (res.status !== 200) {
         const error = typeof json?.["error"] === "string" ? json["error"] : undefined;
@@ -95,7 +104,11 @@ export function createGcpProvider({ extraCa, timeoutMs = 10_000, clock = Date.no
       const accessToken = json?.["access_token"];
       const expiresIn = json?.["expires_in"];
       if (typeof accessToken !== "string" || accessToken.length === 0) {
-        throw cloudError("cloud_error", { provider: "gcp", httpStatus: res.status, cloudMessage: "STS answered without an access_token" });
+        throw cloudError("cloud_error", {
+          provider: "gcp",
+          httpStatus: res.status,
+          cloudMessage: "STS answered without an access_token",
+        });
       }
       const federatedExpiry = started + (typeof expiresIn === "number" && expiresIn > 0 ? expiresIn : 3600) * 1000;
       if (!config.serviceAccount) {
@@ -104,7 +117,12 @@ export function createGcpProvider({ extraCa, timeoutMs = 10_000, clock = Date.no
 
       const url = `${config.iamCredentialsUrl.replace(/\/+$/, "")}/v1/projects/-/serviceAccounts/${encodeURIComponent(config.serviceAccount)}:generateAccessToken`;
       const body = JSON.stringify({ scope: [config.scope], lifetime: `${config.lifetimeSeconds}s` });
-      const imp = await send(url, body, { "content-type": "application/json", authorization: `Bearer ${accessToken}` }, ctx.signal);
+      const imp = await send(
+        url,
+        body,
+        { "content-type": "application/json", authorization: `Bearer ${accessToken}` },
+        ctx.signal,
+      );
       const ij = parseJsonObject(imp.body);
       if (imp.status !== 200) {
         const e = (ij?.["error"] ?? {}) as { message?: unknown; status?: unknown };
@@ -119,9 +137,19 @@ export function createGcpProvider({ extraCa, timeoutMs = 10_000, clock = Date.no
       const saToken = ij?.["accessToken"];
       const expireTime = typeof ij?.["expireTime"] === "string" ? Date.parse(ij["expireTime"]) : NaN;
       if (typeof saToken !== "string" || saToken.length === 0 || Number.isNaN(expireTime)) {
-        throw cloudError("cloud_error", { provider: "gcp", httpStatus: imp.status, cloudMessage: "generateAccessToken answered without a token" });
+        throw cloudError("cloud_error", {
+          provider: "gcp",
+          httpStatus: imp.status,
+          cloudMessage: "generateAccessToken answered without a token",
+        });
       }
-      return { provider: "gcp", accessToken: saToken, tokenType: "Bearer", expiresAt: expireTime, serviceAccount: config.serviceAccount };
+      return {
+        provider: "gcp",
+        accessToken: saToken,
+        tokenType: "Bearer",
+        expiresAt: expireTime,
+        serviceAccount: config.serviceAccount,
+      };
     },
     close() {
       agent?.destroy();

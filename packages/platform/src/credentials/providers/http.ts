@@ -58,12 +58,16 @@ export function post(url: string, body: string, opts: PostOptions): Promise<Http
           }
           chunks.push(c);
         });
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString("utf8") }));
+        res.on("end", () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString("utf8") }),
+        );
         res.on("error", (err) => reject(new TransportError(err.message, { cause: err })));
       },
     );
     req.on("timeout", () => req.destroy(new TransportError(`no answer from ${u.host} within ${opts.timeoutMs} ms`)));
-    req.on("error", (err) => reject(err instanceof TransportError ? err : new TransportError(`${u.host}: ${err.message}`, { cause: err })));
+    req.on("error", (err) =>
+      reject(err instanceof TransportError ? err : new TransportError(`${u.host}: ${err.message}`, { cause: err })),
+    );
     req.end(body);
   });
 }

@@ -13,7 +13,8 @@ for (const storage of ["sqlite", "postgres"] as const) {
     let acmeKey: string;
     beforeAll(async () => {
       p = await startTestPlatform({ storage });
-      for (const name of ["acme-corp", "globex"]) expect((await p.api("/api/v1/tenants", { method: "POST", json: { name } })).status).toBe(201);
+      for (const name of ["acme-corp", "globex"])
+        expect((await p.api("/api/v1/tenants", { method: "POST", json: { name } })).status).toBe(201);
       const key = await p.api("/api/v1/keys", { method: "POST", json: { scope: "tenant", tenant: "acme-corp", name: "ops" } });
       acmeKey = ((await key.json()) as { key: string }).key;
     });
@@ -29,7 +30,12 @@ for (const storage of ["sqlite", "postgres"] as const) {
         name: "aws_s3",
         tenant: "acme-corp",
         provider: "aws",
-        config: { roleArn: AWS.config.roleArn, region: "us-east-1", sessionDurationSeconds: 900, tokenAudience: "sts.amazonaws.com" },
+        config: {
+          roleArn: AWS.config.roleArn,
+          region: "us-east-1",
+          sessionDurationSeconds: 900,
+          tokenAudience: "sts.amazonaws.com",
+        },
       });
       const gcp = {
         name: "gcs",
@@ -40,7 +46,9 @@ for (const storage of ["sqlite", "postgres"] as const) {
         },
       };
       expect((await p.api("/api/v1/tenants/acme-corp/tools", { method: "POST", json: gcp })).status).toBe(201);
-      const list = (await (await p.api("/api/v1/tenants/acme-corp/tools", { auth: acmeKey })).json()) as { items: Array<{ name: string }> };
+      const list = (await (await p.api("/api/v1/tenants/acme-corp/tools", { auth: acmeKey })).json()) as {
+        items: Array<{ name: string }>;
+      };
       expect(list.items.map((t) => t.name)).toEqual(["aws_s3", "gcs"]);
 
       const replaced = await p.api("/api/v1/tenants/acme-corp/tools/aws_s3", {
@@ -49,7 +57,9 @@ for (const storage of ["sqlite", "postgres"] as const) {
       });
       expect(replaced.status).toBe(200);
       expect(await replaced.json()).toMatchObject({ config: { region: "eu-west-1", sessionDurationSeconds: 3600 } });
-      expect(await (await p.api("/api/v1/tenants/acme-corp/tools/aws_s3")).json()).toMatchObject({ config: { region: "eu-west-1" } });
+      expect(await (await p.api("/api/v1/tenants/acme-corp/tools/aws_s3")).json()).toMatchObject({
+        config: { region: "eu-west-1" },
+      });
 
       expect((await p.api("/api/v1/tenants/acme-corp/tools/gcs", { method: "DELETE", auth: acmeKey })).status).toBe(204);
       const gone = await p.api("/api/v1/tenants/acme-corp/tools/gcs");
@@ -66,19 +76,37 @@ for (const storage of ["sqlite", "postgres"] as const) {
       });
       expect(again.status).toBe(409);
       expect(await again.json()).toMatchObject({ code: "credentials.tool_exists" });
-      expect(await (await p.api("/api/v1/tenants/acme-corp/tools/dup")).json()).toMatchObject({ config: { region: "us-east-1" } });
+      expect(await (await p.api("/api/v1/tenants/acme-corp/tools/dup")).json()).toMatchObject({
+        config: { region: "us-east-1" },
+      });
     });
 
     it.each([
       ["a bad role ARN", { ...AWS, name: "t1", config: { ...AWS.config, roleArn: "arn:aws:iam::12:user/x" } }, "config.roleArn"],
       ["a bad region", { ...AWS, name: "t2", config: { ...AWS.config, region: "mars" } }, "config.region"],
-      ["a session below 900 s", { ...AWS, name: "t3", config: { ...AWS.config, sessionDurationSeconds: 60 } }, "config.sessionDurationSeconds"],
-      ["an STS endpoint that is not a URL", { ...AWS, name: "t4", config: { ...AWS.config, stsEndpoint: "ftp://x" } }, "config.stsEndpoint"],
+      [
+        "a session below 900 s",
+        { ...AWS, name: "t3", config: { ...AWS.config, sessionDurationSeconds: 60 } },
+        "config.sessionDurationSeconds",
+      ],
+      [
+        "an STS endpoint that is not a URL",
+        { ...AWS, name: "t4", config: { ...AWS.config, stsEndpoint: "ftp://x" } },
+        "config.stsEndpoint",
+      ],
       ["an unknown config field", { ...AWS, name: "t5", config: { ...AWS.config, secretKey: "AKIA..." } }, "config"],
       ["an unknown provider", { name: "t6", provider: "oracle", config: {} }, "provider"],
       ["a bad tool name", { ...AWS, name: "Bad Name" }, "name"],
-      ["a GCP audience that is not a pool provider", { name: "t7", provider: "gcp", config: { audience: "sts.googleapis.com" } }, "config.audience"],
-      ["an Azure client id that is not a GUID", { name: "t8", provider: "azure", config: { tenantId: "contoso.onmicrosoft.com", clientId: "app" } }, "config.clientId"],
+      [
+        "a GCP audience that is not a pool provider",
+        { name: "t7", provider: "gcp", config: { audience: "sts.googleapis.com" } },
+        "config.audience",
+      ],
+      [
+        "an Azure client id that is not a GUID",
+        { name: "t8", provider: "azure", config: { tenantId: "contoso.onmicrosoft.com", clientId: "app" } },
+        "config.clientId",
+      ],
     ])("rejects %s with a 400 naming the field and stores nothing", async (_label, json, path) => {
       const res = await p.api("/api/v1/tenants/acme-corp/tools", { method: "POST", json });
       expect(res.status).toBe(400);
@@ -100,8 +128,14 @@ for (const storage of ["sqlite", "postgres"] as const) {
     });
 
     it("does not let an agent (JWT-SVID) configure tools, even in its own tenant", async () => {
-      const svid = await p.identity.authority.mintJwtSvid("spiffe://hexr.local/agent/acme-corp/research/main", ["spiffe://hexr.local/system/platform"]);
-      const res = await p.api("/api/v1/tenants/acme-corp/tools", { method: "POST", json: { ...AWS, name: "sneaky" }, auth: svid.token });
+      const svid = await p.identity.authority.mintJwtSvid("spiffe://hexr.local/agent/acme-corp/research/main", [
+        "spiffe://hexr.local/system/platform",
+      ]);
+      const res = await p.api("/api/v1/tenants/acme-corp/tools", {
+        method: "POST",
+        json: { ...AWS, name: "sneaky" },
+        auth: svid.token,
+      });
       expect(res.status).toBe(403);
       expect(await res.json()).toMatchObject({ code: "credentials.forbidden" });
       expect((await p.api("/api/v1/tenants/acme-corp/tools/sneaky")).status).toBe(404);

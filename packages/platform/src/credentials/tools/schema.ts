@@ -17,7 +17,10 @@ export const AZURE_DEFAULT_AUDIENCE = "api://AzureADTokenExchange";
 export const AwsToolConfig = z.strictObject({
   roleArn: z
     .string()
-    .regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/, "must be an IAM role ARN such as arn:aws:iam::123456789012:role/agent"),
+    .regex(
+      /^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/,
+      "must be an IAM role ARN such as arn:aws:iam::123456789012:role/agent",
+    ),
   region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d{1,2}$/, "must be an AWS region such as us-east-1"),
   /** AssumeRoleWithWebIdentity accepts 900 s up to the role's maximum (at most 12 h). */
   sessionDurationSeconds: z.number().int().min(900).max(43_200).default(900),
@@ -28,7 +31,8 @@ export const AwsToolConfig = z.strictObject({
 });
 export type AwsToolConfig = z.infer<typeof AwsToolConfig>;
 
-const GCP_PROVIDER = /^\/\/iam\.googleapis\.com\/projects\/\d+\/locations\/global\/workloadIdentityPools\/[a-z0-9-]{4,32}\/providers\/[a-z0-9-]{4,32}$/;
+const GCP_PROVIDER =
+  /^\/\/iam\.googleapis\.com\/projects\/\d+\/locations\/global\/workloadIdentityPools\/[a-z0-9-]{4,32}\/providers\/[a-z0-9-]{4,32}$/;
 
 export const GcpToolConfig = z.strictObject({
   /** The workload identity pool provider, as STS expects it in `audience`. */

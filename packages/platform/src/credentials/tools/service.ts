@@ -19,7 +19,9 @@ export function toolNotFound(tenant: string, name: string): HexrError {
 /** Only people (API keys) configure tools: a workload must not repoint its own credentials. */
 function requireOperator(by: Principal): void {
   if (by.kind !== "admin" && by.kind !== "tenant-key") {
-    throw new HexrError("credentials.forbidden", "tool configuration needs an admin or tenant API key", { kind: "permission_denied" });
+    throw new HexrError("credentials.forbidden", "tool configuration needs an admin or tenant API key", {
+      kind: "permission_denied",
+    });
   }
 }
 

@@ -72,7 +72,9 @@ export class ToolStore {
   }
 
   async delete(scope: TenantScope, name: string): Promise<boolean> {
-    return (await this.db.run("DELETE FROM credential_tools WHERE tenant_id = ? AND name = ?", [scope.tenantId, name])).changes > 0;
+    return (
+      (await this.db.run("DELETE FROM credential_tools WHERE tenant_id = ? AND name = ?", [scope.tenantId, name])).changes > 0
+    );
   }
 
   /** Tenant deletion: the scope no longer resolves, so this goes by name. */
