@@ -1,2 +1,3 @@
 export * from "./agent/index.js";
 export * from "./identity/index.js";
+export * from "./credentials/index.js";

@@ -15,8 +15,8 @@ export interface ExchangeResult {
 export interface ExchangeClientOptions {
   platformUrl: string;
   jwtSource: JwtSvidSource;
-  /** The credential injector's SPIFFE ID, `spiffe://<td>/system/credentials`. */
-  audience: string;
+  /** The credential injector's SPIFFE ID, `spiffe://<td>/system/credentials` (resolved once, on first use). */
+  audience: string | (() => Promise<string>);
   clock?: () => number;
   timeoutMs?: number;
 }
@@ -47,6 +47,7 @@ export class ExchangeClient {
   private readonly opts: ExchangeClientOptions;
   private readonly clock: () => number;
   private svid: { token: string; refreshAt: number } | undefined;
+  private audience: Promise<string> | undefined;
 
   constructor(opts: ExchangeClientOptions) {
     this.opts = opts;
@@ -57,7 +58,14 @@ export class ExchangeClient {
   private async bearer(): Promise<string> {
     const now = this.clock();
     if (this.svid && this.svid.refreshAt > now) return this.svid.token;
-    const s = await this.opts.jwtSource.fetchJwtSvid(this.opts.audience);
+    const aud = this.opts.audience;
+    this.audience ??= typeof aud === "string" ? Promise.resolve(aud) : aud();
+    const s = await this.opts.jwtSource.fetchJwtSvid(
+      await this.audience.catch((err: unknown) => {
+        this.audience = undefined;
+        throw err;
+      }),
+    );
     this.svid = { token: s.token, refreshAt: now + (s.expiresAt - now) / 2 };
     return s.token;
   }

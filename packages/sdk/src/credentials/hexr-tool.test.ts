@@ -18,7 +18,10 @@ import {
   type GcpStsDouble,
   type S3Double,
 } from "../../../platform/src/cloud-doubles/index.js";
+import { readBootId, readProcStat } from "../../../platform/src/identity/attestation/proc.js";
+import { processSelectors } from "../../../platform/src/identity/attestation/unix-attestor.js";
 import { startTestPlatform, type TestPlatform } from "../../../platform/src/test-support/platform.js";
+import { defaultIdentity } from "../identity/default.js";
 import { hexrTool } from "./hexr-tool.js";
 import { ToolCredentialProvider, type ToolCredentialProviderOptions } from "./tool-credentials.js";
 import type { ToolCredentials } from "./types.js";
@@ -119,6 +122,30 @@ afterAll(async () => {
 });
 
 describe("hexrTool", () => {
+  it("works with no configuration: this process is attested by the Workload API and gets its JWT-SVID there", async () => {
+    // What `hexr run` does for an agent: a registration entry pinned to the process, and the environment.
+    const { startTime } = await readProcStat(process.pid);
+    const entry = await p.api("/api/v1/identity/entries", {
+      method: "POST",
+      json: { spiffeId: RESEARCH, selectors: processSelectors(process.pid, startTime, readBootId()), createdBy: "test" },
+    });
+    expect(entry.status).toBe(201);
+    process.env["SPIFFE_ENDPOINT_SOCKET"] = `unix://${p.info.workloadSocket}`;
+    process.env["HEXR_PLATFORM_URL"] = p.url;
+    delete process.env["HEXR_TRUST_DOMAIN"];
+    delete process.env["HEXR_CACHE_URL"];
+    try {
+      const client = await hexrTool("aws_s3", { clientConfig: { endpoint: s3.url, forcePathStyle: true } });
+      await client.send(new PutObjectCommand({ Bucket: "reports", Key: "zero-config.txt", Body: "attested" }));
+      const got = await client.send(new GetObjectCommand({ Bucket: "reports", Key: "zero-config.txt" }));
+      expect(await got.Body!.transformToString()).toBe("attested");
+      expect(sts.calls.at(-1)).toMatchObject({ outcome: "ok", subject: RESEARCH });
+      client.destroy();
+    } finally {
+      defaultIdentity().close();
+    }
+  });
+
   it("aws_s3 returns an S3Client that works; the second call is answered by L1 without an exchange", async () => {
     const pr = provider(RESEARCH);
     const before = assumeCalls();

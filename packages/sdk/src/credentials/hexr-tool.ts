@@ -1,17 +1,11 @@
 import { HexrError } from "@hexr/core";
 import type { S3Client, S3ClientConfig } from "@aws-sdk/client-s3";
 import { isKnownTool, KNOWN_CLIENTS } from "./clients.js";
-import type { JwtSvidSource } from "./exchange-client.js";
+import { defaultIdentity } from "../identity/default.js";
 import { ToolCredentialProvider, type ToolCredentialProviderOptions } from "./tool-credentials.js";
 import type { ToolCredentials } from "./types.js";
 
 let configured: ToolCredentialProvider | undefined;
-let jwtSourceFactory: (() => JwtSvidSource) | undefined;
-
-/** Lets the SDK's identity layer supply the default JWT-SVID source (the Workload API client). */
-export function setDefaultJwtSvidSource(factory: () => JwtSvidSource): void {
-  jwtSourceFactory = factory;
-}
 
 /** Sets the provider `hexrTool` uses; returns it. */
 export function configureTools(opts: ToolCredentialProviderOptions | ToolCredentialProvider): ToolCredentialProvider {
@@ -20,8 +14,9 @@ export function configureTools(opts: ToolCredentialProviderOptions | ToolCredent
 }
 
 /**
- * The provider from the environment: `HEXR_PLATFORM_URL`, `HEXR_TRUST_DOMAIN` (default hexr.local),
- * `HEXR_CACHE_URL` (Valkey/Redis for L2; absent = L1 only), and JWT-SVIDs from the Workload API.
+ * The provider from the environment: `HEXR_PLATFORM_URL`, `HEXR_CACHE_URL` (Valkey/Redis for L2;
+ * absent = L1 only), and JWT-SVIDs from the SPIFFE Workload API (`SPIFFE_ENDPOINT_SOCKET`); the
+ * trust domain is the agent's own (or `HEXR_TRUST_DOMAIN`).
  */
 export function defaultToolProvider(env: NodeJS.ProcessEnv = process.env): ToolCredentialProvider {
   if (configured) return configured;
@@ -35,19 +30,16 @@ export function defaultToolProvider(env: NodeJS.ProcessEnv = process.env): ToolC
       },
     );
   }
-  if (!jwtSourceFactory) {
-    throw new HexrError(
-      "credentials.not_configured",
-      "hexrTool() needs a JWT-SVID source: the SPIFFE Workload API client or configureTools({ jwtSource })",
-      {
-        kind: "failed_precondition",
-      },
-    );
-  }
+  const identity = defaultIdentity();
   configured = new ToolCredentialProvider({
     platformUrl,
-    jwtSource: jwtSourceFactory(),
-    ...(env["HEXR_TRUST_DOMAIN"] ? { trustDomain: env["HEXR_TRUST_DOMAIN"] } : {}),
+    jwtSource: identity,
+    trustDomain:
+      env["HEXR_TRUST_DOMAIN"] ??
+      (async () => {
+        await identity.ready();
+        return identity.trustDomain;
+      }),
     ...(env["HEXR_CACHE_URL"] ? { l2: env["HEXR_CACHE_URL"] } : {}),
   });
   return configured;

@@ -16,8 +16,8 @@ export interface ToolCredentialProviderOptions {
   /** The platform's URL (`HEXR_PLATFORM_URL`). */
   platformUrl: string;
   jwtSource: JwtSvidSource;
-  /** Trust domain of the agent; the exchange is addressed to `spiffe://<td>/system/credentials`. */
-  trustDomain?: string;
+  /** Trust domain of the agent (or how to learn it); the exchange is addressed to `spiffe://<td>/system/credentials`. */
+  trustDomain?: string | (() => Promise<string>);
   /** The L2 tier: a Valkey/Redis URL, a `SharedCache`, or absent for L1 only. */
   l2?: string | SharedCache;
   /** Disables the in-process tier (benchmarks of L2). */
@@ -35,6 +35,11 @@ interface Identity {
   /** The AES key imported once; per-tool L2 key names and AADs computed once. */
   aesKey: KeyObject;
   slots: Map<string, { key: string; aad: string }>;
+}
+
+function credentialsAudience(td: string | (() => Promise<string>)): string | (() => Promise<string>) {
+  const of = (t: string) => `spiffe://${t}/system/credentials`;
+  return typeof td === "string" ? of(td) : async () => of(await td());
 }
 
 function identityOf(spiffeId: string, cacheKey: CacheKey): Identity {
@@ -73,7 +78,7 @@ export class ToolCredentialProvider {
     this.exchangeClient = new ExchangeClient({
       platformUrl: opts.platformUrl,
       jwtSource: opts.jwtSource,
-      audience: `spiffe://${opts.trustDomain ?? "hexr.local"}/system/credentials`,
+      audience: credentialsAudience(opts.trustDomain ?? "hexr.local"),
       clock: this.clock,
     });
   }
