@@ -11,6 +11,7 @@ export type SandboxLanguage = z.infer<typeof SandboxLanguage>;
 /** Upper bound of the wire; the service enforces its own (smaller) configured limits. */
 export const SANDBOX_MAX_CODE_BYTES = 1024 * 1024;
 export const SANDBOX_MAX_TIMEOUT_SECONDS = 3600;
+export const SANDBOX_DEFAULT_TIMEOUT_SECONDS = 30;
 
 /** POSIX-portable environment variable names. */
 export const SandboxEnvName = z
@@ -54,8 +55,8 @@ export const ExecRequest = z.strictObject({
     .min(1, "must not be empty")
     .refine((c) => utf8Length(c) <= SANDBOX_MAX_CODE_BYTES, `must be at most ${SANDBOX_MAX_CODE_BYTES} bytes`),
   language: SandboxLanguage.default("python"),
-  /** Seconds; the execution is killed after this (exit code 124). */
-  timeout: z.number().positive().max(SANDBOX_MAX_TIMEOUT_SECONDS).default(30),
+  /** Seconds; the execution is killed after this (exit code 124). Default 30 (or the service's maximum, if lower). */
+  timeout: z.number().positive().max(SANDBOX_MAX_TIMEOUT_SECONDS).optional(),
   envVars: SandboxEnvVars.default({}),
   packages: z.array(SandboxPackageSpec).max(64).default([]),
 });

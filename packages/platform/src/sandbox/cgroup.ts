@@ -153,6 +153,20 @@ export function removeStaleInstances(base: string): number {
   return removed;
 }
 
+/** The directories under which this process's instances live (one per v1 controller, or the v2 one). */
+export function cgroupBases(procSelf = "/proc/self"): string[] {
+  try {
+    const mounts = parseMountInfo(readFileSync(join(procSelf, "mountinfo"), "utf8"));
+    const own = parseProcCgroup(readFileSync(join(procSelf, "cgroup"), "utf8"));
+    const v1 = CONTROLLERS.map((c) => mounts.find((m) => m.fsType === "cgroup" && m.superOptions.includes(c)));
+    if (v1.every(Boolean)) return CONTROLLERS.map((c, i) => dirIn(v1[i]!, own.get(c) ?? "/"));
+    const unified = mounts.find((m) => m.fsType === "cgroup2");
+    return unified ? [dirIn(unified, own.get("") ?? "/")] : [];
+  } catch {
+    return [];
+  }
+}
+
 /** Finds a usable cgroup hierarchy, creates this instance's parent directories, and says what it found. */
 export function openCgroups(opts: OpenCgroupsOptions = {}): CgroupProbe {
   const procSelf = opts.procSelf ?? "/proc/self";

@@ -8,6 +8,7 @@
 import {
   ExecRequest,
   HexrError,
+  SANDBOX_DEFAULT_TIMEOUT_SECONDS,
   utf8Length,
   type ExecResult,
   type SandboxBackendName,
@@ -178,15 +179,12 @@ export class SandboxService {
     }
     const req = parsed.data;
     const { limits } = this.opts;
-    if (req.timeout > limits.maxTimeoutSeconds) {
-      throw new HexrError(
-        "sandbox.timeout_too_long",
-        `timeout ${req.timeout} s exceeds the limit of ${limits.maxTimeoutSeconds} s`,
-        {
-          kind: "invalid_argument",
-          details: { errors: [{ path: "timeout", message: `must be at most ${limits.maxTimeoutSeconds}` }] },
-        },
-      );
+    const timeout = req.timeout ?? Math.min(SANDBOX_DEFAULT_TIMEOUT_SECONDS, limits.maxTimeoutSeconds);
+    if (timeout > limits.maxTimeoutSeconds) {
+      throw new HexrError("sandbox.timeout_too_long", `timeout ${timeout} s exceeds the limit of ${limits.maxTimeoutSeconds} s`, {
+        kind: "invalid_argument",
+        details: { errors: [{ path: "timeout", message: `must be at most ${limits.maxTimeoutSeconds}` }] },
+      });
     }
     const codeBytes = utf8Length(req.code);
     if (codeBytes > limits.maxCodeBytes) {
@@ -218,7 +216,7 @@ export class SandboxService {
         id,
         code: req.code,
         language: req.language,
-        timeoutMs: Math.round(req.timeout * 1000),
+        timeoutMs: Math.round(timeout * 1000),
         installTimeoutMs: Math.round(limits.installTimeoutSeconds * 1000),
         env: req.envVars,
         ...(install ? { install } : {}),

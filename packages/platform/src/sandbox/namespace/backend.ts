@@ -355,7 +355,7 @@ export class NamespaceBackend implements SandboxBackend {
     const { limits } = this.opts;
     this.runtime = prepareRuntimeDir({
       ...(this.opts.runtimeParent ? { parent: this.opts.runtimeParent } : {}),
-      limits: { nofile: 1024, nproc: limits.pids, fileSizeBytes: limits.tmpfsBytes, cpuSeconds: 2 * 3600 },
+      limits: { nofile: 1024, nproc: limits.pids, fileSizeBytes: limits.tmpfsBytes + 1024 * 1024, cpuSeconds: 2 * 3600 },
     });
     this.devNull = openSync("/dev/null", "r");
 
