@@ -1,10 +1,13 @@
 #!/usr/bin/env node
 import { VERSION } from "@hexr/core";
 import { Command, CommanderError } from "commander";
+import { registerAgents } from "./commands/agents.js";
 import { registerConfig } from "./commands/config.js";
 import { registerIdentity } from "./commands/identity.js";
 import { registerRun } from "./commands/run.js";
 import { registerWhoami } from "./commands/whoami.js";
+import { registerPolicy } from "./commands/policy.js";
+import { registerSecrets } from "./commands/secrets.js";
 import { registerStatus } from "./commands/status.js";
 import { registerKeys, registerTenants } from "./commands/tenants.js";
 import { registerTools } from "./commands/tools.js";
@@ -21,11 +24,14 @@ const program = new Command()
 registerUp(program);
 registerStatus(program);
 registerConfig(program);
+registerAgents(program);
 registerTenants(program);
 registerKeys(program);
 registerIdentity(program);
 registerWhoami(program);
 registerRun(program);
+registerPolicy(program);
+registerSecrets(program);
 registerTools(program);
 
 const wantsJson = process.argv.includes("--json");

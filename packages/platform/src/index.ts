@@ -28,3 +28,4 @@ export {
 export { Tool, ToolSpec, CreateToolRequest, ToolName } from "./credentials/tools/schema.js";
 export { ExchangeRequest, ExchangeResponse, CacheKeyResponse } from "./credentials/exchange/schema.js";
 export { createCredentialsModule, type CredentialsModuleDeps } from "./credentials/module.js";
+export * from "./mesh/index.js";

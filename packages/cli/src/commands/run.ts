@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { bootId, processStartTime, removeContextMarker, writeContextMarker } from "hexr";
 import { ApiClient, resolveTarget } from "../client.js";
 import { parseDuration } from "./identity.js";
+import { isAgentFile, runAgentFile } from "../run/agent-run.js";
 
 export interface ProcessIdentityOptions {
   api: ApiClient;
@@ -104,9 +105,9 @@ const GATE = 'IFS= read -r _ <&3 || exit 125; exec 3<&-; exec "$@"';
 const FORWARDED: NodeJS.Signals[] = ["SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGINT", "SIGQUIT"];
 
 interface RunOptions {
-  name: string;
-  tenant: string;
-  role: string;
+  name?: string;
+  tenant?: string;
+  role?: string;
   dataDir?: string;
   json?: boolean;
   x509Ttl?: string;
@@ -116,18 +117,28 @@ export function registerRun(program: Command): void {
   program
     .command("run")
     .description("run a command under a SPIFFE identity: registers it, writes its context marker, sets SPIFFE_ENDPOINT_SOCKET")
-    .requiredOption("--name <agent>", "agent name (a DNS label)")
-    .requiredOption("--tenant <tenant>", "tenant (a DNS label)")
-    .option("--role <role>", "process role", "main")
+    .option("--name <agent>", "agent name (a DNS label); required to run a command")
+    .option("--tenant <tenant>", "tenant (a DNS label); for agent files default HEXR_TENANT or 'default'")
+    .option("--role <role>", "process role (an agent file: run only this role)")
     .option("--x509-ttl <duration>", "X.509-SVID lifetime, e.g. 1h (default: the platform's)")
     .option("--data-dir <dir>", "data dir of the local platform")
     .option("--json", "print the identity as JSON on stderr before starting (stdout stays the command's)")
-    .argument("<command...>", "the command and its arguments, after --")
-    .addHelpText("after", "\nExample:\n  hexr run --name researcher --tenant acme-corp -- node agent.js\n")
+    .argument("<command...>", "an agent file (agent.ts), or a command and its arguments after --")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  hexr run examples/research-analyst/agent.ts --tenant acme-corp\n  hexr run --name researcher --tenant acme-corp -- node agent.js\n",
+    )
     .action(async (command: string[], o: RunOptions) => {
+      if (!o.name && command.length === 1 && isAgentFile(command[0])) {
+        await runAgentFile(command[0]!, { ...(o.tenant ? { tenant: o.tenant } : {}), ...(o.role ? { role: o.role } : {}), ...(o.dataDir ? { dataDir: o.dataDir } : {}), ...(o.json ? { json: true } : {}) });
+        return;
+      }
+      if (!o.name || !o.tenant) {
+        throw new HexrError("cli.usage", "give an agent file (hexr run agent.ts) or --name and --tenant with a command after --", { kind: "invalid_argument" });
+      }
       const tenant = name(TenantName, o.tenant, "--tenant");
       const agent = name(AgentName, o.name, "--name");
-      const role = name(RoleName, o.role, "--role");
+      const role = name(RoleName, o.role ?? "main", "--role");
       const x509SvidTtlSeconds = o.x509Ttl ? parseDuration(o.x509Ttl, "--x509-ttl") : undefined;
       const { api, info } = localPlatform(o.dataDir);
 

@@ -1,0 +1,296 @@
+import { HexrError, RoleName, TenantName, agentSpiffeId } from "@hexr/core";
+import {
+  PLATFORM_FILE,
+  createStaticIdentitySource,
+  newMeshToken,
+  processSelectors,
+  startInboundProxy,
+  startOutboundProxy,
+  type InboundProxy,
+  type OutboundProxy,
+  type PlatformInfo,
+  type TlsIdentity,
+} from "@hexr/platform";
+import { bootId, createIdentity, processStartTime, type Identity, type X509Svid } from "hexr";
+import { existsSync, readFileSync } from "node:fs";
+import { resolve as resolvePath } from "node:path";
+import { fileURLToPath } from "node:url";
+import { ApiClient, resolveTarget } from "../client.js";
+import { attachProcessIdentity, type ProcessIdentity } from "../commands/run.js";
+import { discoverAgent, type DiscoveredAgent } from "../discovery/discover.js";
+import { printTable } from "../output.js";
+import { RoleProcess } from "./role-process.js";
+
+export interface AgentRunOptions {
+  tenant?: string;
+  role?: string;
+  dataDir?: string;
+  json?: boolean;
+  /** Seconds between registry heartbeats. */
+  heartbeatSeconds?: number;
+}
+
+type RoleStatus = "starting" | "running" | "restarting" | "stopped" | "crashed";
+
+interface RoleState {
+  role: string;
+  spiffeId: string;
+  meshToken: string;
+  upstream: { port: number };
+  inbound?: InboundProxy;
+  outbound?: OutboundProxy;
+  proc?: RoleProcess;
+  identity?: ProcessIdentity;
+  status: RoleStatus;
+  pid: number | null;
+}
+
+const AGENT_FILE = /\.(ts|tsx|mts|cts|js|mjs|cjs)$/;
+
+/** `hexr run agent.ts` (agent mode) rather than `hexr run --name N -- command`. */
+export function isAgentFile(arg: string | undefined): boolean {
+  return !!arg && AGENT_FILE.test(arg) && existsSync(arg);
+}
+
+function localPlatform(dataDir: string | undefined): { api: ApiClient; info: PlatformInfo } {
+  const target = resolveTarget(dataDir, { ...process.env, HEXR_PLATFORM_URL: "" });
+  const info = JSON.parse(readFileSync(`${target.dataDir}/${PLATFORM_FILE}`, "utf8")) as PlatformInfo;
+  if (!info.workloadSocket || !existsSync(info.workloadSocket)) {
+    throw new HexrError("cli.no_workload_api", `the platform at ${info.url} serves no Workload API socket; restart 'hexr up'`, {
+      kind: "unavailable",
+    });
+  }
+  return { api: new ApiClient(target), info };
+}
+
+function toTlsIdentity(svid: X509Svid, identity: Identity): TlsIdentity {
+  return {
+    spiffeId: svid.spiffeId,
+    certChainPem: svid.certificates.map((c) => c.toString()).join(""),
+    keyPem: svid.privateKey.export({ type: "pkcs8", format: "pem" }) as string,
+    bundlePem: identity
+      .x509Bundle()
+      .authorities.map((c) => c.toString())
+      .join(""),
+    expiresAt: svid.expiresAt,
+  };
+}
+
+async function ensureTenant(api: ApiClient, tenant: string, say: (s: string) => void): Promise<void> {
+  try {
+    await api.request("GET", `/api/v1/tenants/${tenant}`);
+  } catch (err) {
+    if ((err as HexrError).code !== "tenant.not_found") throw err;
+    await api.request("POST", "/api/v1/tenants", { name: tenant });
+    say(`created tenant ${tenant}`);
+  }
+}
+
+/**
+ * Runs an agent the way a pod would: one process per role (each attested and registered under its
+ * own SPIFFE ID) plus its sidecars, the mTLS mesh proxies, which this supervisor hosts under the
+ * same identities. Crashed role processes restart with backoff; Ctrl-C stops everything.
+ */
+export async function runAgentFile(file: string, o: AgentRunOptions): Promise<void> {
+  const path = resolvePath(file);
+  const discovered: DiscoveredAgent = discoverAgent(path);
+  const tenant = o.tenant ?? process.env["HEXR_TENANT"] ?? "default";
+  if (!TenantName.safeParse(tenant).success)
+    throw new HexrError("cli.usage", `--tenant '${tenant}' must be a DNS label`, { kind: "invalid_argument" });
+  if (o.role && !RoleName.safeParse(o.role).success)
+    throw new HexrError("cli.usage", `--role '${o.role}' must be a DNS label`, { kind: "invalid_argument" });
+  if (o.role && !discovered.roles.includes(o.role)) {
+    throw new HexrError("cli.usage", `agent ${discovered.name} has no role ${o.role} (roles: ${discovered.roles.join(", ")})`, {
+      kind: "invalid_argument",
+    });
+  }
+  const roles = o.role ? [o.role] : discovered.roles;
+  const say = (s: string) =>
+    o.json ? process.stderr.write(JSON.stringify({ event: "log", message: s }) + "\n") : process.stderr.write(`hexr: ${s}\n`);
+  const { api, info } = localPlatform(o.dataDir);
+  await ensureTenant(api, tenant, say);
+
+  const states = new Map<string, RoleState>(
+    roles.map((role) => [
+      role,
+      {
+        role,
+        spiffeId: agentSpiffeId(info.trustDomain, tenant, discovered.name, role).toString(),
+        meshToken: newMeshToken(),
+        upstream: { port: 0 },
+        status: "starting" as RoleStatus,
+        pid: null,
+      },
+    ]),
+  );
+
+  // The sidecars in this process hold each role's identity, pinned to this process by the kernel's pid + start time.
+  const uid = process.getuid?.() ?? 0;
+  const ownSelectors = [
+    { type: "unix", value: `uid:${uid}` },
+    ...processSelectors(process.pid, processStartTime(process.pid), bootId()),
+  ];
+  const sidecarEntries: string[] = [];
+  for (const s of states.values()) {
+    const e = await api.request<{ id: string }>("POST", "/api/v1/identity/entries", {
+      spiffeId: s.spiffeId,
+      selectors: ownSelectors,
+      createdBy: "hexr-run-sidecar",
+    });
+    sidecarEntries.push(e.id);
+  }
+  const socket = `unix://${info.workloadSocket}`;
+  const identity = createIdentity({ address: socket });
+  let heartbeat: NodeJS.Timeout | undefined;
+  const cleanup = async () => {
+    if (heartbeat) clearInterval(heartbeat);
+    await Promise.all([...states.values()].map((s) => s.proc?.stop()));
+    for (const s of states.values()) {
+      s.status = "stopped";
+      await s.identity?.release();
+      await s.inbound?.close();
+      await s.outbound?.close();
+    }
+    await sendHeartbeats().catch(() => undefined);
+    identity.close();
+    for (const id of sidecarEntries) await api.request("DELETE", `/api/v1/identity/entries/${id}`).catch(() => undefined);
+  };
+
+  const sendHeartbeats = async () => {
+    for (const s of states.values()) {
+      await api.request("POST", `/api/v1/tenants/${tenant}/agents/${discovered.name}/heartbeat`, {
+        role: s.role,
+        status: s.status,
+        pid: s.pid,
+        restarts: s.proc?.restarts ?? 0,
+        endpoint: s.inbound?.url ?? null,
+      });
+    }
+  };
+
+  try {
+    await identity.ready({ timeoutMs: 20_000 });
+    const svidFor = (id: string) => {
+      const svid = identity.x509Svids.find((v) => v.spiffeId === id);
+      if (!svid)
+        throw new HexrError("cli.no_svid", `the Workload API gave this process no SVID for ${id}`, { kind: "unavailable" });
+      return svid;
+    };
+    const tsx = fileURLToPath(import.meta.resolve("tsx/esm"));
+    const agentMain = fileURLToPath(import.meta.resolve("hexr/agent-main"));
+    const resolveTarget = async (target: string) => {
+      const [name, role] = target.split("/", 2);
+      const r = await api.request<{ url: string; spiffeId: string }>(
+        "GET",
+        `/api/v1/tenants/${tenant}/agents/${encodeURIComponent(name ?? "")}/resolve${role ? `?role=${encodeURIComponent(role)}` : ""}`,
+      );
+      return r;
+    };
+
+    for (const s of states.values()) {
+      const source = createStaticIdentitySource(toTlsIdentity(svidFor(s.spiffeId), identity));
+      identity.onUpdate(() => source.set(toTlsIdentity(svidFor(s.spiffeId), identity)));
+      s.inbound = await startInboundProxy({ identity: source, upstream: s.upstream, meshToken: s.meshToken });
+      s.outbound = await startOutboundProxy({ identity: source, meshToken: s.meshToken, resolve: resolveTarget });
+    }
+
+    await api.request("PUT", `/api/v1/tenants/${tenant}/agents/${discovered.name}`, {
+      ...(discovered.description ? { description: discovered.description } : {}),
+      framework: discovered.framework,
+      entryRole: roles.includes(discovered.entryRole) ? discovered.entryRole : roles[0],
+      roles: [...states.values()].map((s) => ({ role: s.role, endpoint: s.inbound!.url, status: "starting" })),
+    });
+
+    const allReady = new Promise<void>((resolveAll) => {
+      const check = () => [...states.values()].every((s) => s.status === "running") && resolveAll();
+      for (const s of states.values()) {
+        s.proc = new RoleProcess({
+          role: s.role,
+          command: process.execPath,
+          args: ["--import", `file://${tsx}`, agentMain],
+          env: {
+            ...process.env,
+            SPIFFE_ENDPOINT_SOCKET: socket,
+            HEXR_PLATFORM_URL: info.url,
+            HEXR_TENANT: tenant,
+            HEXR_AGENT_NAME: discovered.name,
+            HEXR_ROLE: s.role,
+            HEXR_FRAMEWORK: discovered.framework,
+            HEXR_AGENT_MODULE: path,
+            HEXR_MESH_TOKEN: s.meshToken,
+            HEXR_MESH_OUTBOUND: s.outbound!.url,
+            HEXR_BRIDGE_PORT: "0",
+          },
+          onLine: (line, stream) => (stream === "stdout" ? process.stdout : process.stderr).write(line + "\n"),
+          onSpawn: async (child) => {
+            s.pid = child.pid ?? null;
+            s.identity = await attachProcessIdentity({
+              api,
+              info,
+              pid: child.pid!,
+              tenant,
+              agent: discovered.name,
+              role: s.role,
+            });
+          },
+          onReady: ({ bridgePort, spiffeId }) => {
+            s.upstream.port = bridgePort;
+            s.status = "running";
+            if (spiffeId !== s.spiffeId) say(`warning: role ${s.role} attested as ${spiffeId}, expected ${s.spiffeId}`);
+            void sendHeartbeats().catch(() => undefined);
+            check();
+          },
+          onExit: () => {
+            const old = s.identity;
+            s.identity = undefined;
+            void old?.release();
+          },
+          onCrash: (code, signal, restarts, delay) => {
+            s.status = "restarting";
+            s.pid = null;
+            say(`role ${s.role} exited (${signal ?? `code ${code}`}); restart #${restarts} in ${delay} ms`);
+            void sendHeartbeats().catch(() => undefined);
+          },
+        });
+        s.proc.start();
+      }
+    });
+    await Promise.race([
+      allReady,
+      new Promise((_, reject) =>
+        setTimeout(
+          () =>
+            reject(
+              new HexrError(
+                "cli.agent_start_timeout",
+                "the agent's roles did not become ready within 60 s; see their output above",
+                { kind: "timeout" },
+              ),
+            ),
+          60_000,
+        ).unref(),
+      ),
+    ]);
+    heartbeat = setInterval(() => void sendHeartbeats().catch(() => undefined), (o.heartbeatSeconds ?? 5) * 1000);
+
+    const rows = [...states.values()].map((s) => ({ role: s.role, spiffeId: s.spiffeId, endpoint: s.inbound!.url, pid: s.pid }));
+    if (o.json) process.stdout.write(JSON.stringify({ event: "ready", agent: discovered.name, tenant, roles: rows }) + "\n");
+    else {
+      process.stderr.write(`\nhexr: agent ${discovered.name} is running in tenant ${tenant} (Ctrl-C stops it)\n`);
+      printTable(rows, ["role", "spiffeId", "endpoint", "pid"]);
+      process.stderr.write(`\n  try:  hexr agents --tenant ${tenant}\n\n`);
+    }
+    await new Promise<void>((resolveStop) => {
+      let signals = 0;
+      const onSignal = () => {
+        if (++signals > 1) process.exit(130);
+        resolveStop();
+      };
+      process.on("SIGINT", onSignal);
+      process.on("SIGTERM", onSignal);
+    });
+    say("stopping");
+  } finally {
+    await cleanup();
+  }
+}
