@@ -1,0 +1,110 @@
+import type { Queryable, Storage } from "../storage/types.js";
+
+type Op = (tx: Queryable) => Promise<unknown>;
+
+interface Pending {
+  op: Op;
+  waiters: Array<{ resolve: (v: unknown) => void; reject: (e: unknown) => void }>;
+}
+
+export interface WriteBatcherOptions {
+  storage: Storage;
+  /** Most operations committed in one transaction. */
+  maxBatch?: number;
+}
+
+/**
+ * Group commit: writes queued during one turn of the event loop are committed in one transaction,
+ * and each caller's promise resolves only after that commit — so a reply is never sent for data
+ * that is not durable, yet N concurrent requests cost one commit instead of N. Writes with the same
+ * key coalesce (only the latest state of a task is written). Batches run one at a time, so writes
+ * to the same key commit in the order they were queued.
+ *
+ * Operations must not fail for expected reasons (use `ON CONFLICT DO NOTHING`, conditional
+ * updates): in PostgreSQL one failed statement aborts the whole transaction. If a batch fails
+ * anyway, every operation is retried alone, so one bad write cannot fail its neighbours.
+ */
+export class WriteBatcher {
+  private readonly storage: Storage;
+  private readonly maxBatch: number;
+  private queue: Pending[] = [];
+  private keyed = new Map<string, Pending>();
+  private running: Promise<void> | undefined;
+  private scheduled = false;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor({ storage, maxBatch = 512 }: WriteBatcherOptions) {
+    this.storage = storage;
+    this.maxBatch = maxBatch;
+  }
+
+  /** Queues `op`; resolves with its result once committed. A later op with the same `key` replaces a queued one. */
+  run<T>(op: (tx: Queryable) => Promise<T>, key?: string): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const waiter = { resolve: resolve as (v: unknown) => void, reject };
+      if (key !== undefined) {
+        const queued = this.keyed.get(key);
+        if (queued) {
+          queued.op = op;
+          queued.waiters.push(waiter);
+          return;
+        }
+      }
+      const p: Pending = { op, waiters: [waiter] };
+      this.queue.push(p);
+      if (key !== undefined) this.keyed.set(key, p);
+      this.schedule();
+    });
+  }
+
+  /** Resolves when everything queued before the call is committed (read-your-writes for queries). */
+  drain(): Promise<void> {
+    if (this.queue.length === 0 && !this.running) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.running) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.running = this.flushLoop().finally(() => {
+        this.running = undefined;
+        if (this.queue.length > 0) this.schedule();
+        else for (const w of this.idleWaiters.splice(0)) w();
+      });
+    });
+  }
+
+  private async flushLoop(): Promise<void> {
+    while (this.queue.length > 0) {
+      const batch = this.queue.length <= this.maxBatch ? this.queue : this.queue.slice(0, this.maxBatch);
+      this.queue = this.queue.length <= this.maxBatch ? [] : this.queue.slice(this.maxBatch);
+      // Ops of this batch can no longer absorb later writes: those go to the next batch, in order.
+      if (this.queue.length === 0) this.keyed.clear();
+      else for (const [k, p] of this.keyed) if (batch.includes(p)) this.keyed.delete(k);
+      await this.commit(batch);
+    }
+  }
+
+  private async commit(batch: Pending[]): Promise<void> {
+    const results = new Array<unknown>(batch.length);
+    try {
+      await this.storage.transaction(async (tx) => {
+        for (let i = 0; i < batch.length; i++) results[i] = await batch[i]!.op(tx);
+      });
+    } catch {
+      // Isolate the failure: each op alone, in its own transaction.
+      for (const p of batch) {
+        try {
+          const r = await this.storage.transaction((tx) => p.op(tx));
+          for (const w of p.waiters) w.resolve(r);
+        } catch (err) {
+          for (const w of p.waiters) w.reject(err);
+        }
+      }
+      return;
+    }
+    for (let i = 0; i < batch.length; i++) for (const w of batch[i]!.waiters) w.resolve(results[i]);
+  }
+}
