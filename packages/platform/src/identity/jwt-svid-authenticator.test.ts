@@ -4,6 +4,9 @@ import { startTestPlatform, type TestPlatform } from "../test-support/platform.j
 import { authorityFixture, type AuthorityFixture } from "./authority/test-support/fixtures.js";
 import { JwtSvidAuthenticator } from "./jwt-svid-authenticator.js";
 
+// Identity tests do not exercise the code sandbox; its background probes only slow start and stop.
+const NO_SANDBOX = { sandbox: { enabled: false } };
+
 const PLATFORM_AUD = "spiffe://hexr.local/system/platform";
 const ACME = "spiffe://hexr.local/agent/acme/researcher/main";
 
@@ -91,7 +94,7 @@ describe("JwtSvidAuthenticator", () => {
 describe("JWT-SVID bearer on the REST API", () => {
   let p: TestPlatform;
   beforeAll(async () => {
-    p = await startTestPlatform();
+    p = await startTestPlatform({ config: NO_SANDBOX });
     for (const name of ["acme", "globex"]) {
       const res = await p.api("/api/v1/tenants", { method: "POST", json: { name } });
       expect(res.status).toBe(201);

@@ -220,6 +220,7 @@ export class LocalAuthority implements Authority {
     const slot = st.active;
     const minter = slot.minter!;
     const now = this.clock();
+    this.checkUsable(slot, now);
     const notBefore = Math.max(now - LEAF_BACKDATE_MS, minter.issuer.notBefore);
     const notAfter = Math.min(now + ttl * 1000, minter.issuer.notAfter);
     const keys = generateLeafKeyPair();
@@ -253,6 +254,7 @@ export class LocalAuthority implements Authority {
     const ttl = this.ttl(opts.ttlSeconds, this.config.jwtSvidTtlSeconds, "ttlSeconds");
     const slot = st.active;
     const now = this.clock();
+    this.checkUsable(slot, now);
     const iat = Math.floor(now / 1000);
     const exp = Math.min(iat + ttl, Math.floor(slot.row.not_after / 1000));
     const claims: Record<string, unknown> = { ...(opts.extraClaims ?? {}) };
@@ -347,12 +349,11 @@ export class LocalAuthority implements Authority {
   }
 
   bundle(): SpiffeBundleDocument {
-    const b = this.current().bundle;
-    return { ...b, keys: b.keys.map((k) => ({ ...k })) };
+    return structuredClone(this.current().bundle);
   }
 
   jwks(): { keys: Array<Record<string, unknown>> } {
-    return { keys: this.current().jwks.keys.map((k) => ({ ...k })) };
+    return structuredClone(this.current().jwks);
   }
 
   onBundleChange(listener: () => void): () => void {
@@ -439,6 +440,17 @@ export class LocalAuthority implements Authority {
     const run = this.mutex.then(fn, fn);
     this.mutex = run.catch(() => undefined);
     return run;
+  }
+
+  /** The rotation job replaces a slot long before it expires; if it could not (platform suspended), refuse rather than mint dead SVIDs. */
+  private checkUsable(slot: LoadedSlot, now: number): void {
+    if (slot.row.not_after - now < 60_000) {
+      throw ca(
+        "identity.ca_expired",
+        "the active CA is expired or about to expire and has not been rotated yet; retry shortly",
+        "unavailable",
+      );
+    }
   }
 
   private workloadId(spiffeId: string): SpiffeId {

@@ -170,6 +170,16 @@ describe("CA rotation", () => {
     expect(kid(f.authority)).toBe(kid(again));
   });
 
+  it("refuses to mint with an expired CA until the rotation job has run", async () => {
+    f = await authorityFixture({ config: CONFIG });
+    f.clock.advance(6 * HOUR);
+    await expect(f.authority.mintX509Svid(ID)).rejects.toMatchObject({ code: "identity.ca_expired", kind: "unavailable" });
+    await expect(f.authority.mintJwtSvid(ID, [AUD])).rejects.toMatchObject({ code: "identity.ca_expired" });
+    expect(await f.authority.tick()).toEqual(["prepare", "activate"]);
+    const svid = await f.authority.mintX509Svid(ID);
+    expect(f.authority.verifyX509Svid(svid.certChainDer).spiffeId).toBe(ID);
+  });
+
   it("replaces a CA that expired while the platform was down", async () => {
     f = await authorityFixture({ config: CONFIG });
     const before = kid(f.authority);

@@ -2,6 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestPlatform, type TestPlatform } from "../../test-support/platform.js";
 import type { Entry } from "./service.js";
 
+// Identity tests do not exercise the code sandbox; its background probes only slow start and stop.
+const NO_SANDBOX = { sandbox: { enabled: false } };
+
 const TD = "hexr.local";
 const agent = (tenant: string, name = "bot") => `spiffe://${TD}/agent/${tenant}/${name}/main`;
 
@@ -22,7 +25,7 @@ async function problem(res: Response, status: number, code: string): Promise<Rec
 }
 
 beforeAll(async () => {
-  p = await startTestPlatform();
+  p = await startTestPlatform({ config: NO_SANDBOX });
   for (const name of ["acme", "globex"]) await json(await p.api("/api/v1/tenants", { method: "POST", json: { name } }), 201);
   acmeKey = (
     await json<{ key: string }>(await p.api("/api/v1/keys", { method: "POST", json: { scope: "tenant", tenant: "acme" } }), 201)

@@ -5,11 +5,14 @@ import { startTestPlatform, type TestPlatform } from "../../test-support/platfor
 import type { SpiffeBundleDocument } from "../types.js";
 import type { OpenIdConfiguration } from "./routes.js";
 
+// Identity tests do not exercise the code sandbox; its background probes only slow start and stop.
+const NO_SANDBOX = { sandbox: { enabled: false } };
+
 const ID = "spiffe://hexr.local/agent/acme/bot/main";
 
 let p: TestPlatform;
 beforeAll(async () => {
-  p = await startTestPlatform();
+  p = await startTestPlatform({ config: NO_SANDBOX });
 });
 afterAll(() => p.dispose());
 
@@ -62,7 +65,7 @@ describe("OIDC discovery", () => {
   });
 
   it("uses publicUrl as issuer when configured", async () => {
-    const other = await startTestPlatform({ config: { publicUrl: "https://hexr.example.com/" } });
+    const other = await startTestPlatform({ config: { ...NO_SANDBOX, publicUrl: "https://hexr.example.com/" } });
     try {
       const res = await fetch(`${other.url}/.well-known/openid-configuration`);
       const doc = (await res.json()) as OpenIdConfiguration;
