@@ -15,6 +15,7 @@ import {
   type Update,
 } from "./handler.js";
 import {
+  endsInteraction,
   INTERRUPTED_STATES,
   isTerminal,
   withHistoryLength,
@@ -53,6 +54,8 @@ export interface A2AServiceOptions {
   handler: A2AHandler;
   /** Advertised as `capabilities.streaming`; when false the streaming methods answer -32004. */
   streaming?: boolean;
+  /** How long a blocking send waits for a duplicate task that another replica is running. */
+  crossReplicaWaitMs?: number;
   log?: Logger;
   clock?: () => number;
 }
@@ -119,14 +122,16 @@ export class A2AService {
   private readonly handler: A2AHandler;
   private readonly log: Logger | undefined;
   private readonly clock: () => number;
+  private readonly crossReplicaWaitMs: number;
   private readonly runs = new Map<string, TaskRun>();
   private readonly channels = new Map<string, TaskChannel>();
   /** In-process dedupe of concurrent creations: owner + messageId → task id. */
   private readonly creating = new Map<string, Promise<string>>();
   private closed = false;
 
-  constructor({ store, handler, streaming = true, log, clock = Date.now }: A2AServiceOptions) {
+  constructor({ store, handler, streaming = true, crossReplicaWaitMs = 60_000, log, clock = Date.now }: A2AServiceOptions) {
     this.store = store;
+    this.crossReplicaWaitMs = crossReplicaWaitMs;
     this.handler = handler;
     this.streaming = streaming;
     this.log = log;
@@ -213,9 +218,31 @@ export class A2AService {
     const id = await pending;
     const run = this.runs.get(id);
     if (run) return run;
-    const rec = await this.store.get(id);
-    if (!rec) throw taskNotFound(id);
+    // The task exists already, and no run here owns it: finished, or running in another replica.
+    const rec = await this.waitStored(id, req.configuration.returnImmediately);
     return { done: this.resultOf(rec, req.configuration.historyLength) };
+  }
+
+  /**
+   * Loads a task that another process may still be working on; for a blocking send, polls until
+   * it reaches a terminal or interrupted state (or `crossReplicaWaitMs` passes).
+   */
+  private async waitStored(id: string, returnImmediately: boolean): Promise<TaskRecord> {
+    let rec = await this.store.get(id);
+    if (!rec) throw taskNotFound(id);
+    const deadline = this.clock() + this.crossReplicaWaitMs;
+    let delay = 10;
+    while (!returnImmediately && !endsInteraction(rec.task.status.state) && this.clock() < deadline && !this.closed) {
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 250);
+      const local = this.runs.get(id);
+      if (local) {
+        await local.settled;
+        return local.rec;
+      }
+      rec = (await this.store.get(id)) ?? rec;
+    }
+    return rec;
   }
 
   /** A follow-up message for an existing task (multi-turn: the task asked for input). */
