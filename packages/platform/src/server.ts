@@ -21,6 +21,7 @@ import { createLogger } from "./logging/logger.js";
 import type { PlatformModule } from "./module.js";
 import { openStorage, redactUrl, type Storage } from "./storage/index.js";
 import { createTenantsModule } from "./tenants/module.js";
+import { createTelemetryModule } from "./telemetry/module.js";
 import { writeFileAtomic } from "./util/fs.js";
 
 /** What `hexr up` writes so that other commands on the machine find the platform. */
@@ -122,7 +123,8 @@ export async function startPlatform(config: PlatformConfig, opts: StartOptions =
   identity.jwtSvidAuthenticator.addAudience(credentials.exchange.audience);
   const sandbox = createSandboxModule({ config: config.sandbox, trustDomain: config.trustDomain, log, policy: policy.engine });
   identity.jwtSvidAuthenticator.addAudience(sandbox.spiffeId);
-  const modules: PlatformModule[] = [tenants, apiKeys, identity, agents, policy, vault, credentials, sandbox, ...(opts.modules ?? [])];
+  const telemetry = createTelemetryModule({ storage, log, config, resolveTenant: (name) => tenants.service.scope(name) });
+  const modules: PlatformModule[] = [tenants, apiKeys, identity, agents, policy, vault, credentials, sandbox, telemetry, ...(opts.modules ?? [])];
 
   const started: PlatformModule[] = [];
   let server: Server | undefined;
@@ -221,6 +223,7 @@ export async function startPlatform(config: PlatformConfig, opts: StartOptions =
       );
     });
     const srv = server;
+    telemetry.observeHttp(srv, router.defs);
     await new Promise<void>((resolveListen, reject) => {
       srv.once("error", (err: NodeJS.ErrnoException) => {
         if (err.code === "EADDRINUSE") {

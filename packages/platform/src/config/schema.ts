@@ -1,6 +1,7 @@
 import { validateTrustDomain } from "@hexr/core";
 import { z } from "zod";
 import { SandboxConfig } from "../sandbox/config.js";
+import { TelemetryConfig } from "../telemetry/config.js";
 
 export const LogLevel = z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]);
 
@@ -101,6 +102,8 @@ export const PlatformConfig = z.strictObject({
     .prefault({}),
   /** Code execution in isolation (see platform/src/sandbox). */
   sandbox: SandboxConfig.prefault({}),
+  /** The OTLP receiver, trace store and Prometheus metrics (see platform/src/telemetry). */
+  telemetry: TelemetryConfig.prefault({}),
 });
 export type PlatformConfig = z.infer<typeof PlatformConfig>;
 export type PlatformConfigInput = z.input<typeof PlatformConfig>;
