@@ -1,6 +1,5 @@
 import { AgentName, RoleName, TenantName } from "@hexr/core";
-import { constants } from "node:fs";
-import { lstat, open } from "node:fs/promises";
+import { closeSync, constants, fstatSync, lstatSync, openSync, readSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 
@@ -40,9 +39,10 @@ export type MarkerVerdict = { trusted: true; marker: ContextMarker } | { trusted
 /** Reads `<contextDir>/<pid>.json` and says whether it may be believed for this process, and why not. */
 export async function readTrustedMarker(contextDir: string, facts: MarkerFacts): Promise<MarkerVerdict> {
   const path = markerPath(contextDir, facts.pid);
+  // Markers are tiny and local: synchronous reads are cheaper than a thread-pool round trip per call.
   let st;
   try {
-    st = await lstat(path);
+    st = lstatSync(path);
   } catch {
     return { trusted: false, reason: "no marker" };
   }
@@ -54,13 +54,15 @@ export async function readTrustedMarker(contextDir: string, facts: MarkerFacts):
   let text: string;
   try {
     // O_NOFOLLOW: the file checked above cannot be swapped for a symlink in between.
-    const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
     try {
-      const again = await fh.stat();
+      const again = fstatSync(fd);
       if (again.ino !== st.ino || again.dev !== st.dev) return { trusted: false, reason: "marker changed while being read" };
-      text = (await fh.readFile("utf8")).slice(0, MARKER_MAX_BYTES);
+      const buf = Buffer.alloc(MARKER_MAX_BYTES);
+      const n = readSync(fd, buf, 0, MARKER_MAX_BYTES, 0);
+      text = buf.subarray(0, n).toString("utf8");
     } finally {
-      await fh.close();
+      closeSync(fd);
     }
   } catch {
     return { trusted: false, reason: "marker cannot be read" };

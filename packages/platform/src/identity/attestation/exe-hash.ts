@@ -1,6 +1,5 @@
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { stat } from "node:fs/promises";
+import { createReadStream, statSync } from "node:fs";
 
 export interface ExeHasherOptions {
   /** Binaries remembered; a node binary takes ~0.3 s to hash, so each is hashed once per version. */
@@ -15,7 +14,7 @@ export function createExeHasher({ maxEntries = 256 }: ExeHasherOptions = {}) {
   const cache = new Map<string, Promise<string>>();
   return {
     async hash(exeLink: string): Promise<string> {
-      const st = await stat(exeLink, { bigint: true });
+      const st = statSync(exeLink, { bigint: true });
       const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
       let pending = cache.get(key);
       if (pending) {

@@ -1,9 +1,9 @@
-import { readlink } from "node:fs/promises";
+import { readlinkSync } from "node:fs";
 import type { Logger } from "pino";
 import type { Selector, WorkloadAttestor } from "../types.js";
 import { readTrustedMarker, type MarkerVerdict } from "./context-marker.js";
 import { createExeHasher, type ExeHasher } from "./exe-hash.js";
-import { PROC_ROOT, readBootId, readProcIds, readProcStat } from "./proc.js";
+import { PROC_ROOT, readBootId, readProcIdsSync, readProcStatSync } from "./proc.js";
 
 /** Selectors that only one process of this boot can ever have: what `hexr run` pins its entries to. */
 export function processSelectors(pid: number, startTime: string, bootId: string): Selector[] {
@@ -38,7 +38,9 @@ export function createUnixAttestor({
   log,
 }: UnixAttestorOptions): WorkloadAttestor & { attestDetailed(pid: number): Promise<UnixAttestation> } {
   async function attestDetailed(pid: number): Promise<UnixAttestation> {
-    const [ids, stat] = await Promise.all([readProcIds(pid, procRoot), readProcStat(pid, procRoot)]);
+    // procfs lives in memory: synchronous reads cost microseconds and skip the libuv thread pool.
+    const ids = readProcIdsSync(pid, procRoot);
+    const stat = readProcStatSync(pid, procRoot);
     const uid = ids.uids[1];
     const gid = ids.gids[1];
     const bootId = readBootId(procRoot);
@@ -48,7 +50,8 @@ export function createUnixAttestor({
     ];
     const exeLink = `${procRoot}/${pid}/exe`;
     try {
-      const [path, sha256] = await Promise.all([readlink(exeLink), hasher.hash(exeLink)]);
+      const path = readlinkSync(exeLink);
+      const sha256 = await hasher.hash(exeLink);
       selectors.push({ type: "unix", value: `path:${path}` }, { type: "unix", value: `sha256:${sha256}` });
     } catch (err) {
       // Without ptrace access to the caller we cannot see its binary; fewer selectors only ever match fewer entries.
