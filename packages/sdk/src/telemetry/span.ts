@@ -37,7 +37,9 @@ export function recordError(span: Span, err: unknown): void {
   try {
     const e = err instanceof Error ? err : new Error(typeof err === "string" ? err : "non-Error thrown");
     const code = (err as { code?: unknown } | null)?.code;
-    span.setAttribute(ATTR.ERROR_TYPE, typeof code === "string" && code ? code : e.name || "Error");
+    // SDK error classes often keep name "Error"; their class name says more (RateLimitError)
+    const type = e.name && e.name !== "Error" ? e.name : e.constructor?.name || "Error";
+    span.setAttribute(ATTR.ERROR_TYPE, typeof code === "string" && code ? code : type);
     span.recordException({ name: e.name, message: scrubText(e.message) });
     span.setStatus({ code: SpanStatusCode.ERROR, message: scrubText(e.message).slice(0, 512) });
   } catch {
