@@ -22,6 +22,7 @@ import type { PlatformModule } from "./module.js";
 import { openStorage, redactUrl, type Storage } from "./storage/index.js";
 import { createTenantsModule } from "./tenants/module.js";
 import { createTelemetryModule } from "./telemetry/module.js";
+import { createA2AIngressModule, registryResolver } from "./a2a/ingress.js";
 import { writeFileAtomic } from "./util/fs.js";
 
 /** What `hexr up` writes so that other commands on the machine find the platform. */
@@ -124,7 +125,20 @@ export async function startPlatform(config: PlatformConfig, opts: StartOptions =
   const sandbox = createSandboxModule({ config: config.sandbox, trustDomain: config.trustDomain, log, policy: policy.engine });
   identity.jwtSvidAuthenticator.addAudience(sandbox.spiffeId);
   const telemetry = createTelemetryModule({ storage, log, config, resolveTenant: (name) => tenants.service.scope(name) });
-  const modules: PlatformModule[] = [tenants, apiKeys, identity, agents, policy, vault, credentials, sandbox, telemetry, ...(opts.modules ?? [])];
+  const a2a = createA2AIngressModule({
+    resolve: registryResolver({
+      lookup: (scope, name) => agents.service.resolve(scope, name),
+      authority: identity.authority,
+      trustDomain: config.trustDomain,
+    }),
+    policy: policy.engine,
+    trustDomain: config.trustDomain,
+    bodyLimit: config.http.bodyLimitBytes,
+    log,
+    ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}),
+  });
+  identity.jwtSvidAuthenticator.addAudience(a2a.spiffeId);
+  const modules: PlatformModule[] = [tenants, apiKeys, identity, agents, policy, vault, credentials, sandbox, telemetry, a2a, ...(opts.modules ?? [])];
 
   const started: PlatformModule[] = [];
   let server: Server | undefined;

@@ -12,8 +12,8 @@ import type { ProtocolVersion } from "./service.js";
 
 export const CARD_PATHS = ["/.well-known/agent-card.json", "/.well-known/agent.json"];
 
-/** Returns the (signed) card for a version, advertising `url`. */
-export type CardProvider = (version: ProtocolVersion, url: string) => Promise<Record<string, unknown>>;
+/** Returns the (signed) card for a version, advertising `url`; `viaIngress`: the URL is the platform ingress (bearer auth). */
+export type CardProvider = (version: ProtocolVersion, url: string, viaIngress: boolean) => Promise<Record<string, unknown>>;
 
 export interface A2AHttpOptions {
   rpc: JsonRpcHandler;
@@ -145,7 +145,7 @@ export function createA2AListener(opts: A2AHttpOptions): (req: IncomingMessage, 
       sendError(res, new A2AError(e.code, e.message, { reason: e.reason, httpStatus: 400 }));
       return;
     }
-    const card = await cards(version, urlFor(req, auth));
+    const card = await cards(version, urlFor(req, auth), auth?.advertiseUrl !== undefined);
     const body = JSON.stringify(card);
     const etag = etagOf(body);
     const headers = { etag, vary: "A2A-Version", "cache-control": "public, max-age=300" };

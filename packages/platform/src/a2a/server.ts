@@ -64,15 +64,16 @@ export async function createA2AServer(opts: A2AServerOptions): Promise<A2AServer
 
   const signerNow = () => (typeof opts.signer === "function" ? opts.signer() : opts.signer);
   const cache = new Map<string, Record<string, unknown>>();
-  const makeCard = (version: ProtocolVersion, url: string, extended: boolean): Record<string, unknown> => {
+  const makeCard = (version: ProtocolVersion, url: string, extended: boolean, viaIngress: boolean): Record<string, unknown> => {
     const signer = signerNow();
-    const key = `${version}|${extended ? 1 : 0}|${signer?.kid ?? "-"}|${url}`;
+    const key = `${version}|${extended ? 1 : 0}|${viaIngress ? 1 : 0}|${signer?.kid ?? "-"}|${url}`;
     let card = cache.get(key);
     if (!card) {
       const base = buildCard(version, {
         metadata,
         url,
-        security: opts.security ?? "mtls",
+        // Through the platform ingress callers present a bearer (API key or JWT-SVID), not an SVID.
+        security: viaIngress ? "bearer" : (opts.security ?? "mtls"),
         extended,
         ...(opts.spiffeId ? { spiffeId: opts.spiffeId } : {}),
       });
@@ -83,14 +84,14 @@ export async function createA2AServer(opts: A2AServerOptions): Promise<A2AServer
     }
     return card;
   };
-  const cards: CardProvider = async (version, url) => makeCard(version, url, false);
+  const cards: CardProvider = async (version, url, viaIngress) => makeCard(version, url, false, viaIngress);
   const hasExtended = (metadata.extendedSkills?.length ?? 0) > 0;
   const rpc = createJsonRpcHandler({
     service,
     ...(hasExtended
       ? {
           extendedCard: async (version: ProtocolVersion, url: string | undefined) =>
-            makeCard(version, url ?? opts.publicUrl ?? "", true),
+            makeCard(version, url ?? opts.publicUrl ?? "", true, false),
         }
       : {}),
     ...(log ? { log } : {}),
