@@ -29,3 +29,4 @@ export { Tool, ToolSpec, CreateToolRequest, ToolName } from "./credentials/tools
 export { ExchangeRequest, ExchangeResponse, CacheKeyResponse } from "./credentials/exchange/schema.js";
 export { createCredentialsModule, type CredentialsModuleDeps } from "./credentials/module.js";
 export * from "./mesh/index.js";
+export * from "./a2a/index.js";

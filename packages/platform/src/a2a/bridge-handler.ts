@@ -6,7 +6,7 @@
  */
 import { HexrError } from "@hexr/core";
 import { Agent, request, type IncomingMessage } from "node:http";
-import { CALLER_SPIFFE_ID_HEADER, MESH_TOKEN_HEADER } from "./caller.js";
+import { CALLER_HEADER, MESH_TOKEN_HEADER } from "../mesh/headers.js";
 import { update, type A2AHandler, type A2AResult, type A2AUpdate } from "./handler.js";
 import type { Message } from "./model.js";
 
@@ -53,7 +53,7 @@ export function bridgeHandler({ url, meshToken, maxReplyBytes = 16 * 1024 * 1024
             "content-type": "application/json",
             "content-length": Buffer.byteLength(body),
             [MESH_TOKEN_HEADER]: meshToken,
-            ...(caller ? { [CALLER_SPIFFE_ID_HEADER]: caller } : {}),
+            ...(caller ? { [CALLER_HEADER]: caller } : {}),
           },
         },
         resolve,

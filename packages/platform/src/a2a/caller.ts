@@ -5,14 +5,11 @@
  * principal it authenticated (API key or JWT-SVID).
  */
 import { describeWorkload } from "@hexr/core";
-import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage } from "node:http";
+import { CALLER_HEADER, MESH_TOKEN_HEADER } from "../mesh/headers.js";
+import { meshTokenMatches } from "../mesh/token.js";
 import { unauthenticated } from "./errors.js";
 import type { Caller } from "./service.js";
-
-/** Set by the inbound proxy (mesh): the verified peer, and the token proving the proxy set it. */
-export const CALLER_SPIFFE_ID_HEADER = "x-hexr-caller-spiffe-id";
-export const MESH_TOKEN_HEADER = "x-hexr-mesh-token";
 /** Set by the platform ingress (a verified system workload): the principal it authenticated. */
 export const ON_BEHALF_OF_HEADER = "hexr-a2a-on-behalf-of";
 /** Set by the platform ingress: the URL the card's interfaces must point to (the ingress itself). */
@@ -48,13 +45,6 @@ function decodeOnBehalfOf(v: string): DelegatedPrincipal | undefined {
   }
 }
 
-function tokenMatches(presented: string | string[] | undefined, expected: string): boolean {
-  if (typeof presented !== "string") return false;
-  const a = Buffer.from(presented);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
-
 function isSystem(spiffeId: string): boolean {
   try {
     return describeWorkload(spiffeId).kind === "system";
@@ -71,15 +61,15 @@ export interface MeshCallerOptions {
 }
 
 /**
- * Trusts `x-hexr-caller-spiffe-id` only with the right mesh token (constant-time check). A
+ * Trusts the mesh's caller header (`x-hexr-caller-spiffe-id`) only with the right mesh token (constant-time check). A
  * verified system workload (the platform ingress) may add `hexr-a2a-on-behalf-of`.
  */
 export function meshCaller({ meshToken, mayDelegate = isSystem }: MeshCallerOptions): CallerAuthenticator {
   return (req) => {
     const token = req.headers[MESH_TOKEN_HEADER];
     if (token === undefined) return null;
-    if (!tokenMatches(token, meshToken)) throw unauthenticated("the mesh token is wrong");
-    const peer = req.headers[CALLER_SPIFFE_ID_HEADER];
+    if (!meshTokenMatches(token, meshToken)) throw unauthenticated("the mesh token is wrong");
+    const peer = req.headers[CALLER_HEADER];
     if (typeof peer !== "string" || !peer.startsWith("spiffe://")) throw unauthenticated("the mesh did not name the caller");
     const delegated = req.headers[ON_BEHALF_OF_HEADER];
     if (typeof delegated === "string" && mayDelegate(peer)) {

@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { unsafeTenantScope } from "../../auth/principal.js";
 import type { Storage } from "../../storage/types.js";
-import { CALLER_SPIFFE_ID_HEADER, MESH_TOKEN_HEADER, ON_BEHALF_OF_HEADER, encodeOnBehalfOf, meshCaller } from "../caller.js";
+import { CALLER_HEADER, MESH_TOKEN_HEADER } from "../../mesh/headers.js";
+import { ON_BEHALF_OF_HEADER, encodeOnBehalfOf, meshCaller } from "../caller.js";
 import type { AgentMetadata, CardSigner } from "../card.js";
 import type { A2AHandler } from "../handler.js";
 import { startA2AServer, type RunningA2AServer } from "../server.js";
@@ -13,7 +14,7 @@ export const PLATFORM = "spiffe://hexr.local/system/platform";
 
 /** Headers the inbound mesh proxy would add for a verified caller. */
 export function asCaller(spiffeId: string): Record<string, string> {
-  return { [MESH_TOKEN_HEADER]: MESH_TOKEN, [CALLER_SPIFFE_ID_HEADER]: spiffeId };
+  return { [MESH_TOKEN_HEADER]: MESH_TOKEN, [CALLER_HEADER]: spiffeId };
 }
 
 /** Headers of the platform ingress relaying for an API-key principal. */
