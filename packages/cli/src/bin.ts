@@ -11,6 +11,7 @@ import { registerSecrets } from "./commands/secrets.js";
 import { registerStatus } from "./commands/status.js";
 import { registerKeys, registerTenants } from "./commands/tenants.js";
 import { registerTools } from "./commands/tools.js";
+import { registerTraces } from "./commands/traces.js";
 import { registerUp } from "./commands/up.js";
 import { reportError } from "./output.js";
 
@@ -33,6 +34,7 @@ registerRun(program);
 registerPolicy(program);
 registerSecrets(program);
 registerTools(program);
+registerTraces(program);
 
 const wantsJson = process.argv.includes("--json");
 try {
