@@ -8,15 +8,10 @@ import { Role, TaskState, type SendMessageRequest, type Task } from "@a2a-js/sdk
 import { ClientFactory, ClientFactoryOptions, DefaultAgentCardResolver, JsonRpcTransportFactory } from "@a2a-js/sdk/client";
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { unsafeTenantScope } from "../../packages/platform/src/auth/principal.js";
-import { signerFromSvid, verifyCardSignature } from "../../packages/platform/src/a2a/card.js";
-import { meshCaller } from "../../packages/platform/src/a2a/caller.js";
-import { startA2AServer, type RunningA2AServer } from "../../packages/platform/src/a2a/server.js";
-import { startInboundProxy, type InboundProxy } from "../../packages/platform/src/mesh/inbound.js";
-import { createStaticIdentitySource, derToPem } from "../../packages/platform/src/mesh/svid.js";
-import { newMeshToken } from "../../packages/platform/src/mesh/token.js";
+import { verifyCardSignature } from "../../packages/platform/src/a2a/card.js";
 import { startTestPlatform, type TestPlatform } from "../../packages/platform/src/test-support/platform.js";
 import { a2aText, createA2AClient, type A2ATask } from "../../packages/sdk/src/a2a/index.js";
+import { startMeshedAgent, type MeshedAgent } from "./agent-fixture.js";
 
 const WRITER = "spiffe://hexr.local/agent/acme/writer/main";
 const RESEARCHER = "spiffe://hexr.local/agent/acme/researcher/main";
@@ -24,8 +19,7 @@ const INTRUDER = "spiffe://hexr.local/agent/acme/intruder/main";
 const INGRESS = "spiffe://hexr.local/system/a2a";
 
 let p: TestPlatform;
-let agent: RunningA2AServer;
-let proxy: InboundProxy;
+let meshed: MeshedAgent;
 let tenantKey = "";
 let otherTenantKey = "";
 const seen: Array<{ caller: string; spiffeId: string | null }> = [];
@@ -64,46 +58,16 @@ beforeAll(async () => {
     "key"
   ] as string;
 
-  // The agent as `hexr run` lays it out: its A2A server on loopback behind its inbound mTLS proxy.
-  const svid = await p.identity.authority.mintX509Svid(WRITER);
-  const meshToken = newMeshToken();
-  agent = await startA2AServer({
-    storage: p.storage,
-    scope: unsafeTenantScope("acme", "acme"),
-    agent: "writer",
-    rpcPath: "/a2a",
-    metadata: { name: "writer", description: "Writes articles" },
-    authenticate: meshCaller({ meshToken }),
-    spiffeId: WRITER,
-    signer: signerFromSvid(svid),
+  meshed = await startMeshedAgent(p, {
+    tenant: "acme",
+    name: "writer",
+    description: "Writes articles",
     handler: async function* (m, ctx) {
       seen.push({ caller: ctx.caller, spiffeId: ctx.callerSpiffeId });
       yield "article about ";
       yield m.parts[0]?.text ?? "";
       return undefined;
     },
-  });
-  proxy = await startInboundProxy({
-    identity: createStaticIdentitySource({
-      spiffeId: WRITER,
-      certChainPem: svid.certChainDer.map((d) => derToPem(d)).join(""),
-      keyPem: derToPem(svid.privateKeyPkcs8Der, "PRIVATE KEY"),
-      bundlePem: p.identity.authority
-        .x509Authorities()
-        .map((d) => derToPem(d))
-        .join(""),
-      expiresAt: svid.expiresAt,
-    }),
-    upstream: { port: agent.port },
-    meshToken,
-  });
-  await api("/api/v1/tenants/acme/agents/writer", {
-    method: "PUT",
-    json: { description: "Writes articles", roles: [{ role: "main", endpoint: proxy.url, status: "running" }] },
-  });
-  await api("/api/v1/tenants/acme/agents/writer/heartbeat", {
-    method: "POST",
-    json: { role: "main", status: "running", endpoint: proxy.url },
   });
   await api("/api/v1/tenants/acme/policies/no-intruder", {
     method: "PUT",
@@ -115,8 +79,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await proxy?.close();
-  await agent?.close();
+  await meshed?.close();
   await p?.dispose();
 });
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { VERSION } from "@hexr/core";
 import { Command, CommanderError } from "commander";
+import { registerA2A } from "./commands/a2a.js";
 import { registerAgents } from "./commands/agents.js";
 import { registerConfig } from "./commands/config.js";
 import { registerIdentity } from "./commands/identity.js";
@@ -26,6 +27,7 @@ registerUp(program);
 registerStatus(program);
 registerConfig(program);
 registerAgents(program);
+registerA2A(program);
 registerTenants(program);
 registerKeys(program);
 registerIdentity(program);
