@@ -30,3 +30,4 @@ export { ExchangeRequest, ExchangeResponse, CacheKeyResponse } from "./credentia
 export { createCredentialsModule, type CredentialsModuleDeps } from "./credentials/module.js";
 export * from "./mesh/index.js";
 export * from "./a2a/index.js";
+export * from "./sandbox/index.js";

@@ -163,6 +163,10 @@ class Sandbox {
     let spawnError: Error | undefined;
     let exitDoc: number | undefined;
     this.child.on("error", (err) => (spawnError = err));
+    // Our ends of the pipes bwrap only reads never see EOF; without this, "close" would wait forever.
+    this.child.once("exit", () => {
+      for (const i of [3, 5, 6]) this.pipes[i]?.destroy();
+    });
     for (const i of [3, 4, 5, 6, 8]) this.pipes[i]?.on("error", () => undefined); // EPIPE when bwrap dies early
     this.pipes[1]!.on("data", (d: Buffer) => this.stdout.push(d));
     this.pipes[2]!.on("data", (d: Buffer) => this.stderr.push(d));
@@ -523,7 +527,7 @@ export class NamespaceBackend implements SandboxBackend {
   }
 
   private refill(): void {
-    if (!this.usable) return;
+    if (!this.usable || !this.state.available) return; // not during the probe: a doctor run needs no pool
     for (let i = this.pool.length - 1; i >= 0; i--) if (!this.pool[i]!.alive) this.pool.splice(i, 1);
     while (this.pool.length < this.opts.warmPool) {
       let sb: Sandbox;

@@ -1,0 +1,134 @@
+import { HexrError, type ExecResult, type SandboxLanguage } from "@hexr/core";
+import { backendsFrom, createLogger, resolveConfig, type BackendHealth } from "@hexr/platform";
+import type { Command } from "commander";
+import { readFileSync } from "node:fs";
+import { ApiClient, resolveTarget } from "../client.js";
+import { printJson } from "../output.js";
+
+const LANGUAGES: SandboxLanguage[] = ["python", "shell", "javascript"];
+
+function usage(message: string): HexrError {
+  return new HexrError("cli.usage", message, { kind: "invalid_argument" });
+}
+
+function collect(value: string, prev: string[] = []): string[] {
+  return [...prev, value];
+}
+
+/** `K=V` pairs into an object; the value may contain '='. */
+export function parseEnvPairs(pairs: string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const p of pairs) {
+    const eq = p.indexOf("=");
+    if (eq <= 0) throw usage(`--env takes NAME=VALUE (got '${p}')`);
+    env[p.slice(0, eq)] = p.slice(eq + 1);
+  }
+  return env;
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+interface ExecOpts {
+  language: string;
+  timeout?: string;
+  env?: string[];
+  package?: string[];
+  tenant?: string;
+  file?: string;
+  json?: boolean;
+  dataDir?: string;
+}
+
+export function registerSandbox(program: Command): void {
+  const sb = program
+    .command("sandbox")
+    .description("run code in a fresh isolated sandbox; check what isolates it on this machine");
+
+  sb.command("exec [code]")
+    .description("run code in the platform's sandbox ('-' reads the code from stdin); exits with the code's exit status")
+    .option("-l, --language <language>", `${LANGUAGES.join(" | ")}`, "python")
+    .option("-t, --timeout <seconds>", "kill the execution after this many seconds (exit 124); default 30")
+    .option("-e, --env <NAME=VALUE>", "environment variable inside the sandbox (repeatable)", collect)
+    .option("-p, --package <spec>", "package to install into this execution (repeatable)", collect)
+    .option("-f, --file <path>", "read the code from a file")
+    .option("--tenant <name>", "execute on behalf of this tenant")
+    .option("--data-dir <dir>", "data dir of the local platform")
+    .option("--json", "print the whole result as JSON (exit status 0 when the execution ran)")
+    .action(async (codeArg: string | undefined, o: ExecOpts) => {
+      if (!LANGUAGES.includes(o.language as SandboxLanguage))
+        throw usage(`--language must be one of ${LANGUAGES.join(", ")} (got '${o.language}')`);
+      let timeout: number | undefined;
+      if (o.timeout !== undefined) {
+        timeout = Number(o.timeout);
+        if (!Number.isFinite(timeout) || timeout <= 0)
+          throw usage(`--timeout must be a positive number of seconds (got '${o.timeout}')`);
+      }
+      if (codeArg !== undefined && o.file) throw usage("give the code as an argument or with --file, not both");
+      const code = o.file ? readFileSync(o.file, "utf8") : codeArg === "-" ? await readStdin() : codeArg;
+      if (code === undefined || code === "")
+        throw usage("no code given: hexr sandbox exec \"print('hi')\" (or '-' to read stdin)");
+      const body = {
+        code,
+        language: o.language,
+        ...(timeout !== undefined ? { timeout } : {}),
+        ...(o.env?.length ? { envVars: parseEnvPairs(o.env) } : {}),
+        ...(o.package?.length ? { packages: o.package } : {}),
+      };
+      const path = o.tenant ? `/api/v1/tenants/${encodeURIComponent(o.tenant)}/sandbox/execute` : "/api/v1/sandbox/execute";
+      const r = await new ApiClient(resolveTarget(o.dataDir)).request<ExecResult>("POST", path, body);
+      if (o.json) {
+        printJson(r);
+        return;
+      }
+      process.stdout.write(r.stdout);
+      process.stderr.write(r.stderr);
+      process.exitCode = r.exitCode;
+    });
+
+  sb.command("doctor")
+    .description("probe each sandbox backend on this machine (real sandboxed runs) and say what works and what to install")
+    .option("--config <file>", "config file (default ./hexr.config.{json,yaml} when present)")
+    .option("--json", "machine-readable output")
+    .action(async (o: { config?: string; json?: boolean }) => {
+      const { config } = resolveConfig({ ...(o.config ? { configFile: o.config } : {}) });
+      const log = createLogger({ level: "silent", format: "json" });
+      const healths: BackendHealth[] = [];
+      for (const b of backendsFrom(config.sandbox, log)) {
+        try {
+          healths.push(await b.start());
+        } finally {
+          await b.stop();
+        }
+      }
+      const usable = healths.filter((h) => h.available);
+      const chosen =
+        config.sandbox.backend === "auto"
+          ? usable[0]?.backend
+          : usable.find((h) => h.backend === config.sandbox.backend)?.backend;
+      if (o.json) {
+        printJson({ backend: chosen ?? null, configured: config.sandbox.backend, backends: healths });
+      } else {
+        for (const h of healths) {
+          process.stdout.write(`${h.backend}: ${h.available ? "OK" : "NOT AVAILABLE"} - ${h.summary}\n`);
+          for (const c of h.checks) {
+            const mark = c.ok ? "ok  " : c.severity === "warning" ? "warn" : "FAIL";
+            process.stdout.write(`  [${mark}] ${c.name}: ${c.detail}\n`);
+          }
+        }
+        process.stdout.write(
+          chosen ? `executions run on: ${chosen}\n` : "executions cannot run: no sandbox backend works here\n",
+        );
+      }
+      if (!chosen) {
+        throw new HexrError(
+          "sandbox.unavailable",
+          `no usable sandbox backend (${config.sandbox.backend}): ${healths.map((h) => `${h.backend}: ${h.summary}`).join("; ")}`,
+          { kind: "unavailable" },
+        );
+      }
+    });
+}

@@ -1,0 +1,25 @@
+export { SandboxConfig, type SandboxConfigInput } from "./config.js";
+export {
+  createSandboxModule,
+  backendsFrom,
+  limitsFrom,
+  SANDBOX_SERVICE,
+  type SandboxModule,
+  type SandboxModuleDeps,
+} from "./module.js";
+export {
+  SandboxService,
+  type ExecContext,
+  type ExecOutcome,
+  type SandboxServiceOptions,
+  type SandboxServiceLimits,
+} from "./service.js";
+export { NamespaceBackend, type NamespaceBackendOptions } from "./namespace/backend.js";
+export type {
+  SandboxBackend,
+  BackendHealth,
+  BackendCheck,
+  BackendExecRequest,
+  BackendExecResult,
+  SandboxLimits,
+} from "./types.js";
