@@ -11,6 +11,7 @@ export {
   type WithSpanOptions,
   type Span,
 } from "./span.js";
+export { traceAgentInvocation, type AgentInvocation } from "./invocation.js";
 export {
   injectTraceHeaders,
   extractTraceContext,

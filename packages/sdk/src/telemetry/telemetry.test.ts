@@ -3,6 +3,7 @@ import type { ResourceMetrics } from "@opentelemetry/sdk-metrics";
 import { afterEach, describe, expect, it } from "vitest";
 import { REDACTED } from "./attributes.js";
 import { setupMemoryTelemetry, type MemoryTelemetry } from "./memory.js";
+import { traceAgentInvocation } from "./invocation.js";
 import { extractTraceContext, injectTraceHeaders, withTraceContext } from "./propagation.js";
 import { ATTR, METRIC, RESOURCE, SPAN } from "./semconv.js";
 import { setupTelemetry, type Telemetry } from "./setup.js";
@@ -294,5 +295,82 @@ describe("W3C trace context", () => {
   it("adds nothing outside a span", () => {
     t = setupMemoryTelemetry();
     expect(context.with(context.active(), () => injectTraceHeaders())).toEqual({});
+  });
+});
+
+describe("traceAgentInvocation", () => {
+  const caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+  it("continues the caller's trace and records the invocation's attributes", async () => {
+    const m = (t = setupMemoryTelemetry());
+    const out = await traceAgentInvocation(
+      {
+        headers: { traceparent: caller },
+        framework: "ai-sdk",
+        caller: "spiffe://hexr.local/agent/acme/crew/researcher",
+        taskId: "t1",
+      },
+      async () => {
+        await withSpan(SPAN.LLM_CHAT, async () => undefined);
+        return "done";
+      },
+    );
+    expect(out).toBe("done");
+    const agent = m.spansNamed(SPAN.AGENT_INVOKE)[0]!;
+    expect(agent.spanContext().traceId).toBe("0af7651916cd43dd8448eb211c80319c");
+    expect(agent.parentSpanContext?.spanId).toBe("b7ad6b7169203331");
+    expect(agent.attributes).toEqual({
+      [ATTR.FRAMEWORK]: "ai-sdk",
+      [ATTR.CALLER]: "spiffe://hexr.local/agent/acme/crew/researcher",
+      [ATTR.TASK_ID]: "t1",
+    });
+    expect(m.spansNamed(SPAN.LLM_CHAT)[0]!.parentSpanContext?.spanId).toBe(agent.spanContext().spanId);
+  });
+
+  it("keeps the span open over a generator handler, nesting the spans made while it runs", async () => {
+    const m = (t = setupMemoryTelemetry());
+    async function* handler() {
+      yield "working";
+      await withSpan(SPAN.TOOL_INVOKE, async () => undefined);
+      yield "done";
+    }
+    const updates: string[] = [];
+    for await (const u of traceAgentInvocation({}, handler) as AsyncIterable<string>) {
+      updates.push(u);
+      if (updates.length === 1) expect(m.spansNamed(SPAN.AGENT_INVOKE)).toHaveLength(0);
+    }
+    expect(updates).toEqual(["working", "done"]);
+    const agent = m.spansNamed(SPAN.AGENT_INVOKE)[0]!;
+    expect(agent.status.code).toBe(SpanStatusCode.OK);
+    expect(m.spansNamed(SPAN.TOOL_INVOKE)[0]!.parentSpanContext?.spanId).toBe(agent.spanContext().spanId);
+  });
+
+  it("records failures of sync, async and generator handlers, and re-throws them", async () => {
+    const m = (t = setupMemoryTelemetry());
+    const boom = new Error("no");
+    expect(() =>
+      traceAgentInvocation({}, () => {
+        throw boom;
+      }),
+    ).toThrow(boom);
+    await expect(
+      traceAgentInvocation({}, async () => {
+        throw boom;
+      }),
+    ).rejects.toBe(boom);
+    async function* bad() {
+      yield 1;
+      throw boom;
+    }
+    await expect(
+      (async () => {
+        for await (const x of traceAgentInvocation({}, bad) as AsyncIterable<number>) void x;
+      })(),
+    ).rejects.toBe(boom);
+    expect(m.spansNamed(SPAN.AGENT_INVOKE).map((s) => s.status.code)).toEqual([
+      SpanStatusCode.ERROR,
+      SpanStatusCode.ERROR,
+      SpanStatusCode.ERROR,
+    ]);
   });
 });
