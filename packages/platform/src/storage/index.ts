@@ -1,12 +1,17 @@
 import { HexrError } from "@hexr/core";
 import { join } from "node:path";
-import { createPostgresStorage } from "./postgres.js";
 import { createSqliteStorage } from "./sqlite.js";
 import type { Storage } from "./types.js";
 
 export * from "./types.js";
 export { createSqliteStorage } from "./sqlite.js";
-export { createPostgresStorage } from "./postgres.js";
+export type { PostgresOptions } from "./postgres.js";
+
+/** PostgreSQL support is loaded on first use: the embedded (SQLite) platform never pays for `pg`. */
+export async function createPostgresStorage(opts: import("./postgres.js").PostgresOptions): Promise<Storage> {
+  const { createPostgresStorage: create } = await import("./postgres.js");
+  return create(opts);
+}
 
 /** Embedded SQLite in the data dir by default; PostgreSQL when a `postgres://` URL is given. */
 export async function openStorage(opts: { dataDir: string; databaseUrl?: string | undefined }): Promise<Storage> {
