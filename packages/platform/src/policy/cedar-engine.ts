@@ -1,6 +1,6 @@
 import { HexrError } from "@hexr/core";
 import { BASELINE_POLICIES } from "./baseline.js";
-import { cedar } from "./cedar.js";
+import { cedar, type CedarWasm } from "./cedar.js";
 import { toCedarRequest, type CedarRequest } from "./entities.js";
 import type { EnforcementMode, PolicyDecision, PolicyEngine, PolicyRequest } from "./types.js";
 
@@ -62,7 +62,7 @@ function compileSets(prefix: string, policies: ActivePolicy[]): CompiledSets {
     return out;
   };
   const prepare = (id: string, set: Record<string, string>) => {
-    const r = cedar.preparsePolicySet(id, { staticPolicies: set });
+    const r = cedar().preparsePolicySet(id, { staticPolicies: set });
     if (r.type !== "success") {
       throw new HexrError(
         "policy.compile_failed",
@@ -84,12 +84,12 @@ function compileSets(prefix: string, policies: ActivePolicy[]): CompiledSets {
 }
 
 function evaluate(setId: string, r: CedarRequest): Evaluation {
-  const answer = cedar.statefulIsAuthorized({
+  const answer = cedar().statefulIsAuthorized({
     principal: r.principal,
     action: r.action,
     resource: r.resource,
-    context: r.context as cedar.Context,
-    entities: r.entities as cedar.Entities,
+    context: r.context as CedarWasm.Context,
+    entities: r.entities as CedarWasm.Entities,
     preparsedPolicySetId: setId,
   });
   if (answer.type === "failure") {

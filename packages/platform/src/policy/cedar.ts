@@ -1,9 +1,17 @@
-import * as cedar from "@cedar-policy/cedar-wasm/nodejs";
+import type * as CedarWasm from "@cedar-policy/cedar-wasm/nodejs";
 import { HexrError } from "@hexr/core";
+import { createRequire } from "node:module";
 import { CEDAR_SCHEMA } from "./schema.js";
 
-/** The one place that imports the Cedar wasm module. */
-export { cedar };
+export type { CedarWasm };
+
+let wasm: typeof CedarWasm | undefined;
+
+/** The Cedar wasm module, loaded on first use (4 MB of wasm: commands that never decide should not pay for it). */
+export function cedar(): typeof CedarWasm {
+  wasm ??= createRequire(import.meta.url)("@cedar-policy/cedar-wasm/nodejs") as typeof CedarWasm;
+  return wasm;
+}
 
 export interface PolicyProblem {
   /** `line:column` in the submitted text, or the Cedar policy id. */
@@ -32,11 +40,11 @@ function lineCol(text: string, offset: number): string {
   return `${line}:${col}`;
 }
 
-function describe(e: cedar.DetailedError): string {
+function describe(e: CedarWasm.DetailedError): string {
   return e.help ? `${e.message} (${e.help})` : e.message;
 }
 
-function problems(text: string, errors: cedar.DetailedError[], offsetBase = 0): PolicyProblem[] {
+function problems(text: string, errors: CedarWasm.DetailedError[], offsetBase = 0): PolicyProblem[] {
   return errors.map((e) => ({
     path: e.sourceLocations?.[0] ? lineCol(text, offsetBase + e.sourceLocations[0].start) : "",
     message: describe(e),
@@ -56,7 +64,7 @@ function invalid(
 let schemaReady = false;
 function ensureSchema(): void {
   if (schemaReady) return;
-  const r = cedar.checkParseSchema(CEDAR_SCHEMA);
+  const r = cedar().checkParseSchema(CEDAR_SCHEMA);
   if (r.type !== "success")
     throw new Error(`the built-in Cedar schema does not parse: ${r.errors.map((e) => e.message).join("; ")}`);
   schemaReady = true;
@@ -74,7 +82,7 @@ export function compileDocument(name: string, text: string): CompiledDocument {
       kind: "payload_too_large",
     });
   }
-  const parts = cedar.policySetTextToParts(text);
+  const parts = cedar().policySetTextToParts(text);
   if (parts.type !== "success")
     throw invalid("policy.invalid_syntax", "the policy does not parse", problems(text, parts.errors), "invalid_argument");
   if (parts.policy_templates.length > 0) {
@@ -95,7 +103,7 @@ export function compileDocument(name: string, text: string): CompiledDocument {
   }
   const policies: Record<string, string> = {};
   parts.policies.forEach((p, i) => {
-    const json = cedar.policyToJson(p);
+    const json = cedar().policyToJson(p);
     const annotated = json.type === "success" ? json.json.annotations?.["id"] : undefined;
     if (annotated !== undefined && !ANNOTATION_ID.test(annotated)) {
       throw invalid(
@@ -116,7 +124,7 @@ export function compileDocument(name: string, text: string): CompiledDocument {
     }
     policies[id] = p;
   });
-  const v = cedar.validate({
+  const v = cedar().validate({
     schema: CEDAR_SCHEMA,
     policies: { staticPolicies: policies },
     validationSettings: { mode: "strict" },
