@@ -31,3 +31,22 @@ export { createCredentialsModule, type CredentialsModuleDeps } from "./credentia
 export * from "./mesh/index.js";
 export * from "./a2a/index.js";
 export * from "./sandbox/index.js";
+export {
+  authorize,
+  policyWarningHeaders,
+  POLICY_WARNING_HEADER,
+  createPolicyModule,
+  CedarPolicyEngine,
+  OpaPolicyEngine,
+  CEDAR_SCHEMA,
+  BASELINE_POLICIES,
+  EnforcementMode,
+  type PolicyModule,
+  type PolicyEngine,
+  type PolicyRequest,
+  type PolicyDecision,
+  type PolicyAction,
+  type PolicyResource,
+} from "./policy/index.js";
+export { createVaultModule, VAULT_SERVICE, type VaultModule } from "./vault/module.js";
+export { SecretMeta, VersionMeta, SecretValue, PutSecretRequest, SecretName } from "./vault/service.js";
