@@ -750,7 +750,10 @@ function buildState(slots: LoadedSlot[], active: LoadedSlot, sequence: number, r
 }
 
 function checkConfig(c: AuthorityConfig): void {
-  const positive = Object.entries(c).filter(([, v]) => !Number.isInteger(v) || v < 1);
+  // Zero leeway is legitimate (strict clocks) and the config schema allows it; every other setting is a duration > 0.
+  if (!Number.isInteger(c.jwtLeewaySeconds) || c.jwtLeewaySeconds < 0)
+    throw ca("config.invalid", "identity.jwtLeewaySeconds must be a non-negative integer");
+  const positive = Object.entries(c).filter(([k, v]) => k !== "jwtLeewaySeconds" && (!Number.isInteger(v) || v < 1));
   if (positive.length) throw ca("config.invalid", `identity.${positive[0]![0]} must be a positive integer`);
   if (c.x509SvidTtlSeconds > c.maxSvidTtlSeconds || c.jwtSvidTtlSeconds > c.maxSvidTtlSeconds) {
     throw ca(

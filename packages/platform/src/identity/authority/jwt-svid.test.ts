@@ -149,6 +149,39 @@ describe("JWT-SVID validation", () => {
     }
   });
 
+  it("accepts identity.jwtLeewaySeconds: 0 (valid config) and then allows no skew at all", async () => {
+    const { PlatformConfig } = await import("../../config/schema.js");
+    const leeway = PlatformConfig.parse({ dataDir: "/unused", identity: { jwtLeewaySeconds: 0 } }).identity.jwtLeewaySeconds;
+    expect(leeway).toBe(0);
+    const strict = await authorityFixture({ config: { jwtLeewaySeconds: leeway } });
+    try {
+      const svid = await strict.authority.mintJwtSvid(ID, [AUD], { ttlSeconds: 60 });
+      strict.clock.advance(59_000);
+      await expect(strict.authority.validateJwtSvid(svid.token, AUD)).resolves.toMatchObject({ spiffeId: ID });
+      strict.clock.advance(1_000);
+      await expect(strict.authority.validateJwtSvid(svid.token, AUD)).rejects.toMatchObject({
+        details: { reason: "expired" },
+      });
+    } finally {
+      await strict.dispose();
+    }
+  });
+
+  it("still refuses a negative or fractional leeway", async () => {
+    const { LocalAuthority } = await import("./authority.js");
+    for (const jwtLeewaySeconds of [-1, 0.5]) {
+      expect(
+        () =>
+          new LocalAuthority({
+            storage: f.storage,
+            trustDomain: "hexr.local",
+            masterKey: f.masterKey,
+            config: { jwtLeewaySeconds },
+          }),
+      ).toThrow(/jwtLeewaySeconds/);
+    }
+  });
+
   it("rejects an unknown kid and a missing kid", async () => {
     const { header, claims } = parts((await f.authority.mintJwtSvid(ID, [AUD])).token);
     expect(await reason(forge({ ...header, kid: "not-a-known-key" }, claims))).toBe("unknown_kid");
