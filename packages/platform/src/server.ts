@@ -100,7 +100,13 @@ export async function startPlatform(config: PlatformConfig, opts: StartOptions =
   const apiKeys = createApiKeysModule({ storage, log, tenants: tenants.service });
   const identity = createIdentityModule({ storage, log, config, dataDir });
   const agents = createAgentsModule({ storage, tenants: tenants.service, trustDomain: config.trustDomain });
-  const policy = createPolicyModule({ storage, log, tenants: tenants.service });
+  const policy = createPolicyModule({
+    storage,
+    log,
+    tenants: tenants.service,
+    engine: config.policy.engine === "opa" && config.policy.opa ? { kind: "opa", ...config.policy.opa } : { kind: "cedar" },
+    decisionLogRetentionDays: config.policy.decisionLogRetentionDays,
+  });
   const vault = createVaultModule({
     storage,
     log,

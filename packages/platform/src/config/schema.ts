@@ -100,6 +100,28 @@ export const PlatformConfig = z.strictObject({
       cloudTokenTtlSeconds: z.number().int().min(30).max(3600).default(300),
     })
     .prefault({}),
+  /** The policy engine and decision log (see platform/src/policy, docs/policy.md). */
+  policy: z
+    .strictObject({
+      /** `cedar`: embedded, with tenant policies managed by Hexr; `opa`: an external OPA server's REST Data API. */
+      engine: z.enum(["cedar", "opa"]).default("cedar"),
+      opa: z
+        .strictObject({
+          url: z.url(),
+          /** Rule path under `data`: `POST /v1/data/<path>`. */
+          path: z
+            .string()
+            .regex(/^[A-Za-z0-9_]+(\/[A-Za-z0-9_]+)*$/, "must be slash-separated rule names, e.g. hexr/authz")
+            .default("hexr/authz"),
+          timeoutMs: z.number().int().min(50).max(60_000).default(2_000),
+        })
+        .optional(),
+      decisionLogRetentionDays: z.number().int().min(1).max(3650).default(30),
+    })
+    .prefault({})
+    .superRefine((v, ctx) => {
+      if (v.engine === "opa" && !v.opa) ctx.addIssue({ code: "custom", path: ["opa"], message: "is required when policy.engine is 'opa'" });
+    }),
   /** Code execution in isolation (see platform/src/sandbox). */
   sandbox: SandboxConfig.prefault({}),
   /** The OTLP receiver, trace store and Prometheus metrics (see platform/src/telemetry). */

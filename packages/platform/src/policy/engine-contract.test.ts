@@ -1,74 +1,14 @@
-import { createServer, type IncomingMessage, type Server } from "node:http";
+import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Principal } from "../auth/principal.js";
+import { PlatformConfig } from "../config/schema.js";
+import { startTestPlatform } from "../test-support/platform.js";
 import { CedarPolicyEngine } from "./cedar-engine.js";
 import { compileDocument } from "./cedar.js";
-import { OpaPolicyEngine, type OpaInput } from "./opa-engine.js";
+import { OpaPolicyEngine } from "./opa-engine.js";
+import { opaDouble } from "./test-support/opa-double.js";
 import type { EnforcementMode, PolicyEngine } from "./types.js";
-
-/**
- * A stand-in for an OPA server (OPA cannot run here) that speaks the Data API wire format
- * (https://www.openpolicyagent.org/docs/rest-api#data-api): `POST /v1/data/<path>` with
- * `{"input": ...}` → `200 {"result": ...}`, `200 {}` when the document is undefined, and
- * `400 {"code", "message"}` for a malformed body. It evaluates this rule, written here in Rego for
- * reference and implemented below on the input it receives:
- *
- *   package hexr.authz
- *   same_tenant if input.principal.tenant == input.resource.tenant
- *   allow if input.principal.type == "ApiKey"; same_tenant
- *   allow if input.principal.type == "Agent"; same_tenant; input.action in {"vault:read", "vault:list"}; not prod_denied
- *   prod_denied if startswith(input.resource.name, "prod/"); input.principal.agent != "deployer"
- *   decision := {"allow": allow, "mode": data.modes.prod, "policy_ids": ["prod-guard"]} if prod_denied
- *   decision := {"allow": allow} otherwise
- */
-function opaDouble(modes: { prod: EnforcementMode }) {
-  const queries: unknown[] = [];
-  const evaluate = (input: OpaInput) => {
-    const sameTenant = input.principal["tenant"] !== undefined && input.principal["tenant"] === input.resource.tenant;
-    const prodDenied = String(input.resource["name"] ?? "").startsWith("prod/") && input.principal["agent"] !== "deployer";
-    let allow = false;
-    if (input.principal.type === "ApiKey" && sameTenant) allow = true;
-    if (input.principal.type === "Agent" && sameTenant && ["vault:read", "vault:list"].includes(input.action) && !prodDenied)
-      allow = true;
-    if (input.principal.type === "Agent" && sameTenant && prodDenied) {
-      // the allow that would hold without the prod rule decides what audit/warn let through
-      return { allow: false, mode: modes.prod, policy_ids: ["prod-guard"] };
-    }
-    return { allow };
-  };
-  const readBody = async (req: IncomingMessage) => {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    return Buffer.concat(chunks).toString("utf8");
-  };
-  const server: Server = createServer((req, res) => {
-    void (async () => {
-      const send = (status: number, body: unknown) => {
-        res.writeHead(status, { "content-type": "application/json" });
-        res.end(JSON.stringify(body));
-      };
-      if (req.method !== "POST" || !req.url?.startsWith("/v1/data/"))
-        return send(404, { code: "resource_not_found", message: "not found" });
-      let body: { input?: OpaInput };
-      try {
-        body = JSON.parse(await readBody(req)) as { input?: OpaInput };
-      } catch (err) {
-        return send(400, {
-          code: "invalid_parameter",
-          message: `body contains malformed input document: ${(err as Error).message}`,
-        });
-      }
-      queries.push(body);
-      const path = req.url.slice("/v1/data/".length).split("?")[0];
-      if (path === "hexr/broken")
-        return send(500, { code: "internal_error", message: "eval_conflict_error: functions must not produce multiple outputs" });
-      if (path !== "hexr/authz" || body.input === undefined) return send(200, {});
-      send(200, { result: evaluate(body.input) });
-    })();
-  });
-  return { server, queries };
-}
 
 const agent = (tenant: string, name = "bot"): Principal => ({
   kind: "workload",
@@ -246,5 +186,62 @@ describe("OPA adapter wire behaviour", () => {
 
   it("refuses rule paths that are not rule names", () => {
     expect(() => new OpaPolicyEngine({ url, path: "../v1/policies" })).toThrow(/rule names/);
+  });
+});
+
+describe("platform configured with policy.engine = opa", () => {
+  it("decides vault access through the OPA server and logs those decisions", async () => {
+    const double = opaDouble({ prod: "warn" });
+    await new Promise<void>((r) => double.server.listen(0, "127.0.0.1", () => r()));
+    const url = `http://127.0.0.1:${(double.server.address() as AddressInfo).port}`;
+    const p = await startTestPlatform({ config: { policy: { engine: "opa", opa: { url } } } });
+    try {
+      await p.api("/api/v1/tenants", { method: "POST", json: { name: "acme" } });
+      const key = (
+        (await (await p.api("/api/v1/keys", { method: "POST", json: { scope: "tenant", tenant: "acme" } })).json()) as {
+          key: string;
+        }
+      ).key;
+      for (const name of ["prod/db", "dev/db"]) {
+        const put = await p.api(`/api/v1/tenants/acme/secrets/${encodeURIComponent(name)}`, {
+          method: "PUT",
+          json: { value: "v" },
+          auth: key,
+        });
+        expect(put.status).toBe(201);
+      }
+      const token = (
+        await p.identity.authority.mintJwtSvid("spiffe://hexr.local/agent/acme/bot/main", ["spiffe://hexr.local/system/vault"])
+      ).token;
+      const before = double.queries.length;
+      const prod = await p.api(`/api/v1/tenants/acme/secrets/${encodeURIComponent("prod/db")}`, { auth: token });
+      expect(prod.status).toBe(200);
+      expect(prod.headers.get("hexr-policy-warning")).toContain("prod-guard");
+      const write = await p.api(`/api/v1/tenants/acme/secrets/${encodeURIComponent("dev/db")}`, {
+        method: "PUT",
+        json: { value: "x" },
+        auth: token,
+      });
+      expect(write.status).toBe(403);
+      expect(double.queries.length - before).toBe(2);
+      const log = (await (await p.api("/api/v1/tenants/acme/policies/decisions?limit=2", { auth: key })).json()) as {
+        items: Array<Record<string, unknown>>;
+      };
+      expect(log.items.map((i) => [i["action"], i["allowed"], i["mode"]])).toEqual([
+        ["vault:write", false, "enforce"],
+        ["vault:read", true, "warn"],
+      ]);
+    } finally {
+      await p.dispose();
+      await new Promise<void>((r) => double.server.close(() => r()));
+    }
+  });
+
+  it("refuses engine = opa without an OPA URL", () => {
+    expect(PlatformConfig.safeParse({ dataDir: "/tmp/x", policy: { engine: "opa" } }).success).toBe(false);
+    expect(
+      PlatformConfig.safeParse({ dataDir: "/tmp/x", policy: { engine: "opa", opa: { url: "http://opa:8181", path: "../x" } } })
+        .success,
+    ).toBe(false);
   });
 });
