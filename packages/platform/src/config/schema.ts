@@ -120,7 +120,8 @@ export const PlatformConfig = z.strictObject({
     })
     .prefault({})
     .superRefine((v, ctx) => {
-      if (v.engine === "opa" && !v.opa) ctx.addIssue({ code: "custom", path: ["opa"], message: "is required when policy.engine is 'opa'" });
+      if (v.engine === "opa" && !v.opa)
+        ctx.addIssue({ code: "custom", path: ["opa"], message: "is required when policy.engine is 'opa'" });
     }),
   /** Code execution in isolation (see platform/src/sandbox). */
   sandbox: SandboxConfig.prefault({}),
