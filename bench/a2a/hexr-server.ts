@@ -9,14 +9,14 @@ import { unsafeTenantScope } from "../../packages/platform/src/auth/principal.js
 import { anonymousCaller } from "../../packages/platform/src/a2a/caller.js";
 import { startA2AServer } from "../../packages/platform/src/a2a/server.js";
 import { createPostgresStorage } from "../../packages/platform/src/storage/postgres.js";
-import { createSqliteStorage } from "../../packages/platform/src/storage/sqlite.js";
+import { createCheckpointedSqliteStorage } from "../../packages/platform/src/a2a/wal-checkpointer.js";
 
 const pgIndex = process.argv.indexOf("--postgres");
 const dir = mkdtempSync(join(tmpdir(), "hexr-bench-a2a-"));
 const storage =
   pgIndex !== -1
     ? await createPostgresStorage({ connectionString: process.argv[pgIndex + 1]!, schema: `bench_${process.pid}` })
-    : createSqliteStorage({ filename: join(dir, "a2a.db") });
+    : await createCheckpointedSqliteStorage({ filename: join(dir, "a2a.db") });
 
 const server = await startA2AServer({
   storage,

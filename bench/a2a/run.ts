@@ -8,9 +8,10 @@
  *   npx tsx bench/a2a/run.ts [--requests 20000] [--concurrency 32] [--rounds 2] [--postgres URL]
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { Agent, request } from "node:http";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { fmtMs, printTable, summarize, type LatencySummary } from "../lib/stats.js";
+import { RawConnection } from "./raw-client.js";
 
 const arg = (name: string, def: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -44,50 +45,44 @@ function body(mode: Mode): string {
   });
 }
 
+const HEADERS = {
+  send: { "content-type": "application/json", accept: "application/json", "a2a-version": "1.0" },
+  stream: { "content-type": "application/json", accept: "text/event-stream", "a2a-version": "1.0" },
+};
+
 /** One call; resolves with its latency after checking that the echo task completed. */
-function call(agent: Agent, port: number, mode: Mode): Promise<number> {
+async function call(conn: RawConnection, mode: Mode): Promise<number> {
   const payload = body(mode);
   const t0 = process.hrtime.bigint();
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: "127.0.0.1",
-        port,
-        path: "/",
-        method: "POST",
-        agent,
-        headers: {
-          "content-type": "application/json",
-          "content-length": Buffer.byteLength(payload),
-          accept: mode === "send" ? "application/json" : "text/event-stream",
-          "a2a-version": "1.0",
-        },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => {
-          const text = Buffer.concat(chunks).toString("utf8");
-          if (res.statusCode !== 200 || !text.includes("TASK_STATE_COMPLETED") || !text.includes("echo: hello")) {
-            reject(new Error(`unexpected ${mode} response (HTTP ${res.statusCode}): ${text.slice(0, 300)}`));
-          } else resolve(Number(process.hrtime.bigint() - t0) / 1e6);
-        });
-      },
-    );
-    req.on("error", reject);
-    req.end(payload);
-  });
+  const res = await conn.post("/", payload, HEADERS[mode]);
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (res.status !== 200 || !res.body.includes("TASK_STATE_COMPLETED") || !res.body.includes("echo: hello")) {
+    throw new Error(`unexpected ${mode} response (HTTP ${res.status}): ${res.body.slice(0, 300)}`);
+  }
+  return ms;
 }
 
-async function load(port: number, mode: Mode, total: number): Promise<LatencySummary> {
-  const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+/** CPU seconds (user + system) a process has used, from /proc (robust to other load on the machine). */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+interface Measured extends LatencySummary {
+  /** Server CPU milliseconds per call. */
+  cpuMsPerCall: number;
+}
+
+async function load(port: number, pid: number, mode: Mode, total: number): Promise<Measured> {
+  const conns = await Promise.all(Array.from({ length: CONCURRENCY }, () => RawConnection.open(port)));
   const run = async (n: number, samples?: number[]) => {
     let issued = 0;
     await Promise.all(
-      Array.from({ length: CONCURRENCY }, async () => {
+      conns.map(async (c) => {
         while (issued < n) {
           issued++;
-          const ms = await call(agent, port, mode);
+          const ms = await call(c, mode);
           samples?.push(ms);
         }
       }),
@@ -95,14 +90,16 @@ async function load(port: number, mode: Mode, total: number): Promise<LatencySum
   };
   await run(Math.min(2000, Math.ceil(total / 5)));
   const samples: number[] = [];
+  const cpu0 = cpuSeconds(pid);
   const t0 = performance.now();
   await run(total, samples);
   const wall = performance.now() - t0;
-  agent.destroy();
-  return summarize(samples, wall);
+  const cpu = cpuSeconds(pid) - cpu0;
+  for (const c of conns) c.close();
+  return { ...summarize(samples, wall), cpuMsPerCall: (cpu * 1000) / total };
 }
 
-const mean = (xs: LatencySummary[], k: "p50" | "p99" | "throughput") => xs.reduce((a, x) => a + x[k], 0) / xs.length;
+const mean = (xs: Measured[], k: "p50" | "p99" | "throughput" | "cpuMsPerCall") => xs.reduce((a, x) => a + x[k], 0) / xs.length;
 
 async function main() {
   const children: ChildProcess[] = [];
@@ -120,18 +117,19 @@ async function main() {
     const rows: Array<Record<string, string>> = [];
     const ratios: string[] = [];
     for (const mode of ["send", "stream"] as Mode[]) {
-      const res = { hexr: [] as LatencySummary[], ref: [] as LatencySummary[] };
+      const res = { hexr: [] as Measured[], ref: [] as Measured[] };
       for (let r = 0; r < ROUNDS; r++) {
-        res.hexr.push(await load(hexr.port, mode, REQUESTS / ROUNDS));
-        res.ref.push(await load(ref.port, mode, REQUESTS / ROUNDS));
+        res.hexr.push(await load(hexr.port, hexr.child.pid!, mode, REQUESTS / ROUNDS));
+        res.ref.push(await load(ref.port, ref.child.pid!, mode, REQUESTS / ROUNDS));
       }
       const method = mode === "send" ? "SendMessage" : "SendStreamingMessage";
-      const h = { p50: mean(res.hexr, "p50"), p99: mean(res.hexr, "p99"), rps: mean(res.hexr, "throughput") };
-      const b = { p50: mean(res.ref, "p50"), p99: mean(res.ref, "p99"), rps: mean(res.ref, "throughput") };
-      rows.push({ method, server: "hexr (persisted)", "calls/s": h.rps.toFixed(0), p50: fmtMs(h.p50), p99: fmtMs(h.p99) });
-      rows.push({ method, server: "@a2a-js/sdk express", "calls/s": b.rps.toFixed(0), p50: fmtMs(b.p50), p99: fmtMs(b.p99) });
+      const stat = (xs: Measured[]) => ({ p50: mean(xs, "p50"), p99: mean(xs, "p99"), rps: mean(xs, "throughput"), cpu: mean(xs, "cpuMsPerCall") });
+      const h = stat(res.hexr);
+      const b = stat(res.ref);
+      const row = (server: string, x: typeof h) => ({ method, server, "calls/s": x.rps.toFixed(0), p50: fmtMs(x.p50), p99: fmtMs(x.p99), "server CPU/call": fmtMs(x.cpu) });
+      rows.push(row("hexr (persisted)", h), row("@a2a-js/sdk express", b));
       ratios.push(
-        `${method}: hexr/reference throughput ${(h.rps / b.rps).toFixed(2)}x, p50 ${(h.p50 / b.p50).toFixed(2)}x, p99 ${(h.p99 / b.p99).toFixed(2)}x`,
+        `${method}: hexr/reference throughput ${(h.rps / b.rps).toFixed(2)}x, p50 ${(h.p50 / b.p50).toFixed(2)}x, p99 ${(h.p99 / b.p99).toFixed(2)}x; reference/hexr CPU per call ${(b.cpu / h.cpu).toFixed(2)}x`,
       );
     }
     printTable(rows);

@@ -5,12 +5,20 @@ export function isFinalEvent(e: StreamEvent): boolean {
   return e.kind === "message" || (e.kind === "status" && (e.final || endsInteraction(e.event.status.state)));
 }
 
+/** A stream of events read in batches: all that is available at once (fewer, larger writes). */
+export interface EventStream {
+  /** Waits for at least one event (or the end); `done` is true when these were the last. */
+  nextBatch(): Promise<{ events: StreamEvent[]; done: boolean }>;
+  /** The reader went away. */
+  close(): void;
+}
+
 /**
  * One subscriber's ordered view of a task's events. Events are buffered until read (a slow reader
  * never blocks the task or other subscribers); the iterator ends after a final event, or when the
  * subscriber closes it.
  */
-export class Subscription implements AsyncIterableIterator<StreamEvent> {
+export class Subscription implements AsyncIterableIterator<StreamEvent>, EventStream {
   private readonly buffer: StreamEvent[] = [];
   private wake: (() => void) | undefined;
   private ended = false;
@@ -39,6 +47,16 @@ export class Subscription implements AsyncIterableIterator<StreamEvent> {
     w?.();
   }
 
+  async nextBatch(): Promise<{ events: StreamEvent[]; done: boolean }> {
+    while (this.buffer.length === 0 && !this.ended) await new Promise<void>((r) => (this.wake = r));
+    return { events: this.buffer.splice(0), done: this.ended };
+  }
+
+  close(): void {
+    this.buffer.length = 0;
+    this.finish();
+  }
+
   async next(): Promise<IteratorResult<StreamEvent>> {
     for (;;) {
       const e = this.buffer.shift();
@@ -50,8 +68,7 @@ export class Subscription implements AsyncIterableIterator<StreamEvent> {
 
   /** The reader went away: drop what is buffered and detach. */
   async return(): Promise<IteratorResult<StreamEvent>> {
-    this.buffer.length = 0;
-    this.finish();
+    this.close();
     return { value: undefined, done: true };
   }
 
@@ -88,4 +105,19 @@ export class TaskChannel {
   closeAll(): void {
     for (const s of [...this.subs]) s.finish();
   }
+}
+
+/** A stream of one event that then ends. */
+export function singleEvent(e: StreamEvent): EventStream {
+  let sent = false;
+  return {
+    async nextBatch() {
+      if (sent) return { events: [], done: true };
+      sent = true;
+      return { events: [e], done: true };
+    },
+    close() {
+      sent = true;
+    },
+  };
 }

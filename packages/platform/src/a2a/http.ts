@@ -79,32 +79,48 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
+/** Sends a comment on every open stream now and then, so proxies keep idle streams open. */
+class KeepAlive {
+  private readonly open = new Set<ServerResponse>();
+  private timer: NodeJS.Timeout | undefined;
+  constructor(private readonly everyMs: number) {}
+
+  add(res: ServerResponse): void {
+    this.open.add(res);
+    this.timer ??= setInterval(() => {
+      for (const r of this.open) r.write(": keep-alive\n\n");
+    }, this.everyMs).unref();
+  }
+
+  delete(res: ServerResponse): void {
+    this.open.delete(res);
+    if (this.open.size === 0 && this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+}
+
 /** Writes an RPC outcome: one JSON response, or an SSE stream that ends with the last event. */
-export async function writeOutcome(res: ServerResponse, out: RpcOutcome, keepAliveMs = 15_000): Promise<void> {
+export async function writeOutcome(res: ServerResponse, out: RpcOutcome, keepAlive?: KeepAlive): Promise<void> {
   if (out.kind === "json") {
     sendJson(res, out.status, out.body);
     return;
   }
-  // Headers go out with the first event; events of one tick leave in one TCP segment.
+  // Headers leave with the first batch of events; each batch of events is one write.
   res.writeHead(200, SSE_HEADERS);
   const onClose = () => out.close();
   res.once("close", onClose);
-  const ping = setInterval(() => res.write(": keep-alive\n\n"), keepAliveMs);
-  ping.unref();
-  let corked = false;
-  const uncork = () => {
-    corked = false;
-    res.uncork();
-  };
+  keepAlive?.add(res);
   try {
-    for await (const ev of out.events) {
+    for (;;) {
+      const { chunk, done } = await out.next();
       if (res.destroyed) break;
-      if (!corked) {
-        corked = true;
-        res.cork();
-        process.nextTick(uncork);
+      if (done) {
+        res.end(chunk);
+        break;
       }
-      if (!res.write(`data: ${ev}\n\n`)) {
+      if (!res.write(chunk)) {
         await new Promise<void>((r) => {
           res.once("drain", r);
           res.once("close", r);
@@ -112,7 +128,7 @@ export async function writeOutcome(res: ServerResponse, out: RpcOutcome, keepAli
       }
     }
   } finally {
-    clearInterval(ping);
+    keepAlive?.delete(res);
     res.off("close", onClose);
     if (!res.writableEnded) res.end();
   }
@@ -125,6 +141,7 @@ function etagOf(body: string): string {
 /** Creates the request listener of an A2A server. */
 export function createA2AListener(opts: A2AHttpOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const { rpc, cards, authenticate, bodyLimit = 1024 * 1024, rpcPath = "/", keepAliveMs = 15_000, log } = opts;
+  const keepAlive = new KeepAlive(keepAliveMs);
   const rpcPaths = new Set([rpcPath, rpcPath.endsWith("/") ? rpcPath.slice(0, -1) || "/" : rpcPath + "/"]);
 
   const urlFor = (req: IncomingMessage, auth: Authenticated | null): string => {
@@ -178,7 +195,7 @@ export function createA2AListener(opts: A2AHttpOptions): (req: IncomingMessage, 
       version: typeof header === "string" ? header : undefined,
       url: urlFor(req, auth),
     });
-    await writeOutcome(res, out, keepAliveMs);
+    await writeOutcome(res, out, keepAlive);
   };
 
   return (req, res) => {

@@ -53,3 +53,4 @@ export type {
   TaskState as A2ATaskState,
   StreamEvent as A2AStreamEvent,
 } from "./model.js";
+export { createCheckpointedSqliteStorage, type CheckpointedSqliteOptions } from "./wal-checkpointer.js";

@@ -16,6 +16,7 @@ import {
   toA2AError,
   versionNotSupported,
 } from "./errors.js";
+import type { EventStream } from "./channel.js";
 import type { StreamEvent } from "./model.js";
 import type { A2AService, Caller, ProtocolVersion } from "./service.js";
 import * as v03 from "./wire/v03.js";
@@ -26,8 +27,8 @@ export type JsonRpcId = string | number | null;
 export type RpcOutcome =
   /** One JSON-RPC response; `status` is the HTTP status to send it with. */
   | { kind: "json"; status: number; body: string }
-  /** A stream of serialized JSON-RPC responses, one SSE event each; ends after the last. */
-  | { kind: "stream"; events: AsyncIterable<string>; close: () => void };
+  /** A stream of JSON-RPC responses, read in batches already framed as SSE events (`data: ...\n\n`). */
+  | { kind: "stream"; next: () => Promise<{ chunk: string; done: boolean }>; close: () => void };
 
 export interface RpcContext {
   caller: Caller;
@@ -81,20 +82,17 @@ function needParams(params: unknown): object {
   return params;
 }
 
-function streamOutcome(
-  id: JsonRpcId,
-  events: AsyncIterableIterator<StreamEvent>,
-  serialize: (e: StreamEvent) => unknown,
-): RpcOutcome {
-  const prefix = `{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":`;
+function streamOutcome(id: JsonRpcId, events: EventStream, serialize: (e: StreamEvent) => unknown): RpcOutcome {
+  const prefix = `data: {"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":`;
   return {
     kind: "stream",
-    events: {
-      async *[Symbol.asyncIterator]() {
-        for await (const e of events) yield prefix + JSON.stringify(serialize(e)) + "}";
-      },
+    async next() {
+      const batch = await events.nextBatch();
+      let chunk = "";
+      for (const e of batch.events) chunk += prefix + JSON.stringify(serialize(e)) + "}\n\n";
+      return { chunk, done: batch.done };
     },
-    close: () => void events.return?.(),
+    close: () => events.close(),
   };
 }
 

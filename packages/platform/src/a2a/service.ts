@@ -1,7 +1,7 @@
 import { isHexrError } from "@hexr/core";
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
-import { TaskChannel, type Subscription } from "./channel.js";
+import { singleEvent, TaskChannel, type EventStream, type Subscription } from "./channel.js";
 import { invalidParams, taskNotCancelable, taskNotFound, unsupportedOperation } from "./errors.js";
 import {
   agentMessage,
@@ -63,7 +63,8 @@ export interface A2AServiceOptions {
 /** A task being worked on by this process. `rec.task` is the authoritative, latest state. */
 interface TaskRun {
   rec: TaskRecord;
-  abort: AbortController;
+  /** Created when the handler first reads its signal (most never do). */
+  abort?: AbortController;
   /** The user message that started this run (a retry of it joins the run). */
   trigger: string;
   /** Set once the run reached its outcome (or was canceled); later handler output is ignored. */
@@ -172,13 +173,15 @@ export class A2AService {
   }
 
   /** Starts (or joins) a task and returns its event stream: a Task first, then updates, closed at the end. */
-  async stream(req: SendRequest, ctx: CallContext): Promise<AsyncIterableIterator<StreamEvent>> {
+  async stream(req: SendRequest, ctx: CallContext): Promise<EventStream> {
     if (!this.streaming) throw unsupportedOperation("this agent does not stream (capabilities.streaming is false)");
     const h = req.configuration.historyLength;
-    const run = req.message.taskId ? await this.resume(req, ctx) : await this.admit(req, ctx);
-    if ("done" in run)
-      return single("task" in run.done ? { kind: "task", task: run.done.task } : { kind: "message", message: run.done.message });
-    return this.subscribeTo(run, h);
+    let sub: Subscription | undefined;
+    // A run this call starts gets its subscriber before the handler can produce anything.
+    const onStart = (r: TaskRun) => (sub = this.subscribeTo(r, h));
+    const run = req.message.taskId ? await this.resume(req, ctx, onStart) : await this.admit(req, ctx, onStart);
+    if ("done" in run) return singleEvent("task" in run.done ? { kind: "task", task: run.done.task } : { kind: "message", message: run.done.message });
+    return sub ?? this.subscribeTo(run, h);
   }
 
   private resultOf(rec: TaskRecord, historyLength: number | undefined): { task: Task } | { message: Message } {
@@ -190,32 +193,47 @@ export class A2AService {
    * Creates the task for a new message, or finds the one this caller already created for the
    * same messageId. Returns the local run, or the stored result when the task is not running here.
    */
-  private async admit(req: SendRequest, ctx: CallContext): Promise<TaskRun | { done: { task: Task } | { message: Message } }> {
+  private async admit(
+    req: SendRequest,
+    ctx: CallContext,
+    onStart?: (run: TaskRun) => void,
+  ): Promise<TaskRun | { done: { task: Task } | { message: Message } }> {
     if (this.closed) throw unsupportedOperation("the agent is shutting down");
     const caller = ctx.caller;
     const m = req.message;
     const key = `${caller.id}\n${m.messageId}`;
-    let pending = this.creating.get(key);
-    if (!pending) {
-      const id = randomUUID();
-      const contextId = m.contextId ?? randomUUID();
-      const msg: Message = { ...m, taskId: id, contextId };
-      const task: Task = { id, contextId, status: { state: "TASK_STATE_SUBMITTED", timestamp: this.now() }, history: [msg] };
-      if (req.metadata) task.metadata = req.metadata;
-      const rec: TaskRecord = { task, owner: caller.id, messageId: m.messageId, kind: "task", runner: this.store.runner };
-      pending = this.store.create(rec).then((r) => {
-        if (!r.created) return r.id;
-        // Registered synchronously, before any duplicate waiting on this promise looks for it.
-        this.startRun(rec, msg, caller);
-        return id;
-      });
-      this.creating.set(key, pending);
-      pending.then(
-        () => this.creating.delete(key),
-        () => this.creating.delete(key),
-      );
+    const pending = this.creating.get(key);
+    let id: string;
+    if (pending) id = await pending;
+    else {
+      let resolveId!: (id: string) => void;
+      let rejectId!: (err: unknown) => void;
+      const mine = new Promise<string>((res, rej) => ((resolveId = res), (rejectId = rej)));
+      mine.catch(() => undefined);
+      this.creating.set(key, mine);
+      try {
+        const taskId = randomUUID();
+        const contextId = m.contextId ?? randomUUID();
+        const msg: Message = { ...m, taskId, contextId };
+        const task: Task = { id: taskId, contextId, status: { state: "TASK_STATE_SUBMITTED", timestamp: this.now() }, history: [msg] };
+        if (req.metadata) task.metadata = req.metadata;
+        const rec: TaskRecord = { task, owner: caller.id, messageId: m.messageId, kind: "task", runner: this.store.runner };
+        const r = await this.store.create(rec);
+        if (r.created) {
+          // Registered before duplicates waiting on `mine` resume and look for it.
+          const run = this.startRun(rec, msg, caller, onStart);
+          resolveId(taskId);
+          return run;
+        }
+        id = r.id;
+        resolveId(id);
+      } catch (err) {
+        rejectId(err);
+        throw err;
+      } finally {
+        this.creating.delete(key);
+      }
     }
-    const id = await pending;
     const run = this.runs.get(id);
     if (run) return run;
     // The task exists already, and no run here owns it: finished, or running in another replica.
@@ -246,7 +264,11 @@ export class A2AService {
   }
 
   /** A follow-up message for an existing task (multi-turn: the task asked for input). */
-  private async resume(req: SendRequest, ctx: CallContext): Promise<TaskRun | { done: { task: Task } | { message: Message } }> {
+  private async resume(
+    req: SendRequest,
+    ctx: CallContext,
+    onStart?: (run: TaskRun) => void,
+  ): Promise<TaskRun | { done: { task: Task } | { message: Message } }> {
     if (this.closed) throw unsupportedOperation("the agent is shutting down");
     const m = req.message;
     const id = m.taskId!;
@@ -278,17 +300,17 @@ export class A2AService {
     }
     const msg: Message = { ...m, taskId: id, contextId: task.contextId };
     task.history = [...(task.history ?? []), msg];
-    return this.startRun(rec, msg, ctx.caller);
+    return this.startRun(rec, msg, ctx.caller, onStart);
   }
 
-  private startRun(rec: TaskRecord, message: Message, caller: Caller): TaskRun {
+  private startRun(rec: TaskRecord, message: Message, caller: Caller, onStart?: (run: TaskRun) => void): TaskRun {
     let settle!: () => void;
     const settled = new Promise<void>((r) => (settle = r));
-    const run: TaskRun = { rec, abort: new AbortController(), trigger: message.messageId, finished: false, settled, settle };
+    const run: TaskRun = { rec, trigger: message.messageId, finished: false, settled, settle };
     this.runs.set(rec.task.id, run);
     rec.task.status = { state: "TASK_STATE_WORKING", timestamp: this.now() };
-    // Deferred one turn: a stream that created the run subscribes before the first event.
-    setImmediate(() => void this.execute(run, message, caller));
+    onStart?.(run);
+    queueMicrotask(() => void this.execute(run, message, caller));
     return run;
   }
 
@@ -300,7 +322,9 @@ export class A2AService {
       caller: caller.id,
       taskId: task.id,
       contextId: task.contextId,
-      signal: run.abort.signal,
+      get signal() {
+        return (run.abort ??= new AbortController()).signal;
+      },
       history: task.history ?? [message],
     };
     let outcome: Outcome;
@@ -388,10 +412,7 @@ export class A2AService {
       delete rec.reply.taskId;
       status.message = rec.reply;
     } else {
-      for (const a of o.artifacts) {
-        task.artifacts = mergeArtifact(task.artifacts, a, false);
-        this.publish(task.id, { kind: "artifact", event: { taskId: task.id, contextId: task.contextId, artifact: a } });
-      }
+      for (const a of o.artifacts) task.artifacts = mergeArtifact(task.artifacts, a, false);
       if (o.message) {
         status.message = { ...o.message, taskId: task.id, contextId: task.contextId };
         task.history = [...(task.history ?? []), status.message];
@@ -400,7 +421,7 @@ export class A2AService {
     task.status = status;
     let applied = true;
     try {
-      applied = await this.store.save(rec);
+      applied = await this.store.save(rec, true);
     } catch (err) {
       this.log?.error({ err, taskId: task.id }, "a2a: saving the task's outcome failed");
     }
@@ -408,6 +429,9 @@ export class A2AService {
       // Finalized elsewhere meanwhile (canceled through another replica): that state stands.
       const stored = await this.store.get(task.id).catch(() => undefined);
       if (stored) run.rec = stored;
+    } else if (o.type !== "message") {
+      // Published with the final status, once durable: subscribers get them in one write.
+      for (const a of o.artifacts) this.publish(task.id, { kind: "artifact", event: { taskId: task.id, contextId: task.contextId, artifact: a } });
     }
     this.end(run);
   }
@@ -456,7 +480,7 @@ export class A2AService {
         return this.afterCancelOf(run.rec);
       }
       run.finished = true;
-      run.abort.abort(new Error("task canceled"));
+      (run.abort ??= new AbortController()).abort(new Error("task canceled"));
       const task = run.rec.task;
       const status: TaskStatus = {
         state: "TASK_STATE_CANCELED",
@@ -465,7 +489,7 @@ export class A2AService {
       };
       task.history = [...(task.history ?? []), status.message!];
       task.status = status;
-      await this.store.save(run.rec);
+      await this.store.save(run.rec, true);
       this.end(run);
       return snapshot(task);
     }
@@ -494,7 +518,7 @@ export class A2AService {
     throw taskNotCancelable(rec.task.id, state);
   }
 
-  async subscribe(id: string, ctx: CallContext): Promise<AsyncIterableIterator<StreamEvent>> {
+  async subscribe(id: string, ctx: CallContext): Promise<EventStream> {
     if (!this.streaming) throw unsupportedOperation("this agent does not stream (capabilities.streaming is false)");
     const run = this.runs.get(id);
     if (run && visible(run.rec, ctx.caller)) return this.subscribeTo(run, undefined);
@@ -506,7 +530,7 @@ export class A2AService {
       // v1.0 forbids subscribing to a finished task; v0.3 clients get the final task and the end.
       if (ctx.version === "1.0")
         throw unsupportedOperation(`task ${id} is ${rec.task.status.state}; there is nothing to subscribe to`);
-      return single({ kind: "task", task: rec.task });
+      return singleEvent({ kind: "task", task: rec.task });
     }
     // Waiting for input (or running elsewhere): the current task now, updates when they happen here.
     return this.channel(id).subscribe({ kind: "task", task: rec.task });
@@ -545,7 +569,7 @@ export class A2AService {
       runs.map(async (run) => {
         if (run.finished) return run.settled;
         run.finished = true;
-        run.abort.abort(new Error("agent shutting down"));
+        (run.abort ??= new AbortController()).abort(new Error("agent shutting down"));
         const task = run.rec.task;
         const status: TaskStatus = {
           state: "TASK_STATE_FAILED",
@@ -560,30 +584,11 @@ export class A2AService {
         };
         task.history = [...(task.history ?? []), status.message!];
         task.status = status;
-        await this.store.save(run.rec).catch(() => undefined);
+        await this.store.save(run.rec, true).catch(() => undefined);
         this.end(run);
       }),
     );
     for (const ch of this.channels.values()) ch.closeAll();
     await this.store.batcher.drain();
   }
-}
-
-/** A stream of one event that then ends. */
-function single(e: StreamEvent): AsyncIterableIterator<StreamEvent> {
-  let sent = false;
-  return {
-    async next() {
-      if (sent) return { value: undefined, done: true };
-      sent = true;
-      return { value: e, done: false };
-    },
-    async return() {
-      sent = true;
-      return { value: undefined, done: true };
-    },
-    [Symbol.asyncIterator]() {
-      return this;
-    },
-  };
 }

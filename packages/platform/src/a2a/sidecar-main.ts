@@ -15,6 +15,7 @@ import pino from "pino";
 import { openStorage } from "../storage/index.js";
 import type { AgentMetadata } from "./card.js";
 import { startA2ASidecar } from "./sidecar.js";
+import { createCheckpointedSqliteStorage, sqliteFileOf } from "./wal-checkpointer.js";
 
 function need(name: string): string {
   const v = process.env[name];
@@ -26,7 +27,11 @@ async function main(): Promise<void> {
   const env = process.env;
   const log = pino({ level: env["HEXR_LOG_LEVEL"] ?? "warn" }, pino.destination(2));
   const agent = need("HEXR_AGENT_NAME");
-  const storage = await openStorage({ dataDir: env["HEXR_A2A_DATA_DIR"] ?? ".", databaseUrl: need("HEXR_A2A_DATABASE_URL") });
+  const databaseUrl = need("HEXR_A2A_DATABASE_URL");
+  // A sidecar's SQLite file is its own: checkpoint it off the request path.
+  const storage = databaseUrl.startsWith("sqlite:")
+    ? await createCheckpointedSqliteStorage({ filename: sqliteFileOf(databaseUrl), onError: (m) => log.warn({ err: m }, "a2a: WAL checkpointer failed") })
+    : await openStorage({ dataDir: env["HEXR_A2A_DATA_DIR"] ?? ".", databaseUrl });
   const metadata: AgentMetadata = env["HEXR_A2A_METADATA"]
     ? (JSON.parse(env["HEXR_A2A_METADATA"]) as AgentMetadata)
     : { name: agent, description: `The ${agent} agent` };

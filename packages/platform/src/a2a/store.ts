@@ -173,32 +173,33 @@ export class TaskStore {
 
   /**
    * Writes the task's current state unless the stored task is already terminal (a cancel from
-   * elsewhere wins). Returns false when the write was refused for that reason.
+   * elsewhere wins). Returns false when the write was refused for that reason. The row is built
+   * when the batch commits, from the record as it is then: successive saves of a running task
+   * cost one serialization.
    */
-  save(rec: TaskRecord): Promise<boolean> {
-    const t = rec.task;
-    const params = [
-      t.status.state,
-      JSON.stringify(t.status),
-      json(t.artifacts),
-      json(t.history),
-      json(t.metadata),
-      rec.kind,
-      json(rec.reply),
-      rec.runner,
-      statusMillis(t.status),
-      this.tenantId,
-      t.id,
-    ];
+  save(rec: TaskRecord, urgent = false): Promise<boolean> {
     return this.batcher.run(async (tx) => {
+      const t = rec.task;
       const r = await tx.run(
         `UPDATE a2a_tasks SET state = ?, status_json = ?, artifacts_json = ?, history_json = ?, metadata_json = ?, kind = ?,
            reply_json = ?, runner = ?, updated_at = ?
          WHERE tenant_id = ? AND id = ? AND state IN ${ACTIVE}`,
-        params,
+        [
+          t.status.state,
+          JSON.stringify(t.status),
+          json(t.artifacts),
+          json(t.history),
+          json(t.metadata),
+          rec.kind,
+          json(rec.reply),
+          rec.runner,
+          statusMillis(t.status),
+          this.tenantId,
+          t.id,
+        ],
       );
       return r.changes === 1;
-    }, t.id);
+    }, rec.task.id, urgent);
   }
 
   async get(id: string): Promise<TaskRecord | undefined> {

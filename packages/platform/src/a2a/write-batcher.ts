@@ -31,6 +31,7 @@ export class WriteBatcher {
   private keyed = new Map<string, Pending>();
   private running: Promise<void> | undefined;
   private scheduled = false;
+  private scheduledUrgent = false;
   private idleWaiters: Array<() => void> = [];
 
   constructor({ storage, maxBatch = 512 }: WriteBatcherOptions) {
@@ -38,8 +39,11 @@ export class WriteBatcher {
     this.maxBatch = maxBatch;
   }
 
-  /** Queues `op`; resolves with its result once committed. A later op with the same `key` replaces a queued one. */
-  run<T>(op: (tx: Queryable) => Promise<T>, key?: string): Promise<T> {
+  /**
+   * Queues `op`; resolves with its result once committed. A later op with the same `key` replaces
+   * a queued one. `urgent` commits without waiting for the next turn of the event loop.
+   */
+  run<T>(op: (tx: Queryable) => Promise<T>, key?: string, urgent = false): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const waiter = { resolve: resolve as (v: unknown) => void, reject };
       if (key !== undefined) {
@@ -47,13 +51,14 @@ export class WriteBatcher {
         if (queued) {
           queued.op = op;
           queued.waiters.push(waiter);
+          if (urgent) this.schedule(true);
           return;
         }
       }
       const p: Pending = { op, waiters: [waiter] };
       this.queue.push(p);
       if (key !== undefined) this.keyed.set(key, p);
-      this.schedule();
+      this.schedule(urgent);
     });
   }
 
@@ -63,17 +68,26 @@ export class WriteBatcher {
     return new Promise((r) => this.idleWaiters.push(r));
   }
 
-  private schedule(): void {
-    if (this.scheduled || this.running) return;
+  private schedule(urgent = false): void {
+    if (this.running || (this.scheduled && (!urgent || this.scheduledUrgent))) return;
     this.scheduled = true;
-    setImmediate(() => {
+    if (urgent) this.scheduledUrgent = true;
+    const flush = () => {
+      if (this.running || !this.scheduled) return;
       this.scheduled = false;
+      this.scheduledUrgent = false;
       this.running = this.flushLoop().finally(() => {
         this.running = undefined;
         if (this.queue.length > 0) this.schedule();
         else for (const w of this.idleWaiters.splice(0)) w();
       });
-    });
+    };
+    // Ordinary writes wait until the event loop has read every socket (setImmediate), so that
+    // requests arriving together commit together. Urgent ones (a task's outcome, which its
+    // callers wait for) commit once the current promise chains have run (nextTick), gathering
+    // the outcomes those chains produced, without waiting for another turn of the loop.
+    if (urgent) process.nextTick(flush);
+    else setImmediate(flush);
   }
 
   private async flushLoop(): Promise<void> {
