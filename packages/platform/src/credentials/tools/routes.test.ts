@@ -94,6 +94,11 @@ for (const storage of ["sqlite", "postgres"] as const) {
         { ...AWS, name: "t4", config: { ...AWS.config, stsEndpoint: "ftp://x" } },
         "config.stsEndpoint",
       ],
+      [
+        "a token audience that is a SPIFFE ID (a platform-valid token must never go to a cloud)",
+        { ...AWS, name: "t9", config: { ...AWS.config, tokenAudience: "spiffe://hexr.local/system/vault" } },
+        "config.tokenAudience",
+      ],
       ["an unknown config field", { ...AWS, name: "t5", config: { ...AWS.config, secretKey: "AKIA..." } }, "config"],
       ["an unknown provider", { name: "t6", provider: "oracle", config: {} }, "provider"],
       ["a bad tool name", { ...AWS, name: "Bad Name" }, "name"],
@@ -115,6 +120,26 @@ for (const storage of ["sqlite", "postgres"] as const) {
       expect(problem.errors.map((e) => e.path)).toContain(path);
       const name = (json as { name: string }).name;
       if (/^[a-z][a-z0-9_-]*$/.test(name)) expect((await p.api(`/api/v1/tenants/acme-corp/tools/${name}`)).status).toBe(404);
+    });
+
+    it("lets only an admin key point a tool at an endpoint that is not the cloud's own", async () => {
+      const custom = { ...AWS, name: "private_sts", config: { ...AWS.config, stsEndpoint: "https://sts.internal.example" } };
+      const refused = await p.api("/api/v1/tenants/acme-corp/tools", { method: "POST", json: custom, auth: acmeKey });
+      expect(refused.status).toBe(403);
+      expect(await refused.json()).toMatchObject({
+        code: "credentials.endpoint_not_allowed",
+        field: "config.stsEndpoint",
+      });
+      expect((await p.api("/api/v1/tenants/acme-corp/tools/private_sts")).status).toBe(404);
+      expect((await p.api("/api/v1/tenants/acme-corp/tools", { method: "POST", json: custom })).status).toBe(201);
+      const official = {
+        ...AWS,
+        name: "regional_sts",
+        config: { ...AWS.config, stsEndpoint: "https://sts.us-east-1.amazonaws.com" },
+      };
+      expect((await p.api("/api/v1/tenants/acme-corp/tools", { method: "POST", json: official, auth: acmeKey })).status).toBe(
+        201,
+      );
     });
 
     it("keeps tenants apart: another tenant's key is refused and tools are invisible across tenants", async () => {

@@ -11,6 +11,19 @@ const httpUrl = (what: string) =>
     message: "must not carry a query or fragment",
   });
 
+/**
+ * The `aud` of the token handed to a cloud. Never a SPIFFE ID: the platform's services and agents
+ * accept JWT-SVIDs addressed to SPIFFE IDs, and a token sent out to a cloud must be useless to them.
+ */
+const cloudAudience = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .refine((a) => !/^\s*spiffe:/i.test(a), {
+      message: "must not be a SPIFFE ID (tokens sent to a cloud must not be accepted by Hexr services or agents)",
+    });
+
 export const AWS_DEFAULT_AUDIENCE = "sts.amazonaws.com";
 export const AZURE_DEFAULT_AUDIENCE = "api://AzureADTokenExchange";
 
@@ -27,7 +40,7 @@ export const AwsToolConfig = z.strictObject({
   /** Overrides the regional STS endpoint (VPC endpoints, local test doubles). */
   stsEndpoint: httpUrl("STS endpoint").optional(),
   /** The `aud` of the token sent to STS: the client ID registered on the IAM OIDC provider. */
-  tokenAudience: z.string().min(1).max(256).default(AWS_DEFAULT_AUDIENCE),
+  tokenAudience: cloudAudience(256).default(AWS_DEFAULT_AUDIENCE),
 });
 export type AwsToolConfig = z.infer<typeof AwsToolConfig>;
 
@@ -49,7 +62,7 @@ export const GcpToolConfig = z.strictObject({
   iamCredentialsUrl: httpUrl("IAM Credentials API").default("https://iamcredentials.googleapis.com"),
   scope: z.string().min(1).max(1024).default("https://www.googleapis.com/auth/cloud-platform"),
   /** The `aud` of the token sent to STS; GCP's default allowed audience is `https:` + the provider name. */
-  tokenAudience: z.string().min(1).max(512).optional(),
+  tokenAudience: cloudAudience(512).optional(),
   lifetimeSeconds: z.number().int().min(600).max(43_200).default(3600),
 });
 export type GcpToolConfig = z.infer<typeof GcpToolConfig>;
@@ -60,7 +73,7 @@ export const AzureToolConfig = z.strictObject({
   clientId: z.guid({ error: "must be the application (client) id, a GUID" }),
   scope: z.string().min(1).max(1024).default("https://management.azure.com/.default"),
   authorityHost: httpUrl("authority host").default("https://login.microsoftonline.com"),
-  tokenAudience: z.string().min(1).max(256).default(AZURE_DEFAULT_AUDIENCE),
+  tokenAudience: cloudAudience(256).default(AZURE_DEFAULT_AUDIENCE),
 });
 export type AzureToolConfig = z.infer<typeof AzureToolConfig>;
 

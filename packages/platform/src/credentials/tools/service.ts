@@ -1,5 +1,6 @@
 import { HexrError } from "@hexr/core";
 import type { Principal, TenantScope } from "../../auth/principal.js";
+import { checkToolEndpoints } from "./endpoints.js";
 import { CreateToolRequest, ToolSpec, type Tool } from "./schema.js";
 import type { ToolRow, ToolStore } from "./store.js";
 
@@ -26,7 +27,17 @@ function requireOperator(by: Principal): void {
 }
 
 function toTool(row: ToolRow): Tool {
-  const spec = ToolSpec.parse({ provider: row.provider, config: JSON.parse(row.config) as unknown });
+  // A stored config that today's rules refuse (written before a rule was tightened) is never used.
+  const parsed = ToolSpec.safeParse({ provider: row.provider, config: JSON.parse(row.config) as unknown });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new HexrError(
+      "credentials.tool_invalid",
+      `tool '${row.name}' of tenant '${row.tenant}' has a stored configuration that is no longer accepted (config.${issue.path.slice(1).join(".")}: ${issue.message}); replace it with 'hexr tools add ${row.name} --tenant ${row.tenant} ... --replace'`,
+      { kind: "failed_precondition", details: { tool: row.name } },
+    );
+  }
+  const spec = parsed.data;
   return {
     name: row.name,
     tenant: row.tenant,
@@ -49,6 +60,7 @@ export class ToolService {
   async create(scope: TenantScope, input: CreateToolRequest, by: Principal): Promise<Tool> {
     requireOperator(by);
     const req = CreateToolRequest.parse(input);
+    checkToolEndpoints(req, by);
     const now = this.clock();
     const inserted = await this.store.insert(scope, {
       name: req.name,
@@ -70,6 +82,7 @@ export class ToolService {
   async replace(scope: TenantScope, name: string, input: ToolSpec, by: Principal): Promise<Tool> {
     requireOperator(by);
     const spec = ToolSpec.parse(input);
+    checkToolEndpoints(spec, by);
     if (!(await this.store.update(scope, name, spec.provider, JSON.stringify(spec.config), this.clock()))) {
       throw toolNotFound(scope.tenant, name);
     }
