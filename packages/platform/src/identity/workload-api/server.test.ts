@@ -11,7 +11,11 @@ import {
   type ServiceError,
   type X509SvidResponseMsg,
 } from "../../../../../test/identity/reference-client.js";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { encodeFrame } from "./grpc.js";
+import { startWorkloadApiServer, workloadSocketPath } from "./server.js";
 import { startWorkloadApiFixture, TRUST_DOMAIN, type WorkloadApiFixture } from "./test-support/fixture.js";
 
 const ME = `spiffe://${TRUST_DOMAIN}/agent/acme-corp/tester/main`;
@@ -302,6 +306,46 @@ describe("rotation and shutdown", () => {
     } finally {
       c.close();
       await own.close();
+    }
+  });
+});
+
+describe("socket placement", () => {
+  it("falls back to a private temp dir when <dataDir>/run/workload.sock is too long for a socket address", () => {
+    const short = workloadSocketPath("/var/lib/hexr");
+    expect(short).toBe("/var/lib/hexr/run/workload.sock");
+    const deep = "/tmp/" + "d".repeat(120);
+    const p = workloadSocketPath(deep);
+    expect(Buffer.byteLength(p)).toBeLessThanOrEqual(107);
+    expect(p).toBe(workloadSocketPath(deep));
+    expect(p).not.toBe(workloadSocketPath(deep + "x"));
+    expect(p.startsWith(tmpdir())).toBe(true);
+  });
+
+  it("refuses a socket another server is using, a non-socket in the way, and a directory others can enter", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "hexr-sock-"));
+    try {
+      const path = join(dir, "run", "w.sock");
+      await expect(startWorkloadApiServer({ socketPath: fx.socketPath, service: fx.api.service })).rejects.toMatchObject({
+        code: "identity.workload_socket_in_use",
+      });
+      mkdirSync(join(dir, "run"), { mode: 0o700 });
+      writeFileSync(path, "not a socket");
+      await expect(startWorkloadApiServer({ socketPath: path, service: fx.api.service })).rejects.toMatchObject({
+        code: "identity.workload_socket_blocked",
+      });
+      rmSync(path);
+      chmodSync(join(dir, "run"), 0o755);
+      await expect(startWorkloadApiServer({ socketPath: path, service: fx.api.service })).rejects.toMatchObject({
+        code: "identity.workload_socket_dir_unsafe",
+      });
+      await expect(
+        startWorkloadApiServer({ socketPath: "/tmp/" + "s".repeat(120), service: fx.api.service }),
+      ).rejects.toMatchObject({
+        code: "identity.workload_socket_path",
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -1,7 +1,9 @@
-import { isHexrError } from "@hexr/core";
+import { HexrError, isHexrError } from "@hexr/core";
+import { createHash } from "node:crypto";
 import { existsSync, lstatSync, mkdirSync, unlinkSync } from "node:fs";
 import { createServer as createH2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import { connect, createServer as createNetServer, type Socket } from "node:net";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import type { Logger } from "pino";
 import { trackCaller as defaultTrackCaller, type Caller } from "../attestation/caller.js";
@@ -25,9 +27,20 @@ import {
 } from "./proto.js";
 import type { AttestableCaller, WorkloadApiService } from "./service.js";
 
-/** `<dataDir>/run/workload.sock`: where the local platform serves the Workload API. */
+/** Longest path a unix socket address holds (sun_path is 108 bytes with its NUL). */
+export const MAX_SOCKET_PATH_BYTES = 107;
+
+/**
+ * `<dataDir>/run/workload.sock`, where the local platform serves the Workload API; when that path is
+ * too long for a socket address, a private directory under the system temp dir named after the data
+ * dir (platform.json records whichever is used).
+ */
 export function workloadSocketPath(dataDir: string): string {
-  return join(dataDir, "run", "workload.sock");
+  const preferred = join(dataDir, "run", "workload.sock");
+  if (Buffer.byteLength(preferred) <= MAX_SOCKET_PATH_BYTES) return preferred;
+  const uid = process.getuid?.() ?? 0;
+  const tag = createHash("sha256").update(dataDir).digest("hex").slice(0, 16);
+  return join(tmpdir(), `hexr-${uid}-${tag}`, "workload.sock");
 }
 
 /** `<dataDir>/run/context`: process context markers. */
@@ -149,16 +162,37 @@ function toGrpcError(err: unknown, log: Logger | undefined): GrpcError {
   return new GrpcError(GrpcStatus.INTERNAL, "internal error");
 }
 
+/** The socket's directory gates who can connect: it must be ours, a real directory, closed to others. */
+function checkPrivateDir(dir: string): void {
+  const st = lstatSync(dir);
+  const uid = process.getuid?.() ?? st.uid;
+  if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o077) !== 0) {
+    throw new HexrError(
+      "identity.workload_socket_dir_unsafe",
+      `${dir} must be a directory owned by uid ${uid} with mode 0700 (it controls who can reach the Workload API)`,
+      { kind: "failed_precondition" },
+    );
+  }
+}
+
 function removeStaleSocket(path: string): Promise<void> {
   if (!existsSync(path)) return Promise.resolve();
   if (!lstatSync(path).isSocket()) {
-    return Promise.reject(new Error(`${path} exists and is not a socket; remove it or choose another data dir`));
+    return Promise.reject(
+      new HexrError(
+        "identity.workload_socket_blocked",
+        `${path} exists and is not a socket; remove it or choose another data dir`,
+        {
+          kind: "conflict",
+        },
+      ),
+    );
   }
   return new Promise((resolve, reject) => {
     const probe = connect(path);
     probe.once("connect", () => {
       probe.destroy();
-      reject(new Error(`another process serves ${path}`));
+      reject(new HexrError("identity.workload_socket_in_use", `another process serves ${path}`, { kind: "conflict" }));
     });
     probe.once("error", () => {
       // Nobody listens: a leftover from a process that died.
@@ -182,9 +216,16 @@ export async function startWorkloadApiServer(opts: WorkloadApiServerOptions): Pr
   const maxMessageBytes = opts.maxMessageBytes ?? 64 * 1024;
   const resyncIntervalMs = opts.resyncIntervalMs ?? 10_000;
   const track = opts.trackCaller ?? defaultTrackCaller;
-  if (Buffer.byteLength(socketPath) > 107)
-    throw new Error(`the socket path ${socketPath} is longer than a unix socket address allows (107 bytes)`);
+  if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH_BYTES)
+    throw new HexrError(
+      "identity.workload_socket_path",
+      `the socket path ${socketPath} is longer than a unix socket address allows (107 bytes)`,
+      {
+        kind: "invalid_argument",
+      },
+    );
   mkdirSync(dirname(socketPath), { recursive: true, mode: 0o700 });
+  checkPrivateDir(dirname(socketPath));
   await removeStaleSocket(socketPath);
 
   const table = methods(service);
