@@ -103,14 +103,21 @@ export function createGcpProvider({
       }
       const accessToken = json?.["access_token"];
       const expiresIn = json?.["expires_in"];
-      if (typeof accessToken !== "string" || accessToken.length === 0) {
+      // Without a lifetime we cannot know when to stop serving the token: guessing one could hand out dead credentials.
+      if (
+        typeof accessToken !== "string" ||
+        accessToken.length === 0 ||
+        typeof expiresIn !== "number" ||
+        !Number.isFinite(expiresIn) ||
+        expiresIn <= 0
+      ) {
         throw cloudError("cloud_error", {
           provider: "gcp",
           httpStatus: res.status,
-          cloudMessage: "STS answered without an access_token",
+          cloudMessage: "STS answered without access_token/expires_in",
         });
       }
-      const federatedExpiry = started + (typeof expiresIn === "number" && expiresIn > 0 ? expiresIn : 3600) * 1000;
+      const federatedExpiry = started + expiresIn * 1000;
       if (!config.serviceAccount) {
         return { provider: "gcp", accessToken, tokenType: "Bearer", expiresAt: federatedExpiry };
       }
