@@ -5,7 +5,11 @@
  * its own process, the same client and run for both, rounds alternated. Prints throughput,
  * p50/p99 and the ratios.
  *
- *   npx tsx bench/a2a/run.ts [--requests 20000] [--concurrency 32] [--rounds 2] [--postgres URL]
+ * Also Hexr over the mTLS mesh path (caller's outbound proxy → mTLS → inbound proxy → server),
+ * the way one agent calls another, and the server CPU each call costs (from /proc: robust to other
+ * load on the machine).
+ *
+ *   npx tsx bench/a2a/run.ts [--requests 20000] [--concurrency 32] [--rounds 2] [--postgres URL] [--no-mtls]
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -21,14 +25,24 @@ const REQUESTS = Number(arg("requests", "20000"));
 const CONCURRENCY = Number(arg("concurrency", "32"));
 const ROUNDS = Number(arg("rounds", "2"));
 const POSTGRES = arg("postgres", "");
+const MTLS = !process.argv.includes("--no-mtls");
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 
-function startServer(script: string, args: string[] = []): Promise<{ child: ChildProcess; port: number }> {
+interface Started {
+  child: ChildProcess;
+  port: number;
+  mesh?: { outboundPort: number; meshToken: string; target: string };
+}
+
+function startServer(script: string, args: string[] = []): Promise<Started> {
   const child = spawn(process.execPath, ["--import", "tsx", here(script), ...args], { stdio: ["ignore", "pipe", "inherit"] });
   return new Promise((resolve, reject) => {
     child.once("exit", (code) => reject(new Error(`${script} exited with ${code}`)));
-    child.stdout!.once("data", (d: Buffer) => resolve({ child, port: Number(d.toString().trim()) }));
+    child.stdout!.once("data", (d: Buffer) => {
+      const line = d.toString().trim();
+      resolve(line.startsWith("{") ? { child, ...(JSON.parse(line) as Omit<Started, "child">) } : { child, port: Number(line) });
+    });
   });
 }
 
@@ -50,11 +64,16 @@ const HEADERS = {
   stream: { "content-type": "application/json", accept: "text/event-stream", "a2a-version": "1.0" },
 };
 
+interface Route {
+  path: string;
+  headers: Record<string, string>;
+}
+
 /** One call; resolves with its latency after checking that the echo task completed. */
-async function call(conn: RawConnection, mode: Mode): Promise<number> {
+async function call(conn: RawConnection, mode: Mode, route: Route): Promise<number> {
   const payload = body(mode);
   const t0 = process.hrtime.bigint();
-  const res = await conn.post("/", payload, HEADERS[mode]);
+  const res = await conn.post(route.path, payload, { ...HEADERS[mode], ...route.headers });
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   if (res.status !== 200 || !res.body.includes("TASK_STATE_COMPLETED") || !res.body.includes("echo: hello")) {
     throw new Error(`unexpected ${mode} response (HTTP ${res.status}): ${res.body.slice(0, 300)}`);
@@ -74,7 +93,13 @@ interface Measured extends LatencySummary {
   cpuMsPerCall: number;
 }
 
-async function load(port: number, pid: number, mode: Mode, total: number): Promise<Measured> {
+async function load(
+  port: number,
+  pid: number,
+  mode: Mode,
+  total: number,
+  route: Route = { path: "/", headers: {} },
+): Promise<Measured> {
   const conns = await Promise.all(Array.from({ length: CONCURRENCY }, () => RawConnection.open(port)));
   const run = async (n: number, samples?: number[]) => {
     let issued = 0;
@@ -82,7 +107,7 @@ async function load(port: number, pid: number, mode: Mode, total: number): Promi
       conns.map(async (c) => {
         while (issued < n) {
           issued++;
-          const ms = await call(c, mode);
+          const ms = await call(c, mode, route);
           samples?.push(ms);
         }
       }),
@@ -104,7 +129,10 @@ const mean = (xs: Measured[], k: "p50" | "p99" | "throughput" | "cpuMsPerCall") 
 async function main() {
   const children: ChildProcess[] = [];
   try {
-    const hexr = await startServer("./hexr-server.ts", POSTGRES ? ["--postgres", POSTGRES] : []);
+    const hexr = await startServer("./hexr-server.ts", [
+      ...(POSTGRES ? ["--postgres", POSTGRES] : []),
+      ...(MTLS ? ["--mtls"] : []),
+    ]);
     children.push(hexr.child);
     const ref = await startServer("./reference-server.ts");
     children.push(ref.child);
@@ -117,20 +145,45 @@ async function main() {
     const rows: Array<Record<string, string>> = [];
     const ratios: string[] = [];
     for (const mode of ["send", "stream"] as Mode[]) {
-      const res = { hexr: [] as Measured[], ref: [] as Measured[] };
+      const res = { hexr: [] as Measured[], ref: [] as Measured[], mesh: [] as Measured[] };
+      const meshRoute: Route | undefined = hexr.mesh && {
+        path: "/a2a",
+        headers: { "x-hexr-mesh-token": hexr.mesh.meshToken, "x-hexr-target": hexr.mesh.target },
+      };
       for (let r = 0; r < ROUNDS; r++) {
-        res.hexr.push(await load(hexr.port, hexr.child.pid!, mode, REQUESTS / ROUNDS));
+        res.hexr.push(await load(hexr.port, hexr.child.pid!, mode, REQUESTS / ROUNDS, { path: "/a2a", headers: {} }));
         res.ref.push(await load(ref.port, ref.child.pid!, mode, REQUESTS / ROUNDS));
+        // The proxies run in the server's process, so its CPU per call includes them.
+        if (meshRoute) res.mesh.push(await load(hexr.mesh!.outboundPort, hexr.child.pid!, mode, REQUESTS / ROUNDS, meshRoute));
       }
       const method = mode === "send" ? "SendMessage" : "SendStreamingMessage";
-      const stat = (xs: Measured[]) => ({ p50: mean(xs, "p50"), p99: mean(xs, "p99"), rps: mean(xs, "throughput"), cpu: mean(xs, "cpuMsPerCall") });
+      const stat = (xs: Measured[]) => ({
+        p50: mean(xs, "p50"),
+        p99: mean(xs, "p99"),
+        rps: mean(xs, "throughput"),
+        cpu: mean(xs, "cpuMsPerCall"),
+      });
       const h = stat(res.hexr);
       const b = stat(res.ref);
-      const row = (server: string, x: typeof h) => ({ method, server, "calls/s": x.rps.toFixed(0), p50: fmtMs(x.p50), p99: fmtMs(x.p99), "server CPU/call": fmtMs(x.cpu) });
+      const row = (server: string, x: typeof h) => ({
+        method,
+        server,
+        "calls/s": x.rps.toFixed(0),
+        p50: fmtMs(x.p50),
+        p99: fmtMs(x.p99),
+        "server CPU/call": fmtMs(x.cpu),
+      });
       rows.push(row("hexr (persisted)", h), row("@a2a-js/sdk express", b));
+      const mesh = res.mesh.length ? stat(res.mesh) : undefined;
+      if (mesh) rows.push(row("hexr over the mTLS mesh (2 proxies)", mesh));
       ratios.push(
         `${method}: hexr/reference throughput ${(h.rps / b.rps).toFixed(2)}x, p50 ${(h.p50 / b.p50).toFixed(2)}x, p99 ${(h.p99 / b.p99).toFixed(2)}x; reference/hexr CPU per call ${(b.cpu / h.cpu).toFixed(2)}x`,
       );
+      if (mesh) {
+        ratios.push(
+          `${method} over the mTLS mesh vs the reference over plain HTTP: throughput ${(mesh.rps / b.rps).toFixed(2)}x, p50 ${(mesh.p50 / b.p50).toFixed(2)}x, CPU per call ${(b.cpu / mesh.cpu).toFixed(2)}x`,
+        );
+      }
     }
     printTable(rows);
     for (const r of ratios) console.log(r);
