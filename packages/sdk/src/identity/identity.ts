@@ -139,6 +139,10 @@ export class Identity {
     return validateLocally(token, audience, this.jwtBundles!, { now: this.clock() });
   }
 
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   close(): void {
     this.closed = true;
     this.x509Watch?.cancel();
