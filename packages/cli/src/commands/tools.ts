@@ -131,17 +131,23 @@ export function registerTools(program: Command): void {
     .option("--role-arn <arn>", "aws: the IAM role to assume")
     .option("--region <region>", "aws: the region of the role's STS endpoint and clients")
     .option("--session-duration <seconds>", "aws: credential lifetime, 900-43200 (default 900)")
-    .option("--sts-endpoint <url>", "aws: a non-default STS endpoint")
+    .option("--sts-endpoint <url>", "aws: a non-default STS endpoint (hosts other than AWS's own need an admin key)")
     .option("--audience <provider>", "gcp: the workload identity pool provider (//iam.googleapis.com/projects/...)")
     .option("--service-account <email>", "gcp: service account to impersonate")
-    .option("--token-url <url>", "gcp: the STS token endpoint")
-    .option("--iam-credentials-url <url>", "gcp: the IAM Credentials API base URL")
+    .option("--token-url <url>", "gcp: the STS token endpoint (hosts other than Google's own need an admin key)")
+    .option(
+      "--iam-credentials-url <url>",
+      "gcp: the IAM Credentials API base URL (hosts other than Google's own need an admin key)",
+    )
     .option("--lifetime <seconds>", "gcp: impersonated token lifetime (default 3600)")
     .option("--tenant-id <id>", "azure: the Entra directory (tenant) id")
     .option("--client-id <guid>", "azure: the application (client) id")
-    .option("--authority-host <url>", "azure: the Entra authority (default https://login.microsoftonline.com)")
+    .option(
+      "--authority-host <url>",
+      "azure: the Entra authority (default https://login.microsoftonline.com; other hosts need an admin key)",
+    )
     .option("--scope <scope>", "gcp/azure: the OAuth scope requested")
-    .option("--token-audience <aud>", "the aud of the token sent to the cloud (default per provider)")
+    .option("--token-audience <aud>", "the aud of the token sent to the cloud (default per provider; never a SPIFFE ID)")
     .option("--replace", "replace the tool if it exists")
     .action(async (name: string, o: Common & ToolFlags & { tenant: string; replace?: boolean }) => {
       const { tenant, replace, dataDir: _d, json: _j, ...flags } = o;
