@@ -7,13 +7,13 @@
 import type { Logger } from "pino";
 import {
   A2AError,
-  extendedCardNotConfigured,
   invalidParams,
   invalidRequest,
   methodNotFound,
   parseError,
   pushNotSupported,
   toA2AError,
+  unsupportedOperation,
   versionNotSupported,
 } from "./errors.js";
 import type { EventStream } from "./channel.js";
@@ -127,7 +127,8 @@ export function createJsonRpcHandler({ service, extendedCard, log }: JsonRpcHand
       case "DeleteTaskPushNotificationConfig":
         throw pushNotSupported();
       case "GetExtendedAgentCard":
-        if (!extendedCard) throw extendedCardNotConfigured();
+        // capabilities.extendedAgentCard is false then: the spec asks for UnsupportedOperation.
+        if (!extendedCard) throw unsupportedOperation("this agent has no extended agent card");
         return json(200, envelope(id, await extendedCard("1.0", cc.url)));
       default:
         throw methodNotFound(method, "1.0");
@@ -154,7 +155,7 @@ export function createJsonRpcHandler({ service, extendedCard, log }: JsonRpcHand
       case "tasks/pushNotificationConfig/delete":
         throw pushNotSupported();
       case "agent/getAuthenticatedExtendedCard":
-        if (!extendedCard) throw extendedCardNotConfigured();
+        if (!extendedCard) throw unsupportedOperation("this agent has no extended agent card");
         return json(200, envelope(id, await extendedCard("0.3", cc.url)));
       default:
         throw methodNotFound(method, "0.3");

@@ -351,4 +351,29 @@ describe("A2A service: agent cards", () => {
     const bad = await fetch(new URL("/.well-known/agent-card.json", base), { headers: { "a2a-version": "9.9" } });
     expect(bad.status).toBe(400);
   });
+
+  it("GetExtendedAgentCard: the card with the extended skills to authenticated callers; -32004 without any", async () => {
+    a2a = await startTestA2A({
+      storage,
+      handler: async () => "x",
+      metadata: {
+        name: "writer",
+        description: "writes",
+        skills: [{ id: "write", name: "Write", description: "public" }],
+        extendedSkills: [{ id: "edit", name: "Edit", description: "for callers only" }],
+      },
+    });
+    const pub = (await (
+      await fetch(new URL("/.well-known/agent-card.json", a2a.url), { headers: { "a2a-version": "1.0" } })
+    ).json()) as Record<string, unknown>;
+    expect(at(pub, "capabilities.extendedAgentCard")).toBe(true);
+    expect((pub["skills"] as Array<{ id: string }>).map((x) => x.id)).toEqual(["write"]);
+    const ext = await a2a.rpc("GetExtendedAgentCard", undefined, { version: "1.0" });
+    expect(at<Array<{ id: string }>>(ext.body, "result.skills").map((x) => x.id)).toEqual(["write", "edit"]);
+    const v03 = await a2a.rpc("agent/getAuthenticatedExtendedCard");
+    expect(at(v03.body, "result.protocolVersion")).toBe("0.3.0");
+    await a2a.close();
+    a2a = await startTestA2A({ storage, agent: "plain", handler: async () => "x" });
+    expect(at((await a2a.rpc("GetExtendedAgentCard", {}, { version: "1.0" })).body, "error.code")).toBe(-32004);
+  });
 });

@@ -180,7 +180,10 @@ export class A2AService {
     // A run this call starts gets its subscriber before the handler can produce anything.
     const onStart = (r: TaskRun) => (sub = this.subscribeTo(r, h));
     const run = req.message.taskId ? await this.resume(req, ctx, onStart) : await this.admit(req, ctx, onStart);
-    if ("done" in run) return singleEvent("task" in run.done ? { kind: "task", task: run.done.task } : { kind: "message", message: run.done.message });
+    if ("done" in run)
+      return singleEvent(
+        "task" in run.done ? { kind: "task", task: run.done.task } : { kind: "message", message: run.done.message },
+      );
     return sub ?? this.subscribeTo(run, h);
   }
 
@@ -215,7 +218,12 @@ export class A2AService {
         const taskId = randomUUID();
         const contextId = m.contextId ?? randomUUID();
         const msg: Message = { ...m, taskId, contextId };
-        const task: Task = { id: taskId, contextId, status: { state: "TASK_STATE_SUBMITTED", timestamp: this.now() }, history: [msg] };
+        const task: Task = {
+          id: taskId,
+          contextId,
+          status: { state: "TASK_STATE_SUBMITTED", timestamp: this.now() },
+          history: [msg],
+        };
         if (req.metadata) task.metadata = req.metadata;
         const rec: TaskRecord = { task, owner: caller.id, messageId: m.messageId, kind: "task", runner: this.store.runner };
         const r = await this.store.create(rec);
@@ -431,7 +439,8 @@ export class A2AService {
       if (stored) run.rec = stored;
     } else if (o.type !== "message") {
       // Published with the final status, once durable: subscribers get them in one write.
-      for (const a of o.artifacts) this.publish(task.id, { kind: "artifact", event: { taskId: task.id, contextId: task.contextId, artifact: a } });
+      for (const a of o.artifacts)
+        this.publish(task.id, { kind: "artifact", event: { taskId: task.id, contextId: task.contextId, artifact: a } });
     }
     this.end(run);
   }

@@ -30,7 +30,10 @@ async function main(): Promise<void> {
   const databaseUrl = need("HEXR_A2A_DATABASE_URL");
   // A sidecar's SQLite file is its own: checkpoint it off the request path.
   const storage = databaseUrl.startsWith("sqlite:")
-    ? await createCheckpointedSqliteStorage({ filename: sqliteFileOf(databaseUrl), onError: (m) => log.warn({ err: m }, "a2a: WAL checkpointer failed") })
+    ? await createCheckpointedSqliteStorage({
+        filename: sqliteFileOf(databaseUrl),
+        onError: (m) => log.warn({ err: m }, "a2a: WAL checkpointer failed"),
+      })
     : await openStorage({ dataDir: env["HEXR_A2A_DATA_DIR"] ?? ".", databaseUrl });
   const metadata: AgentMetadata = env["HEXR_A2A_METADATA"]
     ? (JSON.parse(env["HEXR_A2A_METADATA"]) as AgentMetadata)

@@ -178,28 +178,32 @@ export class TaskStore {
    * cost one serialization.
    */
   save(rec: TaskRecord, urgent = false): Promise<boolean> {
-    return this.batcher.run(async (tx) => {
-      const t = rec.task;
-      const r = await tx.run(
-        `UPDATE a2a_tasks SET state = ?, status_json = ?, artifacts_json = ?, history_json = ?, metadata_json = ?, kind = ?,
+    return this.batcher.run(
+      async (tx) => {
+        const t = rec.task;
+        const r = await tx.run(
+          `UPDATE a2a_tasks SET state = ?, status_json = ?, artifacts_json = ?, history_json = ?, metadata_json = ?, kind = ?,
            reply_json = ?, runner = ?, updated_at = ?
          WHERE tenant_id = ? AND id = ? AND state IN ${ACTIVE}`,
-        [
-          t.status.state,
-          JSON.stringify(t.status),
-          json(t.artifacts),
-          json(t.history),
-          json(t.metadata),
-          rec.kind,
-          json(rec.reply),
-          rec.runner,
-          statusMillis(t.status),
-          this.tenantId,
-          t.id,
-        ],
-      );
-      return r.changes === 1;
-    }, rec.task.id, urgent);
+          [
+            t.status.state,
+            JSON.stringify(t.status),
+            json(t.artifacts),
+            json(t.history),
+            json(t.metadata),
+            rec.kind,
+            json(rec.reply),
+            rec.runner,
+            statusMillis(t.status),
+            this.tenantId,
+            t.id,
+          ],
+        );
+        return r.changes === 1;
+      },
+      rec.task.id,
+      urgent,
+    );
   }
 
   async get(id: string): Promise<TaskRecord | undefined> {

@@ -43,7 +43,11 @@ export interface CheckpointedSqliteOptions {
 }
 
 /** A SQLite Storage whose WAL is checkpointed by a worker thread instead of inside commits. */
-export async function createCheckpointedSqliteStorage({ filename, intervalMs = 500, onError }: CheckpointedSqliteOptions): Promise<Storage> {
+export async function createCheckpointedSqliteStorage({
+  filename,
+  intervalMs = 500,
+  onError,
+}: CheckpointedSqliteOptions): Promise<Storage> {
   if (filename === ":memory:") return createSqliteStorage({ filename });
   const storage = createSqliteStorage({ filename });
   await storage.run("PRAGMA wal_autocheckpoint = 0");
@@ -83,6 +87,7 @@ export async function createCheckpointedSqliteStorage({ filename, intervalMs = 5
 
 /** `sqlite:/path` → checkpointed SQLite; anything else is not for this helper. */
 export function sqliteFileOf(databaseUrl: string): string {
-  if (!databaseUrl.startsWith("sqlite:")) throw new HexrError("a2a.not_sqlite", `${databaseUrl} is not a sqlite: URL`, { kind: "invalid_argument" });
+  if (!databaseUrl.startsWith("sqlite:"))
+    throw new HexrError("a2a.not_sqlite", `${databaseUrl} is not a sqlite: URL`, { kind: "invalid_argument" });
   return databaseUrl.slice("sqlite:".length);
 }
