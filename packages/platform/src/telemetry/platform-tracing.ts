@@ -81,6 +81,8 @@ const headerGetter: TextMapGetter<IncomingHttpHeaders> = {
 
 /** Paths that are telemetry plumbing or probes: never traced (an exporter's POST must not make spans of its own). */
 const UNTRACED = new Set(["/v1/traces", "/v1/metrics", "/metrics", "/healthz", "/readyz"]);
+/** Where agent work enters from outside: traced even without a caller's traceparent (the platform starts the trace). */
+const ENTRY_POINTS = [/^\/a2a\/[^/]+\/[^/]+\/?$/];
 
 interface CompiledRoute {
   method: string;
@@ -164,9 +166,9 @@ export function createPlatformTracing(opts: PlatformTracingOptions): PlatformTra
         try {
           route = routeOf(method, pathname);
           httpInFlight.inc();
-          if (opts.traceRequests && req.headers.traceparent && !UNTRACED.has(pathname)) {
-            const parent = propagator.extract(ROOT_CONTEXT, req.headers, headerGetter);
-            if (trace.getSpanContext(parent)) {
+          if (opts.traceRequests && !UNTRACED.has(pathname)) {
+            const parent = req.headers.traceparent ? propagator.extract(ROOT_CONTEXT, req.headers, headerGetter) : ROOT_CONTEXT;
+            if (trace.getSpanContext(parent) || (method === "POST" && ENTRY_POINTS.some((re) => re.test(pathname)))) {
               span = tracer.startSpan(
                 `${method} ${route}`,
                 {
@@ -175,6 +177,12 @@ export function createPlatformTracing(opts: PlatformTracingOptions): PlatformTra
                 },
                 parent,
               );
+              // Handlers that relay the request (the A2A ingress) pass traceparent on: make it name
+              // this span, so what happens downstream nests under the platform's part of the trace.
+              const carrier: Record<string, string> = {};
+              propagator.inject(trace.setSpan(parent, span), carrier, { set: (c, k, v) => (c[k] = v) });
+              if (carrier["traceparent"]) req.headers.traceparent = carrier["traceparent"];
+              if (carrier["tracestate"]) req.headers.tracestate = carrier["tracestate"];
             }
           }
         } catch {

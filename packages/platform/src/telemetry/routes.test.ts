@@ -7,6 +7,7 @@ import {
   PeriodicExportingMetricReader,
 } from "@opentelemetry/sdk-metrics";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { defineRoute } from "../http/router.js";
 import { startTestPlatform, type TestPlatform } from "../test-support/platform.js";
 import { otlp } from "./otlp/proto.js";
 import { agentResource, makeSpans, otlpBody } from "./test-support/otlp.js";
@@ -60,7 +61,15 @@ for (const storage of ["sqlite", "postgres"] as const) {
     let acmeKey: string;
     let betaKey: string;
     beforeAll(async () => {
-      p = await startTestPlatform({ storage });
+      // A module whose route shows the traceparent a relaying handler would pass on.
+      const echo = defineRoute({
+        method: "GET",
+        path: "/test/echo-traceparent",
+        summary: "test",
+        auth: "public",
+        handler: async (_i, ctx) => ({ traceparent: ctx.req.headers.traceparent ?? null }),
+      });
+      p = await startTestPlatform({ storage, modules: [{ name: "echo", routes: [echo] }] });
       acmeKey = await tenantKey(p, "acme");
       betaKey = await tenantKey(p, "beta");
     });
@@ -190,6 +199,37 @@ for (const storage of ["sqlite", "postgres"] as const) {
       });
       // beta cannot see it
       expect((await p.api(`/api/v1/traces/${client.traceId}`, { auth: betaKey })).status).toBe(404);
+    });
+
+    it("hands its own span to relaying handlers as the traceparent, and starts traces at the A2A ingress", async () => {
+      const callerSpan = "b7ad6b7169203331";
+      const traceId = "1af7651916cd43dd8448eb211c80319c";
+      const echoed = (await (
+        await p.api("/test/echo-traceparent", { auth: null, headers: { traceparent: `00-${traceId}-${callerSpan}-01` } })
+      ).json()) as { traceparent: string };
+      const [, tid, sid] = echoed.traceparent.split("-");
+      expect(tid).toBe(traceId);
+      expect(sid).not.toBe(callerSpan);
+      const detail = await until(async () => {
+        const res = await p.api(`/api/v1/traces/${traceId}`);
+        return res.status === 200 ? ((await res.json()) as Detail) : undefined;
+      }, "the platform span");
+      expect(detail.spans[0]).toMatchObject({ spanId: sid, parentSpanId: callerSpan, name: "GET /test/echo-traceparent" });
+      // no traceparent and not an entry point: no span
+      expect(
+        ((await (await p.api("/test/echo-traceparent", { auth: null })).json()) as { traceparent: null }).traceparent,
+      ).toBeNull();
+
+      // an A2A ingress call without traceparent starts a trace at the platform (the agent may not exist: still traced)
+      await p.api("/a2a/acme/no-such-agent", {
+        method: "POST",
+        json: { jsonrpc: "2.0", id: 1, method: "message/send", params: {} },
+      });
+      const listed = await until(async () => {
+        const l = (await (await p.api("/api/v1/traces?limit=100")).json()) as Listed;
+        return l.items.find((t) => t.root?.name === "POST /a2a/:tenant/:agent");
+      }, "the ingress trace");
+      expect(listed.spiffeIds).toEqual(["spiffe://hexr.local/system/platform"]);
     });
 
     it("turns bad requests into problems and never stores half of them", async () => {
