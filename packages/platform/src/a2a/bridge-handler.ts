@@ -11,8 +11,8 @@ import { update, type A2AHandler, type A2AResult, type A2AUpdate } from "./handl
 import type { Message } from "./model.js";
 
 export interface BridgeHandlerOptions {
-  /** The agent process's bridge, e.g. `http://127.0.0.1:40123`. */
-  url: string;
+  /** The agent process's bridge, e.g. `http://127.0.0.1:40123` (a function when it moves: restarts). */
+  url: string | (() => string);
   /** The mesh token the agent process accepts from its own sidecars. */
   meshToken: string;
   /** Most bytes of one NDJSON line or JSON reply. */
@@ -36,11 +36,11 @@ function bridgeError(e: Line["error"]): HexrError {
 }
 
 export function bridgeHandler({ url, meshToken, maxReplyBytes = 16 * 1024 * 1024 }: BridgeHandlerOptions): A2AHandler {
-  const target = new URL("/invoke", url);
   const agent = new Agent({ keepAlive: true, maxSockets: 256 });
 
   const open = (body: string, caller: string | null, signal: AbortSignal) =>
     new Promise<IncomingMessage>((resolve, reject) => {
+      const target = new URL("/invoke", typeof url === "function" ? url() : url);
       const req = request(
         {
           host: target.hostname,

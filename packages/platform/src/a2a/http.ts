@@ -3,7 +3,7 @@
  * Card at `/.well-known/agent-card.json` (and the legacy `/.well-known/agent.json`).
  */
 import { createHash } from "node:crypto";
-import type { IncomingMessage, ServerResponse } from "node:http";
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Logger } from "pino";
 import { ADVERTISE_URL_HEADER, type Authenticated, type CallerAuthenticator } from "./caller.js";
 import { A2AError, invalidRequest, payloadTooLarge, toA2AError, unauthenticated, versionNotSupported } from "./errors.js";
@@ -27,6 +27,11 @@ export interface A2AHttpOptions {
   rpcPath?: string;
   /** SSE comment interval that keeps idle streams alive through proxies. */
   keepAliveMs?: number;
+  /**
+   * Where requests for other paths go (the agent's own endpoint behind the same mesh proxy, e.g.
+   * its bridge's `/invoke`); absent = 404. Everything is forwarded as it came.
+   */
+  fallback?: string | (() => string);
   log?: Logger;
 }
 
@@ -134,6 +139,35 @@ export async function writeOutcome(res: ServerResponse, out: RpcOutcome, keepAli
   }
 }
 
+const forwardAgent = new HttpAgent({ keepAlive: true, maxSockets: 256 });
+
+/** Passes a request through to `base` unchanged (status, headers and body streamed both ways). */
+function forward(req: IncomingMessage, res: ServerResponse, base: string): void {
+  const target = new URL(req.url ?? "/", base);
+  const up = httpRequest(
+    {
+      host: target.hostname,
+      port: target.port,
+      path: target.pathname + target.search,
+      method: req.method,
+      headers: req.headers,
+      agent: forwardAgent,
+    },
+    (upRes) => {
+      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+      upRes.pipe(res);
+    },
+  );
+  up.on("error", () => {
+    if (res.headersSent) res.destroy();
+    else sendJson(res, 502, JSON.stringify({ error: "the agent process is not reachable" }));
+  });
+  res.on("close", () => {
+    if (!res.writableFinished) up.destroy();
+  });
+  req.pipe(up);
+}
+
 function etagOf(body: string): string {
   return `W/"${createHash("sha256").update(body).digest("base64url").slice(0, 22)}"`;
 }
@@ -205,7 +239,10 @@ export function createA2AListener(opts: A2AHttpOptions): (req: IncomingMessage, 
     let work: Promise<void>;
     if ((req.method === "GET" || req.method === "HEAD") && CARD_PATHS.includes(path)) work = serveCard(req, res);
     else if (req.method === "POST" && rpcPaths.has(path)) work = serveRpc(req, res);
-    else {
+    else if (opts.fallback) {
+      forward(req, res, typeof opts.fallback === "function" ? opts.fallback() : opts.fallback);
+      return;
+    } else {
       req.resume();
       const body = JSON.stringify({
         error: `no A2A endpoint at ${req.method} ${path}; POST JSON-RPC to ${rpcPath}, GET ${CARD_PATHS[0]}`,

@@ -34,6 +34,8 @@ export interface A2AServerOptions {
   bodyLimit?: number;
   /** Path of the JSON-RPC endpoint (default `/`). */
   rpcPath?: string;
+  /** Where other paths are forwarded (the agent's bridge behind the same proxy); absent = 404. */
+  fallback?: string | (() => string);
   log?: Logger;
   clock?: () => number;
 }
@@ -103,6 +105,7 @@ export async function createA2AServer(opts: A2AServerOptions): Promise<A2AServer
     ...(opts.bodyLimit ? { bodyLimit: opts.bodyLimit } : {}),
     ...(opts.publicUrl ? { publicUrl: opts.publicUrl } : {}),
     ...(opts.rpcPath ? { rpcPath: opts.rpcPath } : {}),
+    ...(opts.fallback ? { fallback: opts.fallback } : {}),
     ...(log ? { log } : {}),
   });
   return { service, rpc, store, listener, recovered, close: () => service.close() };

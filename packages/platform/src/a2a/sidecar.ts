@@ -19,8 +19,12 @@ export interface A2ASidecarOptions {
   tenant: string;
   agent: string;
   metadata: AgentMetadata;
-  /** The agent process's bridge (`http://127.0.0.1:<port>`) and the mesh token it accepts. */
-  bridge: { url: string; meshToken: string };
+  /**
+   * The agent process's bridge (`http://127.0.0.1:<port>`, or a function when the port changes
+   * with restarts) and the mesh token it accepts. Requests for other paths (`/invoke`) are
+   * forwarded to it unchanged, so the inbound mesh proxy can have the sidecar as its one upstream.
+   */
+  bridge: { url: string | (() => string); meshToken: string };
   /** The token the inbound proxy sends with the verified caller; absent = unauthenticated loopback (development only). */
   meshToken?: string;
   spiffeId?: string;
@@ -44,6 +48,7 @@ export function startA2ASidecar(opts: A2ASidecarOptions): Promise<RunningA2AServ
     scope: unsafeTenantScope(opts.tenant, opts.tenant),
     agent: opts.agent,
     handler: bridgeHandler(opts.bridge),
+    fallback: opts.bridge.url,
     metadata: opts.metadata,
     authenticate,
     security: opts.meshToken ? "mtls" : "none",
