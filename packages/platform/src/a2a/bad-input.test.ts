@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sqliteFixture } from "../test-support/storage.js";
 import type { Storage } from "../storage/types.js";
+import { permissionDenied } from "./errors.js";
 import { reply } from "./handler.js";
 import { ALICE, asCaller, at, startTestA2A, v03Message, v1Message, type TestA2A } from "./test-support/server.js";
 
@@ -279,6 +280,32 @@ describe("A2A JSON-RPC: bad input gets the specified error and changes nothing",
       expect(res.status).toBe(401);
       expect(res.headers.get("www-authenticate")).toContain("Bearer");
       expect(((await res.json()) as { error: { code: number } }).error.code).toBe(-32000);
+    }
+  });
+
+  it("a caller the agent's policy refuses → HTTP 403 with -32000, before anything is stored", async () => {
+    const refusing = await startTestA2A({
+      storage,
+      agent: "guarded",
+      handler: async () => {
+        calls++;
+        return "never";
+      },
+      authorize: (caller) => {
+        if (caller.id !== ALICE) throw permissionDenied(`${caller.id} may not call this agent`);
+      },
+    });
+    try {
+      const mallory = "spiffe://hexr.local/agent/acme/mallory/main";
+      const r = await unchanged(() =>
+        refusing.rpc("SendMessage", { message: v1Message("x") }, { version: "1.0", headers: asCaller(mallory) }),
+      );
+      expect(r.status).toBe(403);
+      expect(r.body.error).toMatchObject({ code: -32000, message: expect.stringContaining("mallory") });
+      const ok = await refusing.rpc("SendMessage", { message: v1Message("x") }, { version: "1.0" });
+      expect(at(ok.body, "result.task.status.state")).toBe("TASK_STATE_COMPLETED");
+    } finally {
+      await refusing.close();
     }
   });
 });

@@ -42,6 +42,11 @@ export interface JsonRpcHandlerOptions {
   service: A2AService;
   /** The extended agent card for each protocol version (`GetExtendedAgentCard`); absent = not configured. */
   extendedCard?: (version: ProtocolVersion, url: string | undefined) => Promise<unknown>;
+  /**
+   * Decides whether the caller may call this agent (`a2a:send`); throw to refuse. Called for every
+   * request, after it was parsed and before anything is read or stored.
+   */
+  authorize?: (caller: Caller, method: string) => void | Promise<void>;
   log?: Logger;
 }
 
@@ -102,7 +107,7 @@ interface Cc {
   url: string | undefined;
 }
 
-export function createJsonRpcHandler({ service, extendedCard, log }: JsonRpcHandlerOptions): JsonRpcHandler {
+export function createJsonRpcHandler({ service, extendedCard, authorize, log }: JsonRpcHandlerOptions): JsonRpcHandler {
   const dispatchV1 = async (method: string, params: unknown, id: JsonRpcId, cc: Cc) => {
     switch (method) {
       case "SendMessage":
@@ -190,6 +195,7 @@ export function createJsonRpcHandler({ service, extendedCard, log }: JsonRpcHand
       if (!version) return errorOutcome(id, versionNotSupported(ctx.version ?? ""));
       const cc: Cc = { caller: ctx.caller, version, url: ctx.url };
       try {
+        if (authorize) await authorize(ctx.caller, r.method);
         return version === "1.0" ? await dispatchV1(r.method, r.params, id, cc) : await dispatchV03(r.method, r.params, id, cc);
       } catch (err) {
         const e = toA2AError(err);

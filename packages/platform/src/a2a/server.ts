@@ -9,7 +9,7 @@ import type { CallerAuthenticator } from "./caller.js";
 import type { A2AHandler } from "./handler.js";
 import { createA2AListener, type CardProvider } from "./http.js";
 import { createJsonRpcHandler, type JsonRpcHandler } from "./jsonrpc.js";
-import { A2AService, type ProtocolVersion } from "./service.js";
+import { A2AService, type Caller, type ProtocolVersion } from "./service.js";
 import { a2aMigrations, TaskStore } from "./store.js";
 
 export interface A2AServerOptions {
@@ -34,6 +34,8 @@ export interface A2AServerOptions {
   bodyLimit?: number;
   /** Path of the JSON-RPC endpoint (default `/`). */
   rpcPath?: string;
+  /** Policy for every call (`a2a:send` on this agent); throw a permission error to refuse. */
+  authorize?: (caller: Caller, method: string) => void | Promise<void>;
   /** Where other paths are forwarded (the agent's bridge behind the same proxy); absent = 404. */
   fallback?: string | (() => string);
   log?: Logger;
@@ -90,6 +92,7 @@ export async function createA2AServer(opts: A2AServerOptions): Promise<A2AServer
   const hasExtended = (metadata.extendedSkills?.length ?? 0) > 0;
   const rpc = createJsonRpcHandler({
     service,
+    ...(opts.authorize ? { authorize: opts.authorize } : {}),
     ...(hasExtended
       ? {
           extendedCard: async (version: ProtocolVersion, url: string | undefined) =>

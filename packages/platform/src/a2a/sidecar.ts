@@ -9,6 +9,7 @@ import { bridgeHandler } from "./bridge-handler.js";
 import type { AgentMetadata, CardSigner } from "./card.js";
 import { anonymousCaller, firstOf, meshCaller, type CallerAuthenticator } from "./caller.js";
 import { startA2AServer, type RunningA2AServer } from "./server.js";
+import type { Caller } from "./service.js";
 import type { Logger } from "pino";
 
 /** Where the sidecar serves JSON-RPC; the card stays at the origin's `/.well-known/agent-card.json`. */
@@ -32,6 +33,8 @@ export interface A2ASidecarOptions {
   /** The URL callers reach the agent at (its inbound proxy + `/a2a`). */
   publicUrl?: string;
   runner?: string;
+  /** Policy for every call (`a2a:send` on this agent); the inbound proxy already requires the same tenant. */
+  authorize?: (caller: Caller, method: string) => void | Promise<void>;
   host?: string;
   port?: number;
   bodyLimit?: number;
@@ -57,6 +60,7 @@ export function startA2ASidecar(opts: A2ASidecarOptions): Promise<RunningA2AServ
     ...(opts.signer ? { signer: opts.signer } : {}),
     ...(opts.publicUrl ? { publicUrl: opts.publicUrl } : {}),
     ...(opts.runner ? { runner: opts.runner } : {}),
+    ...(opts.authorize ? { authorize: opts.authorize } : {}),
     ...(opts.host ? { host: opts.host } : {}),
     ...(opts.port !== undefined ? { port: opts.port } : {}),
     ...(opts.bodyLimit ? { bodyLimit: opts.bodyLimit } : {}),

@@ -6,6 +6,7 @@ import { ON_BEHALF_OF_HEADER, encodeOnBehalfOf, meshCaller } from "../caller.js"
 import type { AgentMetadata, CardSigner } from "../card.js";
 import type { A2AHandler } from "../handler.js";
 import { startA2AServer, type RunningA2AServer } from "../server.js";
+import type { Caller } from "../service.js";
 
 export const MESH_TOKEN = "test-mesh-token-0123456789abcdef0123456789";
 export const ALICE = "spiffe://hexr.local/agent/acme/alice/main";
@@ -76,6 +77,7 @@ export interface TestA2AOptions {
   bodyLimit?: number;
   signer?: CardSigner;
   spiffeId?: string;
+  authorize?: (caller: Caller, method: string) => void | Promise<void>;
 }
 
 export function v1Message(text: string, extra: Record<string, unknown> = {}) {
@@ -97,6 +99,7 @@ export async function startTestA2A(o: TestA2AOptions): Promise<TestA2A> {
     ...(o.bodyLimit ? { bodyLimit: o.bodyLimit } : {}),
     ...(o.signer ? { signer: o.signer } : {}),
     ...(o.spiffeId ? { spiffeId: o.spiffeId } : {}),
+    ...(o.authorize ? { authorize: o.authorize } : {}),
   });
   const url = server.url;
   let seq = 0;
