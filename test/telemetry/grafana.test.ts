@@ -240,9 +240,7 @@ describe("Grafana dashboards against a real Prometheus scraping the platform", (
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  async function query(
-    q: string,
-  ): Promise<{
+  async function query(q: string): Promise<{
     status: string;
     error?: string;
     data: { result: Array<{ metric: Record<string, string>; value: [number, string] }> };
@@ -251,7 +249,7 @@ describe("Grafana dashboards against a real Prometheus scraping the platform", (
     return (await res.json()) as never;
   }
 
-  it("evaluates every panel query without error", async () => {
+  it("evaluates every panel query without error", { timeout: 120_000 }, async () => {
     const failures: string[] = [];
     for (const t of allTargets) {
       const r = await query(concrete(t.expr));

@@ -57,7 +57,7 @@ afterAll(async () => {
 });
 
 describe("hexr traces", () => {
-  it("prints recent traces as trees with durations, SPIFFE IDs and the useful attributes", () => {
+  it("prints recent traces as trees with durations, SPIFFE IDs and the useful attributes", { timeout: 120_000 }, () => {
     const r = hexr(["traces", "--data-dir", dataDir]);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
@@ -71,7 +71,7 @@ describe("hexr traces", () => {
     expect(lines[4]).toMatch(/^ {3}└─ hexr\.a2a\.send {2}[\d.]+ (ms|s) {2}✗ writer refused {2}spiffe:.* {2}→ writer \(failed\)$/);
   });
 
-  it("shows one trace by id, and prints JSON for scripts", () => {
+  it("shows one trace by id, and prints JSON for scripts", { timeout: 120_000 }, () => {
     const one = hexr(["traces", "--trace", traceId.toUpperCase(), "--data-dir", dataDir]);
     expect(one.code).toBe(0);
     expect(one.stdout.split("\n")[0]).toContain(`trace ${traceId}`);
@@ -86,7 +86,7 @@ describe("hexr traces", () => {
     expect([none.code, none.stdout]).toEqual([0, expect.stringContaining("no traces")]);
   });
 
-  it("answers bad input with one line and the right exit code", () => {
+  it("answers bad input with one line and the right exit code", { timeout: 180_000 }, () => {
     for (const [args, code, message] of [
       [["--trace", "xyz"], 2, "--trace must be a trace id of 32 hex digits"],
       [["--limit", "0"], 2, "--limit must be a whole number from 1 to 100"],
