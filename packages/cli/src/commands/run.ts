@@ -130,11 +130,20 @@ export function registerRun(program: Command): void {
     )
     .action(async (command: string[], o: RunOptions) => {
       if (!o.name && command.length === 1 && isAgentFile(command[0])) {
-        await runAgentFile(command[0]!, { ...(o.tenant ? { tenant: o.tenant } : {}), ...(o.role ? { role: o.role } : {}), ...(o.dataDir ? { dataDir: o.dataDir } : {}), ...(o.json ? { json: true } : {}) });
+        await runAgentFile(command[0]!, {
+          ...(o.tenant ? { tenant: o.tenant } : {}),
+          ...(o.role ? { role: o.role } : {}),
+          ...(o.dataDir ? { dataDir: o.dataDir } : {}),
+          ...(o.json ? { json: true } : {}),
+        });
         return;
       }
       if (!o.name || !o.tenant) {
-        throw new HexrError("cli.usage", "give an agent file (hexr run agent.ts) or --name and --tenant with a command after --", { kind: "invalid_argument" });
+        throw new HexrError(
+          "cli.usage",
+          "give an agent file (hexr run agent.ts) or --name and --tenant with a command after --",
+          { kind: "invalid_argument" },
+        );
       }
       const tenant = name(TenantName, o.tenant, "--tenant");
       const agent = name(AgentName, o.name, "--name");
