@@ -11,7 +11,7 @@ export {
   type WithSpanOptions,
   type Span,
 } from "./span.js";
-export { traceAgentInvocation, type AgentInvocation } from "./invocation.js";
+export { traceAgentInvocation, traceA2aSend, type AgentInvocation } from "./invocation.js";
 export {
   injectTraceHeaders,
   extractTraceContext,

@@ -1,6 +1,6 @@
 import { context, SpanKind, SpanStatusCode, trace, type Context, type Span } from "@opentelemetry/api";
 import { sanitizeAttributes } from "./attributes.js";
-import { extractTraceContext, type HeaderCarrier } from "./propagation.js";
+import { extractTraceContext, injectTraceHeaders, type HeaderCarrier } from "./propagation.js";
 import { ATTR, SPAN } from "./semconv.js";
 import { hexrTracer, recordError } from "./span.js";
 
@@ -102,4 +102,60 @@ export function traceAgentInvocation<T>(inv: AgentInvocation, fn: () => T): T {
   }
   finish(span);
   return out;
+}
+
+/** The A2A task state of a result, when it looks like an A2A Task or a send result wrapping one. */
+function taskStateOf(result: unknown): string | undefined {
+  const r = result as { status?: { state?: unknown }; task?: { status?: { state?: unknown } } } | null;
+  const state = r?.status?.state ?? r?.task?.status?.state;
+  return typeof state === "string"
+    ? state
+        .replace(/^TASK_STATE_/, "")
+        .toLowerCase()
+        .replace(/_/g, "-")
+    : undefined;
+}
+
+/**
+ * Runs one call to another agent inside a `hexr.a2a.send` client span: `fn` gets the W3C trace
+ * headers to send along (so the callee's spans join this trace), and the span records the target
+ * and the resulting task state (from `stateOf`, else an A2A Task's `status.state`, else
+ * `completed`; `failed` when `fn` throws).
+ */
+export async function traceA2aSend<T>(
+  target: string,
+  fn: (traceHeaders: Record<string, string>) => Promise<T>,
+  stateOf: (result: T) => string | undefined = taskStateOf,
+): Promise<T> {
+  let span: Span;
+  let ctx: Context;
+  try {
+    span = hexrTracer().startSpan(
+      SPAN.A2A_SEND,
+      { kind: SpanKind.CLIENT, attributes: sanitizeAttributes({ [ATTR.A2A_TARGET]: target }) },
+      context.active(),
+    );
+    ctx = trace.setSpan(context.active(), span);
+  } catch {
+    return fn({});
+  }
+  const headers = injectTraceHeaders({}, ctx);
+  try {
+    const result = await context.with(ctx, () => fn(headers));
+    try {
+      span.setAttribute(ATTR.A2A_TASK_STATE, stateOf(result) ?? "completed");
+    } catch {
+      // ignore
+    }
+    finish(span);
+    return result;
+  } catch (err) {
+    try {
+      span.setAttribute(ATTR.A2A_TASK_STATE, "failed");
+    } catch {
+      // ignore
+    }
+    finish(span, err);
+    throw err;
+  }
 }

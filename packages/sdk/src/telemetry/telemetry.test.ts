@@ -3,7 +3,7 @@ import type { ResourceMetrics } from "@opentelemetry/sdk-metrics";
 import { afterEach, describe, expect, it } from "vitest";
 import { REDACTED } from "./attributes.js";
 import { setupMemoryTelemetry, type MemoryTelemetry } from "./memory.js";
-import { traceAgentInvocation } from "./invocation.js";
+import { traceA2aSend, traceAgentInvocation } from "./invocation.js";
 import { extractTraceContext, injectTraceHeaders, withTraceContext } from "./propagation.js";
 import { ATTR, METRIC, RESOURCE, SPAN } from "./semconv.js";
 import { setupTelemetry, type Telemetry } from "./setup.js";
@@ -372,5 +372,34 @@ describe("traceAgentInvocation", () => {
       SpanStatusCode.ERROR,
       SpanStatusCode.ERROR,
     ]);
+  });
+});
+
+describe("traceA2aSend", () => {
+  it("sends the trace along, records target and task state, and nests the callee under it", async () => {
+    const m = (t = setupMemoryTelemetry());
+    const task = await withSpan(SPAN.AGENT_INVOKE, () =>
+      traceA2aSend("content-crew/writer", async (headers) => {
+        // what the callee does with the headers it received
+        await traceAgentInvocation({ headers }, async () => undefined);
+        return { id: "t1", status: { state: "TASK_STATE_INPUT_REQUIRED" } };
+      }),
+    );
+    expect(task.id).toBe("t1");
+    const send = m.spansNamed(SPAN.A2A_SEND)[0]!;
+    expect(send.attributes).toEqual({ [ATTR.A2A_TARGET]: "content-crew/writer", [ATTR.A2A_TASK_STATE]: "input-required" });
+    const [caller, callee] = m
+      .spansNamed(SPAN.AGENT_INVOKE)
+      .sort((a, b) => (a.parentSpanContext ? 1 : 0) - (b.parentSpanContext ? 1 : 0));
+    expect(send.parentSpanContext?.spanId).toBe(caller!.spanContext().spanId);
+    expect(callee!.parentSpanContext?.spanId).toBe(send.spanContext().spanId);
+  });
+
+  it("records a failed send and re-throws", async () => {
+    const m = (t = setupMemoryTelemetry());
+    const boom = new Error("unreachable");
+    await expect(traceA2aSend("writer", async () => Promise.reject(boom))).rejects.toBe(boom);
+    expect(m.spansNamed(SPAN.A2A_SEND)[0]!.attributes[ATTR.A2A_TASK_STATE]).toBe("failed");
+    expect(m.spansNamed(SPAN.A2A_SEND)[0]!.status.code).toBe(SpanStatusCode.ERROR);
   });
 });
