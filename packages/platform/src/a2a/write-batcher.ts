@@ -4,6 +4,7 @@ type Op = (tx: Queryable) => Promise<unknown>;
 
 interface Pending {
   op: Op;
+  key: string | undefined;
   waiters: Array<{ resolve: (v: unknown) => void; reject: (e: unknown) => void }>;
 }
 
@@ -11,14 +12,16 @@ export interface WriteBatcherOptions {
   storage: Storage;
   /** Most operations committed in one transaction. */
   maxBatch?: number;
+  /** Transactions in flight at once (PostgreSQL overlaps round trips and fsyncs; SQLite has one writer). */
+  maxConcurrent?: number;
 }
 
 /**
  * Group commit: writes queued during one turn of the event loop are committed in one transaction,
  * and each caller's promise resolves only after that commit — so a reply is never sent for data
  * that is not durable, yet N concurrent requests cost one commit instead of N. Writes with the same
- * key coalesce (only the latest state of a task is written). Batches run one at a time, so writes
- * to the same key commit in the order they were queued.
+ * key coalesce (only the latest state of a task is written), and a key is never in two
+ * transactions at once, so writes to it commit in the order they were queued.
  *
  * Operations must not fail for expected reasons (use `ON CONFLICT DO NOTHING`, conditional
  * updates): in PostgreSQL one failed statement aborts the whole transaction. If a batch fails
@@ -27,16 +30,21 @@ export interface WriteBatcherOptions {
 export class WriteBatcher {
   private readonly storage: Storage;
   private readonly maxBatch: number;
+  private readonly maxConcurrent: number;
   private queue: Pending[] = [];
-  private keyed = new Map<string, Pending>();
-  private running: Promise<void> | undefined;
+  /** Queued (not yet taken) operations by key: later writes replace them. */
+  private readonly keyed = new Map<string, Pending>();
+  /** Keys of operations in transactions now. */
+  private readonly inFlight = new Set<string>();
+  private active = 0;
   private scheduled = false;
   private scheduledUrgent = false;
   private idleWaiters: Array<() => void> = [];
 
-  constructor({ storage, maxBatch = 512 }: WriteBatcherOptions) {
+  constructor({ storage, maxBatch = 512, maxConcurrent = storage.dialect === "postgres" ? 4 : 1 }: WriteBatcherOptions) {
     this.storage = storage;
     this.maxBatch = maxBatch;
+    this.maxConcurrent = maxConcurrent;
   }
 
   /**
@@ -55,7 +63,7 @@ export class WriteBatcher {
           return;
         }
       }
-      const p: Pending = { op, waiters: [waiter] };
+      const p: Pending = { op, key, waiters: [waiter] };
       this.queue.push(p);
       if (key !== undefined) this.keyed.set(key, p);
       this.schedule(urgent);
@@ -64,41 +72,56 @@ export class WriteBatcher {
 
   /** Resolves when everything queued before the call is committed (read-your-writes for queries). */
   drain(): Promise<void> {
-    if (this.queue.length === 0 && !this.running) return Promise.resolve();
+    if (this.queue.length === 0 && this.active === 0) return Promise.resolve();
     return new Promise((r) => this.idleWaiters.push(r));
   }
 
   private schedule(urgent = false): void {
-    if (this.running || (this.scheduled && (!urgent || this.scheduledUrgent))) return;
+    if (this.active >= this.maxConcurrent || (this.scheduled && (!urgent || this.scheduledUrgent))) return;
     this.scheduled = true;
     if (urgent) this.scheduledUrgent = true;
-    const flush = () => {
-      if (this.running || !this.scheduled) return;
-      this.scheduled = false;
-      this.scheduledUrgent = false;
-      this.running = this.flushLoop().finally(() => {
-        this.running = undefined;
-        if (this.queue.length > 0) this.schedule();
-        else for (const w of this.idleWaiters.splice(0)) w();
-      });
-    };
     // Ordinary writes wait until the event loop has read every socket (setImmediate), so that
     // requests arriving together commit together. Urgent ones (a task's outcome, which its
     // callers wait for) commit once the current promise chains have run (nextTick), gathering
     // the outcomes those chains produced, without waiting for another turn of the loop.
-    if (urgent) process.nextTick(flush);
-    else setImmediate(flush);
+    if (urgent) process.nextTick(() => this.launch());
+    else setImmediate(() => this.launch());
   }
 
-  private async flushLoop(): Promise<void> {
-    while (this.queue.length > 0) {
-      const batch = this.queue.length <= this.maxBatch ? this.queue : this.queue.slice(0, this.maxBatch);
-      this.queue = this.queue.length <= this.maxBatch ? [] : this.queue.slice(this.maxBatch);
-      // Ops of this batch can no longer absorb later writes: those go to the next batch, in order.
-      if (this.queue.length === 0) this.keyed.clear();
-      else for (const [k, p] of this.keyed) if (batch.includes(p)) this.keyed.delete(k);
-      await this.commit(batch);
+  /** Starts as many transactions as allowed with what is queued. */
+  private launch(): void {
+    if (!this.scheduled) return;
+    this.scheduled = false;
+    this.scheduledUrgent = false;
+    while (this.active < this.maxConcurrent) {
+      const batch = this.take();
+      if (batch.length === 0) break;
+      this.active++;
+      void this.commit(batch).finally(() => {
+        this.active--;
+        for (const p of batch) if (p.key !== undefined) this.inFlight.delete(p.key);
+        if (this.queue.length > 0) this.schedule();
+        else if (this.active === 0) for (const w of this.idleWaiters.splice(0)) w();
+      });
     }
+  }
+
+  /** Removes the next batch from the queue: in order, skipping keys that are in a transaction now. */
+  private take(): Pending[] {
+    const batch: Pending[] = [];
+    const rest: Pending[] = [];
+    for (const p of this.queue) {
+      if (batch.length < this.maxBatch && (p.key === undefined || !this.inFlight.has(p.key))) {
+        batch.push(p);
+        if (p.key !== undefined) {
+          this.inFlight.add(p.key);
+          // No longer open to coalescing: later writes to the key wait for this one.
+          this.keyed.delete(p.key);
+        }
+      } else rest.push(p);
+    }
+    this.queue = rest;
+    return batch;
   }
 
   private async commit(batch: Pending[]): Promise<void> {
