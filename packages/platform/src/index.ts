@@ -50,3 +50,8 @@ export {
 } from "./policy/index.js";
 export { createVaultModule, VAULT_SERVICE, type VaultModule } from "./vault/module.js";
 export { SecretMeta, VersionMeta, SecretValue, PutSecretRequest, SecretName } from "./vault/service.js";
+export { createTelemetryModule, type TelemetryModule } from "./telemetry/module.js";
+export { metrics, registry as metricsRegistry, IDENTITY_LABELS, type WorkloadLabels } from "./telemetry/metrics/catalog.js";
+export { startMetricsPush, type MetricsPush, type MetricsPushOptions } from "./telemetry/metrics/push.js";
+export { TelemetryConfig } from "./telemetry/config.js";
+export { TraceSummary, TraceDetail, SpanView } from "./telemetry/service.js";
