@@ -47,6 +47,8 @@ export interface JsonRpcHandlerOptions {
    * request, after it was parsed and before anything is read or stored.
    */
   authorize?: (caller: Caller, method: string) => void | Promise<void>;
+  /** Told of every well-formed request's method (unknown methods as `unknown`); must not throw. */
+  onMessage?: (method: string) => void;
   log?: Logger;
 }
 
@@ -107,7 +109,15 @@ interface Cc {
   url: string | undefined;
 }
 
-export function createJsonRpcHandler({ service, extendedCard, authorize, log }: JsonRpcHandlerOptions): JsonRpcHandler {
+const KNOWN_METHODS: ReadonlySet<string> = new Set<string>([...v1.V1_METHODS, ...v03.V03_METHODS]);
+
+export function createJsonRpcHandler({
+  service,
+  extendedCard,
+  authorize,
+  onMessage,
+  log,
+}: JsonRpcHandlerOptions): JsonRpcHandler {
   const dispatchV1 = async (method: string, params: unknown, id: JsonRpcId, cc: Cc) => {
     switch (method) {
       case "SendMessage":
@@ -191,6 +201,8 @@ export function createJsonRpcHandler({ service, extendedCard, authorize, log }: 
       if (!idOk) return errorOutcome(null, invalidRequest("'id' must be a string, an integer or null"));
       if (typeof r.method !== "string" || r.method === "")
         return errorOutcome(id, invalidRequest("'method' must be a non-empty string"));
+      // Bounded label values: clients choose method names.
+      onMessage?.(KNOWN_METHODS.has(r.method) ? r.method : "unknown");
       const version = parseVersion(ctx.version);
       if (!version) return errorOutcome(id, versionNotSupported(ctx.version ?? ""));
       const cc: Cc = { caller: ctx.caller, version, url: ctx.url };

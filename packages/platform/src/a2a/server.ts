@@ -11,6 +11,7 @@ import { createA2AListener, type CardProvider } from "./http.js";
 import { createJsonRpcHandler, type JsonRpcHandler } from "./jsonrpc.js";
 import { A2AService, type Caller, type ProtocolVersion } from "./service.js";
 import { a2aMigrations, TaskStore } from "./store.js";
+import { metrics } from "../telemetry/metrics/catalog.js";
 
 export interface A2AServerOptions {
   storage: Storage;
@@ -57,10 +58,12 @@ export async function createA2AServer(opts: A2AServerOptions): Promise<A2AServer
   const { storage, scope, agent, handler, metadata, log } = opts;
   await storage.migrate(a2aMigrations);
   const store = new TaskStore({ storage, scope, agent, runner: opts.runner ?? `${hostname()}/${agent}` });
+  const labels = { tenant: scope.tenant, agent, ...(opts.spiffeId ? { spiffe_id: opts.spiffeId } : {}) };
   const service = new A2AService({
     store,
     handler,
     streaming: metadata.streaming !== false,
+    onTaskState: (state) => metrics.recordA2aTask(state.slice("TASK_STATE_".length).toLowerCase().replace("_", "-"), labels),
     ...(log ? { log } : {}),
     ...(opts.clock ? { clock: opts.clock } : {}),
   });
@@ -92,6 +95,7 @@ export async function createA2AServer(opts: A2AServerOptions): Promise<A2AServer
   const hasExtended = (metadata.extendedSkills?.length ?? 0) > 0;
   const rpc = createJsonRpcHandler({
     service,
+    onMessage: (method) => metrics.recordA2aMessage(method, labels),
     ...(opts.authorize ? { authorize: opts.authorize } : {}),
     ...(hasExtended
       ? {

@@ -2,6 +2,7 @@ import { HexrError } from "@hexr/core";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Storage } from "../storage/types.js";
 import { sqliteFixture, type StorageFixture } from "../test-support/storage.js";
+import { a2aMessages, a2aTasks } from "../telemetry/metrics/catalog.js";
 import { reply, update, type A2AHandler } from "./handler.js";
 import {
   ALICE,
@@ -148,6 +149,24 @@ describe("A2A service: tasks", () => {
     const id = at<string>(r.body, "result.task.id");
     expect(at((await s.rpc("GetTask", { id, historyLength: 0 }, { version: "1.0" })).body, "result.history")).toBeUndefined();
     expect(at<unknown[]>((await s.rpc("GetTask", { id }, { version: "1.0" })).body, "result.history")).toHaveLength(2);
+  });
+});
+
+describe("A2A service: metrics", () => {
+  it("counts requests by method and task states, labelled with the agent", async () => {
+    const s = await serve(async () => "ok");
+    const value = (name: string, labels: Record<string, string>) =>
+      (a2aTasks.name === name ? a2aTasks : a2aMessages).value(labels);
+    const labels = { tenant: "acme", agent: "writer" };
+    const before = {
+      sent: value("hexr_a2a_messages_total", { ...labels, method: "SendMessage" }),
+      done: value("hexr_a2a_tasks_total", { ...labels, state: "completed" }),
+    };
+    await s.rpc("SendMessage", { message: v1Message("x") }, { version: "1.0" });
+    await s.rpc("NoSuchMethod", {}, { version: "1.0" });
+    expect(value("hexr_a2a_messages_total", { ...labels, method: "SendMessage" })).toBe(before.sent + 1);
+    expect(value("hexr_a2a_tasks_total", { ...labels, state: "completed" })).toBe(before.done + 1);
+    expect(value("hexr_a2a_messages_total", { ...labels, method: "unknown" })).toBeGreaterThanOrEqual(1);
   });
 });
 

@@ -56,6 +56,8 @@ export interface A2AServiceOptions {
   streaming?: boolean;
   /** How long a blocking send waits for a duplicate task that another replica is running. */
   crossReplicaWaitMs?: number;
+  /** Told of every state a task of this server enters (metrics); must not throw. */
+  onTaskState?: (state: TaskState) => void;
   log?: Logger;
   clock?: () => number;
 }
@@ -124,14 +126,24 @@ export class A2AService {
   private readonly log: Logger | undefined;
   private readonly clock: () => number;
   private readonly crossReplicaWaitMs: number;
+  private readonly onTaskState: ((state: TaskState) => void) | undefined;
   private readonly runs = new Map<string, TaskRun>();
   private readonly channels = new Map<string, TaskChannel>();
   /** In-process dedupe of concurrent creations: owner + messageId → task id. */
   private readonly creating = new Map<string, Promise<string>>();
   private closed = false;
 
-  constructor({ store, handler, streaming = true, crossReplicaWaitMs = 60_000, log, clock = Date.now }: A2AServiceOptions) {
+  constructor({
+    store,
+    handler,
+    streaming = true,
+    crossReplicaWaitMs = 60_000,
+    onTaskState,
+    log,
+    clock = Date.now,
+  }: A2AServiceOptions) {
     this.store = store;
+    this.onTaskState = onTaskState;
     this.crossReplicaWaitMs = crossReplicaWaitMs;
     this.handler = handler;
     this.streaming = streaming;
@@ -317,6 +329,7 @@ export class A2AService {
     const run: TaskRun = { rec, trigger: message.messageId, finished: false, settled, settle };
     this.runs.set(rec.task.id, run);
     rec.task.status = { state: "TASK_STATE_WORKING", timestamp: this.now() };
+    this.onTaskState?.("TASK_STATE_WORKING");
     onStart?.(run);
     queueMicrotask(() => void this.execute(run, message, caller));
     return run;
@@ -448,6 +461,7 @@ export class A2AService {
   private end(run: TaskRun): void {
     const task = run.rec.task;
     this.runs.delete(task.id);
+    this.onTaskState?.(task.status.state);
     this.publish(task.id, {
       kind: "status",
       event: { taskId: task.id, contextId: task.contextId, status: task.status },

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { setupMemoryTelemetry } from "../telemetry/memory.js";
 import { createA2AClient, meshResolver } from "./client.js";
 import { a2aText } from "./types.js";
 import { messageForWire, streamEventFromWire, taskFromWire } from "./wire.js";
@@ -60,6 +61,16 @@ beforeAll(async () => {
           );
           res.end(`data: ${JSON.stringify({ jsonrpc: "2.0", id, error: { code: -32603, message: "Internal error" } })}\n\n`);
           return;
+        case "/ok":
+          return reply(
+            res,
+            200,
+            JSON.stringify({
+              jsonrpc: "2.0",
+              id,
+              result: { task: { id: "t1", contextId: "c", status: { state: "TASK_STATE_INPUT_REQUIRED" } } },
+            }),
+          );
         case "/v03":
           return reply(
             res,
@@ -140,6 +151,24 @@ describe("A2A client: bad replies become typed errors", () => {
         configuration: { blocking: true },
       },
     });
+  });
+});
+
+describe("A2A client: tracing", () => {
+  it("a send is a hexr.a2a.send span, and the callee gets its traceparent", async () => {
+    const t = setupMemoryTelemetry();
+    try {
+      const r = await at("/ok").send("writer", "hi");
+      expect(r).toMatchObject({ id: "t1" });
+      await t.forceFlush();
+      const [span] = t.spansNamed("hexr.a2a.send");
+      expect(span?.attributes).toMatchObject({ "hexr.a2a.target": "writer", "hexr.a2a.task_state": "input-required" });
+      const traceparent = String(seen[seen.length - 1]!.headers["traceparent"]);
+      expect(traceparent).toContain(span!.spanContext().traceId);
+      expect(traceparent).toContain(span!.spanContext().spanId);
+    } finally {
+      await t.shutdown();
+    }
   });
 });
 

@@ -1,5 +1,6 @@
 import { HexrError } from "@hexr/core";
 import { randomUUID } from "node:crypto";
+import { injectTraceHeaders, traceA2aSend } from "../telemetry/index.js";
 import { fromHttpError, fromRpcError, unreachable, type RpcErrorBody } from "./errors.js";
 import { sseEvents } from "./sse.js";
 import type { A2AListTasksResult, A2AMessage, A2AMessageInput, A2AStreamEvent, A2ATask, A2ATaskState } from "./types.js";
@@ -191,11 +192,20 @@ export function createA2AClient(opts: A2AClientOptions = {}): A2AClient {
     params: unknown,
     accept: string,
     signal?: AbortSignal,
+    trace: Record<string, string> = injectTraceHeaders({}),
   ) => {
     const id = ++seq;
     const res = await request(agent, t.url, {
       method: "POST",
-      headers: { ...(await baseHeaders()), ...t.headers, "content-type": "application/json", accept, "a2a-version": version },
+      // The callee's spans join the caller's trace (W3C traceparent).
+      headers: {
+        ...(await baseHeaders()),
+        ...t.headers,
+        ...trace,
+        "content-type": "application/json",
+        accept,
+        "a2a-version": version,
+      },
       body: JSON.stringify({ jsonrpc: "2.0", id, method, params }),
       ...(signal ? { signal } : {}),
     });
@@ -253,19 +263,15 @@ export function createA2AClient(opts: A2AClientOptions = {}): A2AClient {
   }
 
   return {
-    async send(agent, input, o = {}) {
+    send(agent, input, o = {}) {
       const m = toMessage(input, o);
-      const { t, version } = await prepare(agent, o.signal);
-      const { id, res } = await post(
-        agent,
-        t,
-        version,
-        METHODS[version].send,
-        sendParams(m, version, o, o.metadata),
-        "application/json",
-        o.signal,
-      );
-      return sendResultFromWire(await readRpc(agent, id, res), version);
+      // A `hexr.a2a.send` client span around the call, recording the task state it produced.
+      return traceA2aSend(agent, async (trace) => {
+        const { t, version } = await prepare(agent, o.signal);
+        const params = sendParams(m, version, o, o.metadata);
+        const { id, res } = await post(agent, t, version, METHODS[version].send, params, "application/json", o.signal, trace);
+        return sendResultFromWire(await readRpc(agent, id, res), version);
+      });
     },
     stream(agent, input, o = {}) {
       const m = toMessage(input, o);
