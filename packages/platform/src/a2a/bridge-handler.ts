@@ -38,7 +38,7 @@ function bridgeError(e: Line["error"]): HexrError {
 export function bridgeHandler({ url, meshToken, maxReplyBytes = 16 * 1024 * 1024 }: BridgeHandlerOptions): A2AHandler {
   const agent = new Agent({ keepAlive: true, maxSockets: 256 });
 
-  const open = (body: string, caller: string | null, signal: AbortSignal) =>
+  const open = (body: string, caller: string | null, signal: AbortSignal, trace: Record<string, string> | undefined) =>
     new Promise<IncomingMessage>((resolve, reject) => {
       const target = new URL("/invoke", typeof url === "function" ? url() : url);
       const req = request(
@@ -54,6 +54,8 @@ export function bridgeHandler({ url, meshToken, maxReplyBytes = 16 * 1024 * 1024
             "content-length": Buffer.byteLength(body),
             [MESH_TOKEN_HEADER]: meshToken,
             ...(caller ? { [CALLER_HEADER]: caller } : {}),
+            // The agent's spans continue the caller's trace.
+            ...trace,
           },
         },
         resolve,
@@ -72,7 +74,7 @@ export function bridgeHandler({ url, meshToken, maxReplyBytes = 16 * 1024 * 1024
 
   return async function* (message, ctx): AsyncGenerator<A2AUpdate, A2AResult, void> {
     const body = JSON.stringify({ input: messageToInput(message), taskId: ctx.taskId, contextId: ctx.contextId, stream: true });
-    const res = await open(body, ctx.callerSpiffeId, ctx.signal);
+    const res = await open(body, ctx.callerSpiffeId, ctx.signal, ctx.trace);
     const ndjson = (res.headers["content-type"] ?? "").startsWith("application/x-ndjson");
     let buf = "";
     let streamed = false;

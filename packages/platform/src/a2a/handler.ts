@@ -18,6 +18,8 @@ export interface A2AHandlerContext {
   signal: AbortSignal;
   /** The task's messages so far, oldest first; the last one is `message`. */
   history: Message[];
+  /** The request's W3C trace context (`traceparent`, `tracestate`), to continue the caller's trace. */
+  trace?: Record<string, string>;
 }
 
 /** Artifact shorthand: `text` or `data` instead of `parts`; the id is generated when absent. */

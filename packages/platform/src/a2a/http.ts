@@ -224,7 +224,11 @@ export function createA2AListener(opts: A2AHttpOptions): (req: IncomingMessage, 
     }
     const body = await readBody(req, bodyLimit);
     const header = req.headers["a2a-version"];
+    const tp = req.headers["traceparent"];
+    const ts = req.headers["tracestate"];
+    const trace = typeof tp === "string" ? { traceparent: tp, ...(typeof ts === "string" ? { tracestate: ts } : {}) } : undefined;
     const out = await rpc.handle(body, {
+      ...(trace ? { trace } : {}),
       caller: auth.caller,
       version: typeof header === "string" ? header : undefined,
       url: urlFor(req, auth),

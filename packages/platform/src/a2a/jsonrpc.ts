@@ -36,6 +36,8 @@ export interface RpcContext {
   version?: string | undefined;
   /** The URL this endpoint is reached at (for the extended card's interfaces). */
   url?: string;
+  /** W3C trace context of the request. */
+  trace?: Record<string, string>;
 }
 
 export interface JsonRpcHandlerOptions {
@@ -107,6 +109,7 @@ interface Cc {
   caller: Caller;
   version: ProtocolVersion;
   url: string | undefined;
+  trace: Record<string, string> | undefined;
 }
 
 const KNOWN_METHODS: ReadonlySet<string> = new Set<string>([...v1.V1_METHODS, ...v03.V03_METHODS]);
@@ -205,7 +208,7 @@ export function createJsonRpcHandler({
       onMessage?.(KNOWN_METHODS.has(r.method) ? r.method : "unknown");
       const version = parseVersion(ctx.version);
       if (!version) return errorOutcome(id, versionNotSupported(ctx.version ?? ""));
-      const cc: Cc = { caller: ctx.caller, version, url: ctx.url };
+      const cc: Cc = { caller: ctx.caller, version, url: ctx.url, trace: ctx.trace };
       try {
         if (authorize) await authorize(ctx.caller, r.method);
         return version === "1.0" ? await dispatchV1(r.method, r.params, id, cc) : await dispatchV03(r.method, r.params, id, cc);

@@ -142,6 +142,17 @@ describe("A2A service: tasks", () => {
     expect(retry.body.result).toEqual(second.body.result);
   });
 
+  it("the handler gets the request's W3C trace context, to continue the caller's trace", async () => {
+    let seen: Record<string, string> | undefined;
+    const s = await serve(async (_m, ctx) => {
+      seen = ctx.trace;
+      return "ok";
+    });
+    const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    await s.rpc("SendMessage", { message: v1Message("x") }, { version: "1.0", headers: { traceparent, tracestate: "hexr=1" } });
+    expect(seen).toEqual({ traceparent, tracestate: "hexr=1" });
+  });
+
   it("historyLength trims history in GetTask and SendMessage", async () => {
     const s = await serve(async () => reply.inputRequired("more?"));
     const r = await s.rpc("SendMessage", { message: v1Message("a"), configuration: { historyLength: 1 } }, { version: "1.0" });

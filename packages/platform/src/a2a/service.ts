@@ -47,6 +47,8 @@ export type ProtocolVersion = "0.3" | "1.0";
 export interface CallContext {
   caller: Caller;
   version: ProtocolVersion;
+  /** W3C trace context of the request (`traceparent`, `tracestate`), passed on to the handler. */
+  trace?: Record<string, string> | undefined;
 }
 
 export interface A2AServiceOptions {
@@ -241,7 +243,7 @@ export class A2AService {
         const r = await this.store.create(rec);
         if (r.created) {
           // Registered before duplicates waiting on `mine` resume and look for it.
-          const run = this.startRun(rec, msg, caller, onStart);
+          const run = this.startRun(rec, msg, ctx, onStart);
           resolveId(taskId);
           return run;
         }
@@ -320,10 +322,10 @@ export class A2AService {
     }
     const msg: Message = { ...m, taskId: id, contextId: task.contextId };
     task.history = [...(task.history ?? []), msg];
-    return this.startRun(rec, msg, ctx.caller, onStart);
+    return this.startRun(rec, msg, ctx, onStart);
   }
 
-  private startRun(rec: TaskRecord, message: Message, caller: Caller, onStart?: (run: TaskRun) => void): TaskRun {
+  private startRun(rec: TaskRecord, message: Message, ctx: CallContext, onStart?: (run: TaskRun) => void): TaskRun {
     let settle!: () => void;
     const settled = new Promise<void>((r) => (settle = r));
     const run: TaskRun = { rec, trigger: message.messageId, finished: false, settled, settle };
@@ -331,14 +333,16 @@ export class A2AService {
     rec.task.status = { state: "TASK_STATE_WORKING", timestamp: this.now() };
     this.onTaskState?.("TASK_STATE_WORKING");
     onStart?.(run);
-    queueMicrotask(() => void this.execute(run, message, caller));
+    queueMicrotask(() => void this.execute(run, message, ctx));
     return run;
   }
 
-  private async execute(run: TaskRun, message: Message, caller: Caller): Promise<void> {
+  private async execute(run: TaskRun, message: Message, call: CallContext): Promise<void> {
     const task = run.rec.task;
+    const caller = call.caller;
     this.persist(run);
     const ctx: A2AHandlerContext = {
+      ...(call.trace ? { trace: call.trace } : {}),
       callerSpiffeId: caller.spiffeId,
       caller: caller.id,
       taskId: task.id,
