@@ -1,4 +1,4 @@
-import { hexrAgent } from "hexr";
+import { a2a, hexrAgent, isA2ATask } from "hexr";
 import { analyze, askModel, type Analysis } from "../shared/analyze.js";
 
 interface Notes {
@@ -25,8 +25,11 @@ export default hexrAgent(
       const brief = typeof input === "string" ? input : String((input as { brief?: unknown }).brief ?? "");
       if (brief.trim() === "") throw Object.assign(new Error("send a brief to write about"), { expose: true });
       const notes: Notes = { topic: brief.split(/[.!?\n]/)[0]!.trim(), analysis: analyze(brief), researchedBy: ctx.spiffeId };
-      const draft = await ctx.call<{ article: string; writtenBy: string }>("content-crew/writer", notes);
-      return { ...draft, notes };
+      // Agent to agent over A2A: by name, through this role's mesh proxy, mTLS both ways.
+      const reply = await a2a.send("content-crew/writer", { parts: [{ data: notes }] }, { signal: ctx.signal });
+      const part = isA2ATask(reply) ? reply.artifacts?.[0]?.parts[0] : reply.parts[0];
+      if (!part || part.data === undefined) throw Object.assign(new Error("the writer sent no draft"), { expose: true });
+      return { ...(part.data as { article: string; writtenBy: string }), notes };
     },
     writer: async (input: unknown, ctx) => {
       const notes = input as Notes;

@@ -126,6 +126,22 @@ describe("hexr run agent.ts", () => {
           keyTerms: [{ term: "identity", count: 2 }, expect.anything(), expect.anything(), expect.anything(), expect.anything()],
         });
 
+        // Callers outside the mesh use the platform's A2A ingress (here with the local admin key).
+        const sent = hexr([
+          "a2a",
+          "send",
+          "research-analyst",
+          "Trust the kernel. The kernel knows the pid.",
+          "--tenant",
+          "acme-corp",
+          "--json",
+          "--data-dir",
+          dataDir,
+        ]);
+        expect(sent.code).toBe(0);
+        expect(sent.stdout).toContain('"kernel"');
+        expect(sent.stdout).toContain("COMPLETED");
+
         // A caller from another tenant is refused by the mesh proxy.
         const spy = callAs(dataDir, "beta-inc", run.roles[0]!.endpoint, id, { text: "x" });
         expect(spy.status).toBe(403);

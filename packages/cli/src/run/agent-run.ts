@@ -1,7 +1,10 @@
 import { HexrError, RoleName, TenantName, agentSpiffeId } from "@hexr/core";
 import {
   PLATFORM_FILE,
+  createCheckpointedSqliteStorage,
   createStaticIdentitySource,
+  signerFromSvid,
+  startA2ASidecar,
   newMeshToken,
   processSelectors,
   startInboundProxy,
@@ -9,11 +12,13 @@ import {
   type InboundProxy,
   type OutboundProxy,
   type PlatformInfo,
+  type RunningA2AServer,
+  type Storage,
   type TlsIdentity,
 } from "@hexr/platform";
 import { bootId, createIdentity, processStartTime, type Identity, type X509Svid } from "hexr";
-import { existsSync, readFileSync } from "node:fs";
-import { resolve as resolvePath } from "node:path";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { join, resolve as resolvePath } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ApiClient, resolveTarget } from "../client.js";
 import { attachProcessIdentity, type ProcessIdentity } from "../commands/run.js";
@@ -32,11 +37,23 @@ export interface AgentRunOptions {
 
 type RoleStatus = "starting" | "running" | "restarting" | "stopped" | "crashed";
 
+/** What a role process tells about itself when ready (from its `hexrAgent` metadata). */
+export interface ReadyMeta {
+  description?: string;
+  version?: string;
+  skills?: Array<{ id: string; name: string; description?: string; tags?: string[]; examples?: string[] }>;
+}
+
 interface RoleState {
   role: string;
   spiffeId: string;
   meshToken: string;
+  /** The inbound proxy's one upstream: the role's A2A sidecar (which passes `/invoke` to the bridge). */
   upstream: { port: number };
+  /** The agent process's loopback bridge; changes when the process restarts. */
+  bridgePort: number;
+  a2a?: RunningA2AServer;
+  a2aStorage?: Storage;
   inbound?: InboundProxy;
   outbound?: OutboundProxy;
   proc?: RoleProcess;
@@ -118,6 +135,7 @@ export async function runAgentFile(file: string, o: AgentRunOptions): Promise<vo
         spiffeId: agentSpiffeId(info.trustDomain, tenant, discovered.name, role).toString(),
         meshToken: newMeshToken(),
         upstream: { port: 0 },
+        bridgePort: 0,
         status: "starting" as RoleStatus,
         pid: null,
       },
@@ -150,6 +168,8 @@ export async function runAgentFile(file: string, o: AgentRunOptions): Promise<vo
       await s.identity?.release();
       await s.inbound?.close();
       await s.outbound?.close();
+      await s.a2a?.close();
+      await s.a2aStorage?.close();
     }
     await sendHeartbeats().catch(() => undefined);
     identity.close();
@@ -187,6 +207,35 @@ export async function runAgentFile(file: string, o: AgentRunOptions): Promise<vo
       return r;
     };
 
+    const entryRole = roles.includes(discovered.entryRole) ? discovered.entryRole : roles[0]!;
+    /** The a2a-sidecar of a role, started when its process first reports its metadata; tasks persist in the data dir. */
+    const startSidecar = async (s: RoleState, meta: ReadyMeta) => {
+      const dir = join(info.dataDir, "a2a", tenant);
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      s.a2aStorage = await createCheckpointedSqliteStorage({ filename: join(dir, `${discovered.name}-${s.role}.db`) });
+      s.a2a = await startA2ASidecar({
+        storage: s.a2aStorage,
+        tenant,
+        agent: discovered.name,
+        metadata: {
+          name: s.role === entryRole ? discovered.name : `${discovered.name}/${s.role}`,
+          description: meta.description ?? discovered.description ?? `The ${discovered.name} agent`,
+          ...(meta.version ? { version: meta.version } : {}),
+          ...(meta.skills ? { skills: meta.skills.map((k) => ({ ...k, description: k.description ?? k.name })) } : {}),
+          streaming: true,
+        },
+        bridge: { url: () => `http://127.0.0.1:${s.bridgePort}`, meshToken: s.meshToken },
+        meshToken: s.meshToken,
+        spiffeId: s.spiffeId,
+        signer: () => signerFromSvid(svidFor(s.spiffeId)),
+        publicUrl: `${s.inbound!.url}/a2a`,
+        runner: "hexr-run",
+      });
+      s.upstream.port = s.a2a.port;
+      if (s.a2a.recovered.length)
+        say(`role ${s.role}: ${s.a2a.recovered.length} task(s) in flight at the last stop were marked failed`);
+    };
+
     for (const s of states.values()) {
       const source = createStaticIdentitySource(toTlsIdentity(svidFor(s.spiffeId), identity));
       identity.onUpdate(() => source.set(toTlsIdentity(svidFor(s.spiffeId), identity)));
@@ -197,7 +246,7 @@ export async function runAgentFile(file: string, o: AgentRunOptions): Promise<vo
     await api.request("PUT", `/api/v1/tenants/${tenant}/agents/${discovered.name}`, {
       ...(discovered.description ? { description: discovered.description } : {}),
       framework: discovered.framework,
-      entryRole: roles.includes(discovered.entryRole) ? discovered.entryRole : roles[0],
+      entryRole,
       roles: [...states.values()].map((s) => ({ role: s.role, endpoint: s.inbound!.url, status: "starting" })),
     });
 
@@ -233,12 +282,21 @@ export async function runAgentFile(file: string, o: AgentRunOptions): Promise<vo
               role: s.role,
             });
           },
-          onReady: ({ bridgePort, spiffeId }) => {
-            s.upstream.port = bridgePort;
-            s.status = "running";
+          onReady: ({ bridgePort, spiffeId, meta }) => {
+            s.bridgePort = bridgePort;
             if (spiffeId !== s.spiffeId) say(`warning: role ${s.role} attested as ${spiffeId}, expected ${s.spiffeId}`);
-            void sendHeartbeats().catch(() => undefined);
-            check();
+            const sidecar = s.a2a ? Promise.resolve() : startSidecar(s, meta);
+            sidecar.then(
+              () => {
+                s.status = "running";
+                void sendHeartbeats().catch(() => undefined);
+                check();
+              },
+              (err: unknown) => {
+                say(`role ${s.role}: the A2A sidecar failed to start: ${(err as Error).message}`);
+                s.proc?.child?.kill("SIGTERM");
+              },
+            );
           },
           onExit: () => {
             const old = s.identity;

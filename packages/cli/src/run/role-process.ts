@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
+import type { ReadyMeta } from "./agent-run.js";
 
 export interface RoleProcessOptions {
   role: string;
@@ -11,7 +12,7 @@ export interface RoleProcessOptions {
   /** Called right after each spawn, before the process is ready: register its identity here. */
   onSpawn: (child: ChildProcess, attempt: number) => Promise<void>;
   /** Called when the process reports ready over IPC. */
-  onReady: (message: { bridgePort: number; spiffeId: string }, child: ChildProcess) => void;
+  onReady: (message: { bridgePort: number; spiffeId: string; meta: ReadyMeta }, child: ChildProcess) => void;
   /** Called when a process ended unexpectedly, before the restart is scheduled. */
   onCrash: (code: number | null, signal: NodeJS.Signals | null, restarts: number, delayMs: number) => void;
   /** Called when a process of an earlier attempt is gone (clean up its identity). */
@@ -48,9 +49,9 @@ export class RoleProcess {
       createInterface({ input: child[stream]! }).on("line", (l) => this.opts.onLine(`[${this.opts.role}] ${l}`, stream));
     }
     child.on("message", (m: unknown) => {
-      const msg = m as { type?: string; bridgePort?: number; spiffeId?: string };
+      const msg = m as { type?: string; bridgePort?: number; spiffeId?: string; meta?: ReadyMeta };
       if (msg?.type === "ready" && typeof msg.bridgePort === "number" && typeof msg.spiffeId === "string") {
-        this.opts.onReady({ bridgePort: msg.bridgePort, spiffeId: msg.spiffeId }, child);
+        this.opts.onReady({ bridgePort: msg.bridgePort, spiffeId: msg.spiffeId, meta: msg.meta ?? {} }, child);
       }
     });
     child.once("exit", (code, signal) => {

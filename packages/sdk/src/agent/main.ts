@@ -30,7 +30,8 @@ async function main(): Promise<void> {
   const spiffeId = await waitForIdentity(client, 20_000);
   client.close();
   const hosted = await hostAgentRole(def, env, spiffeId);
-  process.send?.({ type: "ready", bridgePort: hosted.bridgePort, spiffeId });
+  const { description, version, skills } = def.meta;
+  process.send?.({ type: "ready", bridgePort: hosted.bridgePort, spiffeId, meta: { description, version, skills } });
   const stop = () => {
     void hosted.close().then(() => process.exit(0));
   };
