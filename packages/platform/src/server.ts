@@ -128,7 +128,7 @@ export async function startPlatform(config: PlatformConfig, opts: StartOptions =
     ...(config.credentials.extraCaFile ? { extraCaFile: config.credentials.extraCaFile } : {}),
   });
   identity.jwtSvidAuthenticator.addAudience(credentials.exchange.audience);
-  const sandbox = createSandboxModule({ config: config.sandbox, trustDomain: config.trustDomain, log, policy: policy.engine });
+  const sandbox = createSandboxModule({ config: config.sandbox, dataDir, trustDomain: config.trustDomain, log, policy: policy.engine });
   identity.jwtSvidAuthenticator.addAudience(sandbox.spiffeId);
   const telemetry = createTelemetryModule({ storage, log, config, resolveTenant: (name) => tenants.service.scope(name) });
   const a2a = createA2AIngressModule({

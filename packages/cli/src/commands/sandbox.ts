@@ -1,5 +1,5 @@
 import { HexrError, type ExecResult, type SandboxLanguage } from "@hexr/core";
-import { backendsFrom, createLogger, resolveConfig, type BackendHealth } from "@hexr/platform";
+import { backendsFrom, createLogger, microvmImageDir, resolveConfig, setupMicrovm, type BackendHealth } from "@hexr/platform";
 import type { Command } from "commander";
 import { readFileSync } from "node:fs";
 import { ApiClient, resolveTarget } from "../client.js";
@@ -92,12 +92,13 @@ export function registerSandbox(program: Command): void {
   sb.command("doctor")
     .description("probe each sandbox backend on this machine (real sandboxed runs) and say what works and what to install")
     .option("--config <file>", "config file (default ./hexr.config.{json,yaml} when present)")
+    .option("--data-dir <dir>", "data dir (where the microVM image lives by default)")
     .option("--json", "machine-readable output")
-    .action(async (o: { config?: string; json?: boolean }) => {
-      const { config } = resolveConfig({ ...(o.config ? { configFile: o.config } : {}) });
+    .action(async (o: { config?: string; dataDir?: string; json?: boolean }) => {
+      const { config } = resolveConfig({ ...(o.config ? { configFile: o.config } : {}), flags: { dataDir: o.dataDir } });
       const log = createLogger({ level: "silent", format: "json" });
       const healths: BackendHealth[] = [];
-      for (const b of backendsFrom(config.sandbox, log)) {
+      for (const b of backendsFrom(config.sandbox, log, config.dataDir)) {
         try {
           healths.push(await b.start());
         } finally {
@@ -131,4 +132,41 @@ export function registerSandbox(program: Command): void {
         );
       }
     });
+
+  sb.command("setup")
+    .description(
+      "build the microVM image from Debian packages (kernel, busybox, python) and snapshot a pre-booted VM; probes KVM, else TCG",
+    )
+    .option("--config <file>", "config file (default ./hexr.config.{json,yaml} when present)")
+    .option(
+      "--data-dir <dir>",
+      "data dir (the image goes to <data dir>/sandbox/microvm unless sandbox.microvm.imageDir says otherwise)",
+    )
+    .option("--image-dir <dir>", "where to build the image")
+    .option("--accel <accel>", "auto (probe KVM with a real boot, else TCG) | kvm | tcg")
+    .option("--force", "download and rebuild everything")
+    .option("--json", "print the image's metadata as JSON (progress goes to stderr)")
+    .action(
+      async (o: { config?: string; dataDir?: string; imageDir?: string; accel?: string; force?: boolean; json?: boolean }) => {
+        if (o.accel && !["auto", "kvm", "tcg"].includes(o.accel))
+          throw usage(`--accel must be auto, kvm or tcg (got '${o.accel}')`);
+        const { config } = resolveConfig({ ...(o.config ? { configFile: o.config } : {}), flags: { dataDir: o.dataDir } });
+        const imageDir = o.imageDir ?? microvmImageDir(config.sandbox, config.dataDir);
+        const t0 = Date.now();
+        const meta = await setupMicrovm({
+          imageDir,
+          qemuPath: config.sandbox.microvm.qemuPath,
+          accel: (o.accel ?? config.sandbox.microvm.accel) as "auto" | "kvm" | "tcg",
+          memoryMb: config.sandbox.microvm.memoryMb,
+          force: !!o.force,
+          progress: (step, detail) =>
+            process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${step}${detail ? `: ${detail}` : ""}\n`),
+        });
+        if (o.json) printJson({ imageDir, ...meta });
+        else
+          process.stdout.write(
+            `microVM image ready in ${imageDir} (${meta.accel.toUpperCase()}, ${meta.memoryMb} MiB, booted in ${meta.bootMs} ms)\n`,
+          );
+      },
+    );
 }

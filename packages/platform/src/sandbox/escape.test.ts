@@ -250,7 +250,7 @@ print(json.dumps({
         mount: "EPERM",
         ptrace: "EPERM",
         bpf: "EPERM",
-        setuid0: "EINVAL", // uid 0 does not exist in the sandbox's user namespace
+        setuid0: backend.setuidRootError,
       });
     });
 

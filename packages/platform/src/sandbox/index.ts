@@ -3,6 +3,7 @@ export {
   createSandboxModule,
   backendsFrom,
   limitsFrom,
+  microvmImageDir,
   SANDBOX_SERVICE,
   type SandboxModule,
   type SandboxModuleDeps,
@@ -15,6 +16,13 @@ export {
   type SandboxServiceLimits,
 } from "./service.js";
 export { NamespaceBackend, type NamespaceBackendOptions } from "./namespace/backend.js";
+export { MicrovmBackend, MICROVM_LANGUAGES, type MicrovmBackendOptions } from "./microvm/backend.js";
+export {
+  setupMicrovm,
+  readMeta as readMicrovmImage,
+  type ImageMeta as MicrovmImage,
+  type SetupOptions as MicrovmSetupOptions,
+} from "./microvm/setup.js";
 export type {
   SandboxBackend,
   BackendHealth,

@@ -3,6 +3,8 @@ import type { Logger } from "pino";
 import type { PlatformModule } from "../module.js";
 import type { PolicyEngine } from "../policy/types.js";
 import type { SandboxConfig } from "./config.js";
+import { join } from "node:path";
+import { MicrovmBackend } from "./microvm/backend.js";
 import { NamespaceBackend } from "./namespace/backend.js";
 import { sandboxRoutes } from "./routes.js";
 import { SandboxService } from "./service.js";
@@ -15,6 +17,8 @@ const MiB = 1024 * 1024;
 
 export interface SandboxModuleDeps {
   config: SandboxConfig;
+  /** The platform's data dir (default home of the microVM image). */
+  dataDir: string;
   trustDomain: string;
   log: Logger;
   policy?: PolicyEngine;
@@ -38,10 +42,16 @@ export function limitsFrom(config: SandboxConfig): SandboxLimits {
   };
 }
 
-/** The backends the config allows, in the order `auto` prefers them. */
-export function backendsFrom(config: SandboxConfig, log: Logger): SandboxBackend[] {
+/** Where `hexr sandbox setup` puts the microVM image unless the config says otherwise. */
+export function microvmImageDir(config: SandboxConfig, dataDir: string): string {
+  return config.microvm.imageDir ?? join(dataDir, "sandbox", "microvm");
+}
+
+/** The backends the config allows, in the order `auto` prefers them (namespace, then microvm). */
+export function backendsFrom(config: SandboxConfig, log: Logger, dataDir: string): SandboxBackend[] {
   const limits = limitsFrom(config);
   const ns = config.namespace;
+  const mv = config.microvm;
   return [
     new NamespaceBackend({
       limits,
@@ -56,6 +66,14 @@ export function backendsFrom(config: SandboxConfig, log: Logger): SandboxBackend
       },
       log,
     }),
+    new MicrovmBackend({
+      imageDir: microvmImageDir(config, dataDir),
+      limits,
+      qemuPath: mv.qemuPath,
+      poolSize: mv.poolSize,
+      accel: mv.accel,
+      log,
+    }),
   ];
 }
 
@@ -63,7 +81,7 @@ export function createSandboxModule(deps: SandboxModuleDeps): SandboxModule {
   const { config } = deps;
   const log = deps.log.child({ module: "sandbox" });
   const spiffeId = systemSpiffeId(deps.trustDomain, SANDBOX_SERVICE).toString();
-  const backends = deps.backends ?? backendsFrom(config, log);
+  const backends = deps.backends ?? backendsFrom(config, log, deps.dataDir);
   const service = new SandboxService({
     backends,
     prefer: config.backend,
@@ -79,7 +97,8 @@ export function createSandboxModule(deps: SandboxModuleDeps): SandboxModule {
       ...(config.packages.pythonDir ? { pythonDir: config.packages.pythonDir } : {}),
       ...(config.packages.npmDir ? { npmDir: config.packages.npmDir } : {}),
     },
-    languagesOf: (b) => (b instanceof NamespaceBackend ? b.languages() : ["python", "shell", "javascript"]),
+    languagesOf: (b) =>
+      b instanceof NamespaceBackend || b instanceof MicrovmBackend ? b.languages() : ["python", "shell", "javascript"],
     ...(deps.policy ? { policy: deps.policy } : {}),
     audience: spiffeId,
     log,

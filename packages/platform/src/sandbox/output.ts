@@ -29,6 +29,11 @@ export class CappedOutput {
     this.dropped += chunk.length - room;
   }
 
+  /** Bytes dropped before they reached us (a guest that enforces the cap itself reports them). */
+  addDropped(n: number): void {
+    if (n > 0) this.dropped += n;
+  }
+
   get truncated(): boolean {
     return this.dropped > 0;
   }

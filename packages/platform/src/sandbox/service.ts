@@ -106,6 +106,16 @@ export class SandboxService {
       this.opts.prefer === "auto" ? this.opts.backends : this.opts.backends.filter((b) => b.name === this.opts.prefer);
     const healths: BackendHealth[] = [];
     for (const b of wanted) {
+      if (this.active) {
+        // `auto` takes the first backend that works; the rest are not started (a doctor run probes them all).
+        healths.push({
+          backend: b.name,
+          available: false,
+          checks: [],
+          summary: `not probed: ${this.active.name} serves executions`,
+        });
+        continue;
+      }
       let h: BackendHealth;
       try {
         h = await b.start();
@@ -113,8 +123,8 @@ export class SandboxService {
         h = { backend: b.name, available: false, checks: [], summary: `failed to start: ${(err as Error).message}` };
       }
       healths.push(h);
-      if (h.available && !this.active) this.active = b;
-      else if (h.available) await b.stop(); // only one backend serves; the others need not hold resources
+      if (h.available) this.active = b;
+      else await b.stop();
     }
     if (this.active) {
       this.opts.log?.info({ backend: this.active.name, summary: this.active.health().summary }, "sandbox ready");

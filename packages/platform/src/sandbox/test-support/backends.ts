@@ -1,8 +1,10 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { homedir } from "node:os";
 import { join } from "node:path";
 import { expect } from "vitest";
 import type { SandboxConfigInput } from "../config.js";
 import { cgroupBases } from "../cgroup.js";
+import { MicrovmBackend } from "../microvm/backend.js";
 import { NamespaceBackend } from "../namespace/backend.js";
 import type { TestPlatform } from "../../test-support/platform.js";
 
@@ -15,6 +17,8 @@ export interface BackendUnderTest {
   expectedEnvKeys(user: string[]): string[];
   /** Command lines that may appear in the sandbox's own /proc. */
   ownProcess: RegExp;
+  /** What setuid(0) fails with: EINVAL where uid 0 is unmapped (user namespace), EPERM where it exists. */
+  setuidRootError: string;
   /** Waits (bounded) until no execution's process is left on the host. */
   expectNoLeftovers(p: TestPlatform): Promise<void>;
   /** This process's per-instance cgroup directories. */
@@ -37,8 +41,9 @@ function instanceDirs(): string[] {
   return out;
 }
 
-/** Processes in this process's execution cgroups, with their command lines. */
+/** Processes in this process's execution cgroups (each once, though v1 lists it per controller), with their command lines. */
 function sandboxProcesses(): string[] {
+  const seen = new Set<string>();
   const out: string[] = [];
   for (const dir of instanceDirs()) {
     if (!existsSync(dir)) continue;
@@ -53,6 +58,8 @@ function sandboxProcesses(): string[] {
         continue;
       }
       for (const pid of pids) {
+        if (seen.has(pid)) continue;
+        seen.add(pid);
         try {
           out.push(readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ").trim());
         } catch {
@@ -70,6 +77,7 @@ const namespace: BackendUnderTest = {
   expectedEnvKeys: (user) => [...NAMESPACE_ENV, ...user].sort(),
   ownProcess:
     /^((\/usr\/bin\/)?bwrap --args 3 -- \/bin\/sh \/run\/hexr\/runner\.sh|\/usr\/bin\/python3 \/run\/hexr\/job\/main\.py)$/,
+  setuidRootError: "EINVAL",
   async expectNoLeftovers() {
     // Only sandboxes waiting for an execution (blocked bwrap processes) may remain.
     let left: string[] = [];
@@ -79,6 +87,30 @@ const namespace: BackendUnderTest = {
       await new Promise((r) => setTimeout(r, 50));
     }
     expect(left).toEqual([]);
+  },
+  instanceDirs,
+};
+
+/** The image the microvm suite uses: `HEXR_TEST_MICROVM_IMAGE`, else what `hexr sandbox setup` built for ~/.hexr. */
+export const TEST_MICROVM_IMAGE = process.env["HEXR_TEST_MICROVM_IMAGE"] ?? join(homedir(), ".hexr", "sandbox", "microvm");
+const MICROVM_POOL = 1;
+
+const microvm: BackendUnderTest = {
+  name: "microvm",
+  config: { microvm: { imageDir: TEST_MICROVM_IMAGE, poolSize: MICROVM_POOL } },
+  expectedEnvKeys: (user) => [...NAMESPACE_ENV, ...user].sort(),
+  // hidepid=2 in the guest: the code sees its own processes only.
+  ownProcess: /^\/usr\/bin\/python3 \/run\/hexr\/job\/main\.py$/,
+  setuidRootError: "EPERM",
+  async expectNoLeftovers() {
+    // Only clones waiting in the pool may remain (each VM is one QEMU process in its own cgroup).
+    let left: string[] = [];
+    for (let i = 0; i < 200; i++) {
+      left = sandboxProcesses();
+      if (left.length <= MICROVM_POOL && left.every((c) => c.startsWith("qemu-system"))) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(left.length, left.join("\n")).toBeLessThanOrEqual(MICROVM_POOL);
   },
   instanceDirs,
 };
@@ -93,5 +125,13 @@ export async function availableBackends(): Promise<BackendUnderTest[]> {
   const h = await ns.start();
   await ns.stop();
   if (h.available) out.push(namespace);
+  const mv = new MicrovmBackend({
+    imageDir: TEST_MICROVM_IMAGE,
+    limits: { memoryBytes: 64 * 1024 * 1024, pids: 32, cpus: 1, tmpfsBytes: 8 * 1024 * 1024, maxOutputBytes: 65536 },
+    poolSize: 0,
+  });
+  const m = await mv.start();
+  await mv.stop();
+  if (m.available) out.push(microvm);
   return out;
 }

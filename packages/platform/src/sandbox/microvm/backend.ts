@@ -1,0 +1,545 @@
+/**
+ * The microvm backend: every execution runs in its own QEMU `-M microvm` VM, restored from the
+ * pre-booted template that `hexr sandbox setup` saved (device state in a file, guest RAM in a file
+ * each clone maps copy-on-write). A small pool of clones is kept restored and waiting; each serves
+ * one execution and is destroyed. QEMU itself runs confined: its own seccomp sandbox, uid nobody,
+ * chrooted to an empty directory, and inside a host cgroup (memory, pids, CPU quota).
+ *
+ * Inside the VM the guest agent runs the code as uid 65534 with no capabilities, no-new-privs, the
+ * platform's seccomp program and a guest cgroup; the VM has no network device (loopback only), no
+ * disk and no shared folder.
+ */
+
+import { HexrError, type SandboxLanguage } from "@hexr/core";
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync } from "node:fs";
+import { connect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { openCgroups, type CgroupManager, type ExecCgroup } from "../cgroup.js";
+import { buildSeccompProgram, X86_64 } from "../namespace/seccomp.js";
+import { CappedOutput } from "../output.js";
+import type {
+  BackendCheck,
+  BackendExecRequest,
+  BackendExecResult,
+  BackendHealth,
+  SandboxBackend,
+  SandboxLimits,
+} from "../types.js";
+import { machineArgs, Qmp, type MachineSpec } from "./qemu.js";
+import { IMAGE_FILES, qemuVersion, readMeta, type ImageMeta } from "./setup.js";
+
+export interface MicrovmBackendOptions {
+  imageDir: string;
+  limits: SandboxLimits;
+  qemuPath?: string;
+  /** Clones kept restored and waiting. */
+  poolSize?: number;
+  /** `auto` uses what setup found; `kvm`/`tcg` require the snapshot to have been made that way. */
+  accel?: "auto" | "kvm" | "tcg";
+  log?: Logger;
+  now?: () => number;
+}
+
+export const MICROVM_LANGUAGES: SandboxLanguage[] = ["python", "shell"];
+
+const ARGV: Partial<Record<SandboxLanguage, string[]>> = {
+  python: ["/usr/bin/python3", "/run/hexr/job/main.py"],
+  shell: ["/bin/sh", "/run/hexr/job/main.sh"],
+};
+
+const BASE_ENV: Record<string, string> = {
+  PATH: "/usr/local/bin:/usr/bin:/bin",
+  HOME: "/tmp",
+  TMPDIR: "/tmp",
+  USER: "nobody",
+  LANG: "C.UTF-8",
+  PWD: "/tmp",
+  PYTHONUNBUFFERED: "1",
+  PYTHONDONTWRITEBYTECODE: "1",
+};
+
+/** Memory the guest kernel and agent keep for themselves. */
+const GUEST_RESERVE_MB = 64;
+/** How long after the timeout the host waits for the agent's own kill before destroying the VM. */
+const BACKSTOP_MS = 15_000;
+
+interface GuestMessage {
+  t: string;
+  d?: string;
+  code?: number;
+  oom?: number;
+  timedOut?: boolean;
+  dropped?: [number, number];
+}
+
+/** One restored VM with its agent connection. */
+class Clone {
+  readonly messages: GuestMessage[] = [];
+  onMessage: (() => void) | undefined;
+  readonly exited: Promise<void>;
+  private buf = "";
+
+  constructor(
+    readonly qemu: ChildProcess,
+    readonly sock: Socket,
+    readonly dir: string,
+    readonly cgroup: ExecCgroup | undefined,
+  ) {
+    sock.setEncoding("utf8");
+    sock.on("data", (d: string) => {
+      this.buf += d;
+      let nl: number;
+      while ((nl = this.buf.indexOf("\n")) !== -1) {
+        const line = this.buf.slice(0, nl);
+        this.buf = this.buf.slice(nl + 1);
+        try {
+          this.messages.push(JSON.parse(line) as GuestMessage);
+        } catch {
+          continue;
+        }
+        this.onMessage?.();
+      }
+    });
+    sock.on("error", () => undefined);
+    this.exited = new Promise((r) => {
+      if (qemu.exitCode !== null || qemu.signalCode !== null) r();
+      else qemu.once("exit", () => r());
+    });
+  }
+
+  get alive(): boolean {
+    return this.qemu.exitCode === null && this.qemu.signalCode === null;
+  }
+
+  async destroy(): Promise<void> {
+    this.sock.destroy();
+    if (this.alive) this.qemu.kill("SIGKILL");
+    await this.exited;
+    await this.cgroup?.destroy();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export class MicrovmBackend implements SandboxBackend {
+  readonly name = "microvm" as const;
+  private readonly opts: Required<Omit<MicrovmBackendOptions, "log">> & Pick<MicrovmBackendOptions, "log">;
+  private state: BackendHealth = { backend: "microvm", available: false, checks: [], summary: "not started" };
+  private meta: ImageMeta | undefined;
+  private spec: Omit<MachineSpec, "agentSocket"> = { kernel: "", initrd: "", memoryMb: 0, accel: "tcg", memFile: "", tscKhz: 0 };
+  private runDir: string | undefined;
+  private chroot = "";
+  private cgroups: CgroupManager | undefined;
+  private seccomp = "";
+  private usable = false;
+  private poolOn = false;
+  private readonly pool: Array<Promise<Clone>> = [];
+  private readonly live = new Set<Clone>();
+
+  constructor(opts: MicrovmBackendOptions) {
+    this.opts = { qemuPath: "qemu-system-x86_64", poolSize: 2, accel: "auto", now: () => performance.now(), ...opts };
+  }
+
+  health(): BackendHealth {
+    return this.state;
+  }
+
+  languages(): SandboxLanguage[] {
+    return MICROVM_LANGUAGES;
+  }
+
+  /** The image's metadata (setup's findings), once started. */
+  image(): ImageMeta | undefined {
+    return this.meta;
+  }
+
+  async start(): Promise<BackendHealth> {
+    await this.stop();
+    const checks: BackendCheck[] = [];
+    const fail = (summary: string): BackendHealth => {
+      this.usable = false;
+      return (this.state = { backend: "microvm", available: false, checks, summary });
+    };
+    let qv: string;
+    try {
+      qv = await qemuVersion(this.opts.qemuPath);
+      checks.push({ name: "qemu", ok: true, severity: "error", detail: qv });
+    } catch {
+      checks.push({
+        name: "qemu",
+        ok: false,
+        severity: "error",
+        detail: `${this.opts.qemuPath} not found: apt-get install qemu-system-x86`,
+      });
+      return fail("QEMU is not installed (apt-get install qemu-system-x86)");
+    }
+    const dir = this.opts.imageDir;
+    const meta = readMeta(dir);
+    const missing = Object.values(IMAGE_FILES).filter((f) => !existsSync(join(dir, f)));
+    if (!meta || missing.length) {
+      checks.push({
+        name: "image",
+        ok: false,
+        severity: "error",
+        detail: `no microVM image in ${dir} (missing ${missing.join(", ") || "meta.json"}): run 'hexr sandbox setup'`,
+      });
+      return fail("the microVM image is not built: run 'hexr sandbox setup'");
+    }
+    checks.push({
+      name: "image",
+      ok: true,
+      severity: "error",
+      detail: `${meta.kernelPackage}, ${meta.memoryMb} MiB, built ${meta.createdAt}`,
+    });
+    if (meta.qemuVersion !== qv) {
+      checks.push({
+        name: "snapshot",
+        ok: false,
+        severity: "error",
+        detail: `the snapshot was made with '${meta.qemuVersion}', this is '${qv}': run 'hexr sandbox setup' again`,
+      });
+      return fail("the snapshot does not match this QEMU: run 'hexr sandbox setup' again");
+    }
+    if (this.opts.accel !== "auto" && this.opts.accel !== meta.accel) {
+      checks.push({
+        name: "accel",
+        ok: false,
+        severity: "error",
+        detail: `sandbox.microvm.accel is ${this.opts.accel} but the snapshot was made for ${meta.accel}`,
+      });
+      return fail(`the snapshot was made for ${meta.accel}: run 'hexr sandbox setup' with that accelerator`);
+    }
+    checks.push({
+      name: "accel",
+      ok: true,
+      severity: "error",
+      detail: `${meta.accel.toUpperCase()} (KVM probe at setup: ${meta.kvmProbe})`,
+    });
+    this.meta = meta;
+    this.spec = {
+      kernel: join(dir, IMAGE_FILES.kernel),
+      initrd: join(dir, IMAGE_FILES.initrd),
+      memoryMb: meta.memoryMb,
+      accel: meta.accel,
+      memFile: join(dir, IMAGE_FILES.mem),
+      tscKhz: meta.tscKhz,
+    };
+    this.runDir = mkdtempSync(join(tmpdir(), "hexr-microvm-"));
+    this.chroot = join(this.runDir, "empty");
+    mkdirSync(this.chroot, { mode: 0o755 });
+    this.seccomp = buildSeccompProgram(X86_64).toString("base64");
+    const cg = openCgroups();
+    if (cg.ok) {
+      this.cgroups = cg.manager;
+      checks.push({ name: "cgroups", ok: true, severity: "warning", detail: `QEMU processes are confined by ${cg.detail}` });
+    } else {
+      checks.push({
+        name: "cgroups",
+        ok: false,
+        severity: "warning",
+        detail: `${cg.detail}; QEMU runs without a host cgroup (the VM's own memory size still bounds the guest)`,
+      });
+    }
+
+    this.usable = true;
+    try {
+      const t0 = this.opts.now();
+      const probe = await this.exec({
+        id: "probe",
+        code: "cat /proc/self/status; id -u",
+        language: "shell",
+        timeoutMs: 60_000,
+        installTimeoutMs: 0,
+        env: {},
+      });
+      const s = probe.stdout;
+      const ok =
+        probe.exitCode === 0 &&
+        /^Seccomp:\s*2$/m.test(s) &&
+        /^NoNewPrivs:\s*1$/m.test(s) &&
+        /^CapEff:\s*0+$/m.test(s) &&
+        /^65534$/m.test(s);
+      if (!ok) {
+        checks.push({
+          name: "probe",
+          ok: false,
+          severity: "error",
+          detail: `a probe execution was not confined (exit ${probe.exitCode}): ${(probe.stderr || s).slice(0, 300)}`,
+        });
+        return fail("the microVM probe was not confined as required");
+      }
+      checks.push({
+        name: "probe",
+        ok: true,
+        severity: "error",
+        detail: `a restored clone ran a probe in ${Math.round(this.opts.now() - t0)} ms: uid 65534, no capabilities, no-new-privs, seccomp, no network device`,
+      });
+    } catch (err) {
+      checks.push({ name: "probe", ok: false, severity: "error", detail: (err as Error).message });
+      return fail(`a probe execution failed: ${(err as Error).message}`);
+    }
+    this.state = {
+      backend: "microvm",
+      available: true,
+      checks,
+      summary: `QEMU microVM clones of a pre-booted snapshot (${meta.accel.toUpperCase()}; ${MICROVM_LANGUAGES.join(", ")})`,
+    };
+    this.poolOn = true;
+    return this.state;
+  }
+
+  /** Restores one clone and connects to its agent. */
+  private async restore(): Promise<Clone> {
+    const dir = mkdtempSync(join(this.runDir!, "clone-"));
+    const agentSocket = join(dir, "agent.sock");
+    const qmpSocket = join(dir, "qmp.sock");
+    const stateFd = openSync(join(this.opts.imageDir, IMAGE_FILES.state), "r");
+    let qemu: ChildProcess;
+    try {
+      qemu = spawn(
+        this.opts.qemuPath,
+        [
+          ...machineArgs({ ...this.spec, agentSocket }, { template: false }),
+          "-qmp",
+          `unix:${qmpSocket},server=on,wait=off`,
+          "-incoming",
+          "defer",
+          "-sandbox",
+          "on,obsolete=deny,spawn=deny,resourcecontrol=deny",
+          "-runas",
+          "nobody",
+          "-chroot",
+          this.chroot,
+        ],
+        { stdio: ["ignore", "ignore", "pipe", stateFd], env: {} },
+      );
+    } finally {
+      closeSync(stateFd);
+    }
+    let log = "";
+    qemu.stderr!.on("data", (d: Buffer) => (log = (log + d.toString()).slice(-2000)));
+    let cgroup: ExecCgroup | undefined;
+    const fail = (why: string) =>
+      new HexrError(
+        "sandbox.backend_failed",
+        `a microVM clone failed to start (${why}${log ? `: ${log.trim()}` : ""}); run 'hexr sandbox doctor'`,
+        {
+          kind: "unavailable",
+        },
+      );
+    let qmp: Qmp | undefined;
+    try {
+      if (this.cgroups && qemu.pid) {
+        cgroup = this.cgroups.create({
+          memoryBytes: (this.spec.memoryMb + 256) * 1048576,
+          pids: 64,
+          cpus: this.opts.limits.cpus,
+        });
+        cgroup.add(qemu.pid);
+      }
+      qmp = await Qmp.open(qmpSocket, 15_000);
+      await qmp.run("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
+      await qmp.run("migrate-incoming", { uri: "fd:3" });
+      for (let i = 0; ; i++) {
+        const st = (await qmp.run("query-migrate")) as { status?: string };
+        if (st.status === "completed") break;
+        if (st.status === "failed" || i > 5000 || qemu.exitCode !== null) throw fail(`restore ${st.status ?? "did not finish"}`);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      await qmp.run("cont");
+      const sock = await new Promise<Socket>((resolve, reject) => {
+        const s = connect(agentSocket, () => resolve(s));
+        s.once("error", reject);
+      });
+      const clone = new Clone(qemu, sock, dir, cgroup);
+      this.live.add(clone);
+      void clone.exited.then(() => this.live.delete(clone));
+      return clone;
+    } catch (err) {
+      qemu.kill("SIGKILL");
+      await cgroup?.destroy();
+      rmSync(dir, { recursive: true, force: true });
+      throw err instanceof HexrError ? err : fail((err as Error).message);
+    } finally {
+      qmp?.close();
+    }
+  }
+
+  private refill(): void {
+    if (!this.usable || !this.poolOn) return;
+    while (this.pool.length < this.opts.poolSize) {
+      const p = this.restore();
+      p.catch((err: unknown) => this.opts.log?.warn({ err }, "cannot restore a microVM clone"));
+      this.pool.push(p);
+    }
+  }
+
+  async exec(req: BackendExecRequest): Promise<BackendExecResult> {
+    if (!this.usable || !this.runDir) {
+      throw new HexrError("sandbox.backend_unavailable", "the microvm backend is not started; run 'hexr sandbox doctor'", {
+        kind: "unavailable",
+      });
+    }
+    const argv = ARGV[req.language];
+    if (!argv) {
+      throw new HexrError(
+        "sandbox.language_unavailable",
+        `${req.language} is not available on the microvm backend (it runs ${MICROVM_LANGUAGES.join(", ")})`,
+        {
+          kind: "failed_precondition",
+        },
+      );
+    }
+    if (req.install) {
+      throw new HexrError(
+        "sandbox.packages_unsupported",
+        "the microvm backend cannot install packages; use the namespace backend for executions with packages",
+        {
+          kind: "failed_precondition",
+        },
+      );
+    }
+    if (req.signal?.aborted) throw new HexrError("sandbox.aborted", "the execution was cancelled", { kind: "unavailable" });
+    let clone: Clone;
+    for (;;) {
+      const next = this.pool.shift() ?? this.restore();
+      clone = await next;
+      if (clone.alive) break;
+      await clone.destroy();
+    }
+    setImmediate(() => this.refill());
+    try {
+      return await this.runIn(clone, req, argv);
+    } finally {
+      await clone.destroy();
+    }
+  }
+
+  private runIn(clone: Clone, req: BackendExecRequest, argv: string[]): Promise<BackendExecResult> {
+    const { limits, now } = this.opts;
+    const memoryBytes = Math.min(limits.memoryBytes, (this.spec.memoryMb - GUEST_RESERVE_MB) * 1048576);
+    const stdout = new CappedOutput("stdout", limits.maxOutputBytes);
+    const stderr = new CappedOutput("stderr", limits.maxOutputBytes);
+    const job = {
+      code: Buffer.from(req.code).toString("base64"),
+      argv,
+      env: { ...BASE_ENV, ...req.env },
+      timeoutMs: req.timeoutMs,
+      seed: randomBytes(64).toString("base64"),
+      now: Date.now(),
+      memoryBytes,
+      pids: limits.pids,
+      tmpfsBytes: limits.tmpfsBytes,
+      maxOutputBytes: limits.maxOutputBytes,
+      seccomp: this.seccomp,
+    };
+    return new Promise<BackendExecResult>((resolve, reject) => {
+      const sent = now();
+      let started: number | undefined;
+      let read = 0;
+      let settled = false;
+      const timers: { backstop?: NodeJS.Timeout; kill?: NodeJS.Timeout } = {};
+      const finish = (fn: () => void) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timers.backstop);
+        clearTimeout(timers.kill);
+        req.signal?.removeEventListener("abort", onAbort);
+        fn();
+      };
+      const onAbort = () =>
+        finish(() => reject(new HexrError("sandbox.aborted", "the execution was cancelled", { kind: "unavailable" })));
+      req.signal?.addEventListener("abort", onAbort, { once: true });
+      const killedAtTimeout = () =>
+        finish(() =>
+          resolve({
+            stdout: stdout.text(),
+            stderr: `${stderr.text()}[hexr: execution killed after the timeout of ${fmtSeconds(req.timeoutMs)}]\n`,
+            exitCode: 124,
+            durationMs: Math.round((now() - (started ?? sent)) * 1000) / 1000,
+            timedOut: true,
+            oomKilled: false,
+            truncated: { stdout: stdout.truncated, stderr: stderr.truncated },
+          }),
+        );
+      timers.backstop = setTimeout(killedAtTimeout, req.timeoutMs + BACKSTOP_MS);
+      clone.onMessage = () => {
+        for (; read < clone.messages.length; read++) {
+          const m = clone.messages[read]!;
+          if (m.t === "started") {
+            started = now();
+            timers.kill = setTimeout(() => clone.sock.write('{"t":"kill"}\n'), req.timeoutMs);
+          } else if (m.t === "o" && m.d) stdout.push(Buffer.from(m.d, "base64"));
+          else if (m.t === "e" && m.d) stderr.push(Buffer.from(m.d, "base64"));
+          else if (m.t === "x") {
+            const end = now();
+            stdout.addDropped(m.dropped?.[0] ?? 0);
+            stderr.addDropped(m.dropped?.[1] ?? 0);
+            let exitCode = m.code ?? 1;
+            let errText = stderr.text();
+            const sep = () => (errText && !errText.endsWith("\n") ? "\n" : "");
+            const oomKilled = (m.oom ?? 0) > 0;
+            if (m.timedOut) {
+              exitCode = 124;
+              errText += `${sep()}[hexr: execution killed after the timeout of ${fmtSeconds(req.timeoutMs)}]\n`;
+            } else if (oomKilled) {
+              if (exitCode !== 0) exitCode = 137;
+              errText += `${sep()}[hexr: ${exitCode === 137 ? "execution killed" : "a process was killed"}: memory limit of ${Math.round(
+                memoryBytes / 1048576,
+              )} MiB exceeded]\n`;
+            }
+            finish(() =>
+              resolve({
+                stdout: stdout.text(),
+                stderr: errText,
+                exitCode,
+                durationMs: Math.round((end - (started ?? sent)) * 1000) / 1000,
+                timedOut: !!m.timedOut,
+                oomKilled,
+                truncated: { stdout: stdout.truncated, stderr: stderr.truncated },
+              }),
+            );
+          }
+        }
+      };
+      void clone.exited.then(() =>
+        finish(() =>
+          reject(
+            new HexrError("sandbox.backend_failed", "the microVM exited before reporting a result; run 'hexr sandbox doctor'", {
+              kind: "unavailable",
+            }),
+          ),
+        ),
+      );
+      clone.sock.write(JSON.stringify(job) + "\n");
+      clone.onMessage();
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.usable = false;
+    this.poolOn = false;
+    const pending = this.pool.splice(0);
+    await Promise.all(
+      pending.map((p) =>
+        p.then(
+          (c) => c.destroy(),
+          () => undefined,
+        ),
+      ),
+    );
+    await Promise.all([...this.live].map((c) => c.destroy()));
+    await this.cgroups?.close();
+    this.cgroups = undefined;
+    if (this.runDir) rmSync(this.runDir, { recursive: true, force: true });
+    this.runDir = undefined;
+  }
+}
+
+function fmtSeconds(ms: number): string {
+  const s = ms / 1000;
+  return `${Number.isInteger(s) ? s : s.toFixed(1)} s`;
+}
