@@ -48,7 +48,17 @@ export interface A2AIngressOptions {
 
 const Params = z.object({ tenant: TenantName, agent: AgentName });
 
-const FORWARDED_REQUEST = ["content-type", "accept", "a2a-version", "a2a-extensions", "x-a2a-extensions", "if-none-match"];
+// traceparent/tracestate: the agents' spans join the caller's trace (one trace across the relay).
+const FORWARDED_REQUEST = [
+  "content-type",
+  "accept",
+  "a2a-version",
+  "a2a-extensions",
+  "x-a2a-extensions",
+  "if-none-match",
+  "traceparent",
+  "tracestate",
+];
 const FORWARDED_RESPONSE = ["content-type", "cache-control", "etag", "vary", "a2a-extensions", "x-a2a-extensions"];
 
 function pick(headers: IncomingHttpHeaders, names: string[]): Record<string, string> {

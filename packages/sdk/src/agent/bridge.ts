@@ -1,6 +1,7 @@
 import { timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { traceAgentInvocation } from "../telemetry/invocation.js";
 import type { AgentContext, AgentHandler } from "./define.js";
 
 /** Headers shared with the mesh proxy (they must match packages/platform/src/mesh/headers.ts). */
@@ -22,6 +23,8 @@ export interface BridgeOptions {
   /** Builds the context of one call. */
   context: (call: { caller: string | undefined; signal: AbortSignal; taskId?: string; contextId?: string }) => AgentContext;
   meshToken: string;
+  /** Recorded on the `hexr.agent.invoke` span of each call. */
+  framework?: string;
   port?: number;
   maxBodyBytes?: number;
   onError?: (err: unknown) => void;
@@ -99,7 +102,11 @@ export async function startBridge(opts: BridgeOptions): Promise<{ server: Server
         ...(call.contextId ? { contextId: call.contextId } : {}),
       });
       try {
-        const result = await opts.handler(call.input, ctx);
+        // Each call is a hexr.agent.invoke span continuing the caller's W3C trace (a no-op without telemetry).
+        const result = await traceAgentInvocation(
+          { headers: req.headers, caller: ctx.caller, taskId: ctx.taskId, framework: opts.framework ?? "custom" },
+          () => opts.handler(call.input, ctx),
+        );
         if (!isAsyncIterable(result)) return sendJson(res, 200, { output: result ?? null });
         if (!call.stream) {
           let last: unknown = null;

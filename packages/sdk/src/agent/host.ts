@@ -13,6 +13,8 @@ export interface AgentProcessEnv {
   meshToken: string;
   outboundUrl: string | undefined;
   bridgePort: number;
+  framework: string;
+  platformUrl: string | undefined;
 }
 
 export function readAgentEnv(env: NodeJS.ProcessEnv = process.env): AgentProcessEnv {
@@ -32,6 +34,8 @@ export function readAgentEnv(env: NodeJS.ProcessEnv = process.env): AgentProcess
     meshToken: need("HEXR_MESH_TOKEN"),
     outboundUrl: env["HEXR_MESH_OUTBOUND"],
     bridgePort: Number(env["HEXR_BRIDGE_PORT"] ?? 0),
+    framework: env["HEXR_FRAMEWORK"] ?? "custom",
+    platformUrl: env["HEXR_PLATFORM_URL"],
   };
 }
 
@@ -81,6 +85,7 @@ export async function hostAgentRole(def: AgentDefinition, env: AgentProcessEnv, 
   const bridge = await startBridge({
     handler,
     meshToken: env.meshToken,
+    framework: def.meta.framework ?? env.framework,
     port: env.bridgePort,
     onError: (err) => console.error(`handler error: ${(err as Error)?.stack ?? String(err)}`),
     context: ({ caller, signal, taskId, contextId }) => ({

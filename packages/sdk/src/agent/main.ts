@@ -3,7 +3,10 @@
  * load the agent module, prove who we are through the Workload API, serve the handler on the
  * loopback bridge, and tell the supervisor over IPC.
  */
+import { parseSpiffeId } from "@hexr/core";
+import { createIdentity } from "../identity/identity.js";
 import { WorkloadApiClient } from "../identity/workload-client.js";
+import { setupTelemetry } from "../telemetry/setup.js";
 import { hostAgentRole, loadAgentModule, readAgentEnv } from "./host.js";
 
 /** The supervisor registers this process right after spawning it; until then the Workload API says PERMISSION_DENIED. */
@@ -29,11 +32,34 @@ async function main(): Promise<void> {
   const client = new WorkloadApiClient();
   const spiffeId = await waitForIdentity(client, 20_000);
   client.close();
+  // Zero-config telemetry: spans and metrics go to the platform, authenticated by a JWT-SVID.
+  const identity = createIdentity();
+  const platformAudience = `spiffe://${parseSpiffeId(spiffeId).trustDomain}/system/platform`;
+  const telemetry = setupTelemetry({
+    spiffeId,
+    tenant: env.tenant,
+    agent: env.agentName,
+    role: env.role,
+    framework: def.meta.framework ?? env.framework,
+    ...(def.meta.version ? { version: def.meta.version } : {}),
+    ...(env.platformUrl ? { endpoint: env.platformUrl } : {}),
+    headers: async () => ({ authorization: `Bearer ${(await identity.jwtSvid(platformAudience)).token}` }),
+  });
   const hosted = await hostAgentRole(def, env, spiffeId);
   const { description, version, skills } = def.meta;
   process.send?.({ type: "ready", bridgePort: hosted.bridgePort, spiffeId, meta: { description, version, skills } });
+  let stopping = false;
   const stop = () => {
-    void hosted.close().then(() => process.exit(0));
+    if (stopping) return;
+    stopping = true;
+    void hosted
+      .close()
+      .then(() => telemetry.shutdown())
+      .catch(() => undefined)
+      .then(() => {
+        identity.close();
+        process.exit(0);
+      });
   };
   process.once("SIGTERM", stop);
   process.once("SIGINT", stop);
