@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { bootId, processStartTime, removeContextMarker, writeContextMarker } from "hexr";
 import { ApiClient, resolveTarget } from "../client.js";
 import { parseDuration } from "./identity.js";
-import { isAgentFile, runAgentFile } from "../run/agent-run.js";
+import { isAgentFile } from "../run/agent-file.js";
 
 export interface ProcessIdentityOptions {
   api: ApiClient;
@@ -130,6 +130,7 @@ export function registerRun(program: Command): void {
     )
     .action(async (command: string[], o: RunOptions) => {
       if (!o.name && command.length === 1 && isAgentFile(command[0])) {
+        const { runAgentFile } = await import("../run/agent-run.js");
         await runAgentFile(command[0]!, {
           ...(o.tenant ? { tenant: o.tenant } : {}),
           ...(o.role ? { role: o.role } : {}),

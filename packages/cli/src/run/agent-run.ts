@@ -23,6 +23,7 @@ import { fileURLToPath } from "node:url";
 import { ApiClient, resolveTarget } from "../client.js";
 import { attachProcessIdentity, type ProcessIdentity } from "../commands/run.js";
 import { discoverAgent, type DiscoveredAgent } from "../discovery/discover.js";
+export { isAgentFile } from "./agent-file.js";
 import { printTable } from "../output.js";
 import { RoleProcess } from "./role-process.js";
 
@@ -60,13 +61,6 @@ interface RoleState {
   identity?: ProcessIdentity;
   status: RoleStatus;
   pid: number | null;
-}
-
-const AGENT_FILE = /\.(ts|tsx|mts|cts|js|mjs|cjs)$/;
-
-/** `hexr run agent.ts` (agent mode) rather than `hexr run --name N -- command`. */
-export function isAgentFile(arg: string | undefined): boolean {
-  return !!arg && AGENT_FILE.test(arg) && existsSync(arg);
 }
 
 function localPlatform(dataDir: string | undefined): { api: ApiClient; info: PlatformInfo } {
