@@ -173,6 +173,23 @@ describe("hexr run agent.ts", () => {
         expect(first.body.output).toMatchObject({ writtenBy: writerId, requestedBy: researcherId });
         expect(String(first.body.output!["article"])).toContain("# Agents need identity");
 
+        // The writer's A2A sidecar asks the platform's policy engine (a2a:send) on every call.
+        const admin = { authorization: `Bearer ${up.adminKey}`, "content-type": "application/json" };
+        const policyUrl = `${up.url}/api/v1/tenants/acme-corp/policies/no-writer`;
+        const forbid = `forbid (principal == Hexr::Agent::"${researcherId}", action == Hexr::Action::"a2a:send", resource == Hexr::Agent::"${writerId}");`;
+        expect(
+          (await fetch(policyUrl, { method: "PUT", headers: admin, body: JSON.stringify({ policy: forbid, mode: "enforce" }) }))
+            .status,
+        ).toBeLessThan(300);
+        const denied = callAs(dataDir, "acme-corp", byRole["researcher"]!.endpoint, researcherId, brief);
+        expect(denied.status).toBe(500);
+        expect(JSON.stringify(denied.body)).toContain("a2a:send");
+        const log = (await (
+          await fetch(`${up.url}/api/v1/tenants/acme-corp/policies/decisions?action=a2a:send&effect=deny`, { headers: admin })
+        ).json()) as { items: Array<{ principal: string }> };
+        expect(log.items[0]?.principal).toBe(researcherId);
+        expect((await fetch(policyUrl, { method: "DELETE", headers: admin })).status).toBeLessThan(300);
+
         // Kill the writer: the supervisor restarts it, registers the new process, and calls work again.
         process.kill(byRole["writer"]!.pid, "SIGKILL");
         let writer: { status: string; pid: number; restarts: number } | undefined;

@@ -224,6 +224,27 @@ export async function runAgentFile(file: string, o: AgentRunOptions): Promise<vo
         signer: () => signerFromSvid(svidFor(s.spiffeId)),
         publicUrl: `${s.inbound!.url}/a2a`,
         runner: "hexr-run",
+        // Every A2A call from a workload is decided (and logged) by the platform's policy engine: a2a:send
+        // on this role; fails closed. A caller without a SPIFFE ID can only be an API-key principal that the
+        // platform's ingress (a verified system identity) vouched for after deciding the same action itself.
+        authorize: async (caller, method) => {
+          if (!caller.spiffeId) return;
+          const d = await api.request<{ allowed: boolean; reasons: string[] }>(
+            "POST",
+            `/api/v1/tenants/${tenant}/policies/decide`,
+            {
+              principal: caller.spiffeId,
+              action: "a2a:send",
+              resource: { type: "Agent", id: s.spiffeId },
+              context: { method },
+            },
+          );
+          if (!d.allowed) {
+            throw new HexrError("a2a.forbidden", `policy denies ${caller.spiffeId} a2a:send to ${s.spiffeId}`, {
+              kind: "permission_denied",
+            });
+          }
+        },
       });
       s.upstream.port = s.a2a.port;
       if (s.a2a.recovered.length)

@@ -13,6 +13,7 @@ import {
   ReplayReport,
   ReplayRequest,
   TestPolicyRequest,
+  DecideRequest,
   type PolicyService,
 } from "./service.js";
 
@@ -87,6 +88,17 @@ export function policyRoutes(policies: PolicyService, clock: () => number = Date
         );
         return { items, nextBefore: items.length === query.limit ? items[items.length - 1]!.id : null };
       },
+    }),
+    defineRoute({
+      method: "POST",
+      path: `${base}/decide`,
+      summary: "Decide (and log) a request for an enforcement point outside the platform, such as an agent's a2a-sidecar",
+      tags: ["policy"],
+      auth: "tenant",
+      params: TenantParams,
+      body: DecideRequest,
+      response: DecisionOut,
+      handler: async ({ body, scope }, ctx) => policies.decideFor(scope, body, ctx.principal),
     }),
     defineRoute({
       method: "POST",

@@ -83,6 +83,15 @@ export const TestPolicyRequest = z.strictObject({
 });
 export type TestPolicyRequest = z.input<typeof TestPolicyRequest>;
 
+/** An enforcement point outside the platform (an agent's a2a-sidecar) asks for a decision about a caller it verified. */
+export const DecideRequest = z.strictObject({
+  principal: z.string().refine(isSpiffeId, { message: "the caller's SPIFFE ID" }),
+  action: z.string().min(1).max(64),
+  resource: ResourceIn,
+  context: z.record(z.string(), z.unknown()).optional(),
+});
+export type DecideRequest = z.input<typeof DecideRequest>;
+
 export const ReplayRequest = z.strictObject({
   name: PolicyName,
   policy: z
@@ -316,6 +325,23 @@ export class PolicyService {
   }
 
   /** Evaluates one request without side effects: nothing is logged, nothing is cached. */
+  /** Decides and records (decision log) a request for a sidecar that verified the principal over mTLS. */
+  async decideFor(scope: TenantScope, input: DecideRequest, by: Principal): Promise<PolicyDecision> {
+    requireOperator(by);
+    const t = parse(DecideRequest, input, "body");
+    return this.decide({
+      principal: testPrincipal(t.principal, scope.tenant),
+      action: t.action,
+      resource: {
+        type: t.resource.type,
+        id: t.resource.id,
+        tenant: scope.tenant,
+        ...(t.resource.attributes ? { attributes: t.resource.attributes } : {}),
+      },
+      ...(t.context ? { context: t.context } : {}),
+    });
+  }
+
   async test(scope: TenantScope, input: TestPolicyRequest, by: Principal): Promise<PolicyDecision> {
     requireOperator(by);
     const t = parse(TestPolicyRequest, input, "body");
