@@ -13,7 +13,8 @@ export default defineConfig({
   },
   test: {
     include: ["packages/*/src/**/*.test.ts", "test/**/*.test.ts"],
-    testTimeout: 30_000,
+    // CLI tests spawn node processes; on a loaded 2-core machine a few of them together can take a minute.
+    testTimeout: 120_000,
     hookTimeout: 60_000,
     pool: "forks",
     reporters: ["default"],
