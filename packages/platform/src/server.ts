@@ -99,6 +99,10 @@ export async function startPlatform(config: PlatformConfig, opts: StartOptions =
   const tenants = createTenantsModule({ storage, log });
   const apiKeys = createApiKeysModule({ storage, log, tenants: tenants.service });
   const identity = createIdentityModule({ storage, log, config, dataDir });
+  // A deleted tenant's registration entries go with it: a tenant re-created under the same name starts clean.
+  tenants.service.onDelete(async (name) => {
+    for (const e of await identity.entries.list({ tenant: name }, 100_000)) await identity.entries.delete(e.id);
+  });
   const agents = createAgentsModule({ storage, tenants: tenants.service, trustDomain: config.trustDomain });
   const policy = createPolicyModule({
     storage,

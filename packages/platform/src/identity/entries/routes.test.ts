@@ -199,3 +199,19 @@ describe("registration entries REST", () => {
     expect([...seen].sort()).toEqual(seen);
   });
 });
+
+describe("tenant deletion", () => {
+  it("removes the tenant's registration entries", async () => {
+    await json(await p.api("/api/v1/tenants", { method: "POST", json: { name: "short-lived" } }), 201);
+    const created = await p.api("/api/v1/identity/entries", {
+      method: "POST",
+      json: { spiffeId: "spiffe://hexr.local/agent/short-lived/bot/main", selectors: ["unix:uid:4242"] },
+    });
+    expect(created.status).toBe(201);
+    const list = async () =>
+      ((await (await p.api("/api/v1/identity/entries?tenant=short-lived")).json()) as { items: unknown[] }).items;
+    expect(await list()).toHaveLength(1);
+    expect((await p.api("/api/v1/tenants/short-lived", { method: "DELETE" })).status).toBe(204);
+    expect(await list()).toHaveLength(0);
+  });
+});
