@@ -22,8 +22,8 @@ const CANARY_VALUE = `canary-${Math.random().toString(36).slice(2)}`;
 
 const backends = await availableBackends();
 
-it("the namespace backend works on this machine (install bubblewrap if not: see `hexr sandbox doctor`)", () => {
-  expect(backends.map((b) => b.name)).toContain("namespace");
+it("both backends work on this machine (bubblewrap, cgroups, qemu-system-x86: see `hexr sandbox doctor`)", () => {
+  expect(backends.map((b) => b.name)).toEqual(["namespace", "microvm"]);
 });
 
 for (const backend of backends) {

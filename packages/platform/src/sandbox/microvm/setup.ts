@@ -326,14 +326,18 @@ function boot(qemu: string, spec: MachineSpec, extraArgs: string[]): Booted {
   child.stderr!.on("data", (d: Buffer) => (log = (log + d.toString()).slice(-8000)));
   const ready = new Promise<void>((resolve, reject) => {
     let done = false;
-    child.once("exit", (code) => {
+    let exited = false; // a signal leaves exitCode null: track the event itself
+    child.once("exit", (code, signal) => {
+      exited = true;
       if (!done)
         reject(
-          new Error(`qemu exited (${code}) before the guest agent was ready: ${log.trim().split("\n").slice(-5).join("; ")}`),
+          new Error(
+            `qemu exited (${code ?? signal}) before the guest agent was ready: ${log.trim().split("\n").slice(-5).join("; ")}`,
+          ),
         );
     });
     const tryConnect = () => {
-      if (done || child.exitCode !== null) return;
+      if (done || exited) return;
       const s = connect(spec.agentSocket);
       let buf = "";
       s.on("data", (d) => {
@@ -453,7 +457,12 @@ export async function setupMicrovm(opts: SetupOptions): Promise<ImageMeta> {
   let kvmProbe = "not tried (accel = tcg)";
   if ((opts.accel ?? "auto") !== "tcg") {
     progress("probe", "KVM: booting the image under KVM with a timeout");
-    const probe = await probeKvm(qemu, base, opts.kvmProbeTimeoutMs ?? 20_000);
+    // Its own socket and RAM file: nothing of the probe may touch the template's.
+    const probe = await probeKvm(
+      qemu,
+      { ...base, memFile: join(dir, "template/probe.mem"), agentSocket: join(dir, "template/probe.sock") },
+      opts.kvmProbeTimeoutMs ?? 20_000,
+    );
     kvmProbe = probe.detail;
     if (probe.ok) accel = "kvm";
     else if (opts.accel === "kvm") throw fail(`KVM was asked for but does not work here: ${probe.detail}`);

@@ -1,10 +1,11 @@
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { expect } from "vitest";
 import type { SandboxConfigInput } from "../config.js";
 import { cgroupBases } from "../cgroup.js";
 import { MicrovmBackend } from "../microvm/backend.js";
+import { qemuVersion, readMeta, setupMicrovm } from "../microvm/setup.js";
 import { NamespaceBackend } from "../namespace/backend.js";
 import type { TestPlatform } from "../../test-support/platform.js";
 
@@ -115,6 +116,48 @@ const microvm: BackendUnderTest = {
   instanceDirs,
 };
 
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Builds the test image with `hexr sandbox setup`'s code when it is missing or was made by another
+ * QEMU, so the microvm suites always run (they need qemu-system-x86 and the Debian mirror). Test
+ * files in parallel processes take turns through a lock directory.
+ */
+export async function ensureMicrovmImage(image = TEST_MICROVM_IMAGE): Promise<void> {
+  const lock = `${image}.lock`;
+  mkdirSync(join(image, ".."), { recursive: true });
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      writeFileSync(join(lock, "pid"), String(process.pid));
+      break;
+    } catch {
+      let owner = NaN;
+      try {
+        owner = Number(readFileSync(join(lock, "pid"), "utf8"));
+      } catch {
+        // being created
+      }
+      if (Number.isInteger(owner) && !alive(owner)) rmSync(lock, { recursive: true, force: true });
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+  try {
+    const meta = readMeta(image);
+    const current = meta ? await qemuVersion("qemu-system-x86_64").catch(() => "") : "";
+    if (!meta || meta.qemuVersion !== current) await setupMicrovm({ imageDir: image });
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
 /** The backends that work on this machine, each proven by a real probe. */
 export async function availableBackends(): Promise<BackendUnderTest[]> {
   const out: BackendUnderTest[] = [];
@@ -125,6 +168,7 @@ export async function availableBackends(): Promise<BackendUnderTest[]> {
   const h = await ns.start();
   await ns.stop();
   if (h.available) out.push(namespace);
+  await ensureMicrovmImage();
   const mv = new MicrovmBackend({
     imageDir: TEST_MICROVM_IMAGE,
     limits: { memoryBytes: 64 * 1024 * 1024, pids: 32, cpus: 1, tmpfsBytes: 8 * 1024 * 1024, maxOutputBytes: 65536 },
