@@ -1,0 +1,184 @@
+/**
+ * bench/sandbox: `sandbox.exec` end to end (SDK → HTTP → platform → backend → fresh sandbox) for
+ * python `print('hello')` and shell `echo hi`, beside bare `/usr/bin/python3 -c` and `sh -c` spawned
+ * by this process in the same run (interleaved, so both see the same machine load). Per backend that
+ * works here: p50/p99 and the ratio to bare, then executions per second with two in parallel.
+ *
+ * The microvm backend needs its image (`hexr sandbox setup`; the bench uses ~/.hexr's or --image DIR)
+ * and is sampled less (each execution is a fresh VM under TCG here).
+ *
+ *   npm run build && npx tsx bench/sandbox/run.ts [--iterations 200] [--microvm-iterations 30] [--seconds 10] [--backend namespace]
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { homedir, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { SandboxClient } from "../../packages/sdk/src/sandbox/index.js";
+import { fmtMs, printTable, summarize } from "../lib/stats.js";
+
+const arg = (name: string, def: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i === -1 ? def : process.argv[i + 1]!;
+};
+const ITERATIONS = Number(arg("iterations", "200"));
+const MICROVM_ITERATIONS = Number(arg("microvm-iterations", "30"));
+const IMAGE = arg("image", join(homedir(), ".hexr", "sandbox", "microvm"));
+const SECONDS = Number(arg("seconds", "10"));
+const ONLY = process.argv.includes("--backend") ? arg("backend", "") : undefined;
+const BIN = fileURLToPath(new URL("../../packages/cli/dist/bin.js", import.meta.url));
+
+const CASES = [
+  { language: "python" as const, code: "print('hello')", bare: ["/usr/bin/python3", "-c", "print('hello')"], expect: "hello\n" },
+  { language: "shell" as const, code: "echo hi", bare: ["/bin/sh", "-c", "echo hi"], expect: "hi\n" },
+];
+
+async function waitFor(fn: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (await fn().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+function bare(argv: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const c = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
+    c.stdout.resume();
+    c.stderr.resume();
+    c.on("error", reject);
+    c.on("close", (code) => (code === 0 ? resolve(performance.now() - t0) : reject(new Error(`${argv[0]} exited ${code}`))));
+  });
+}
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
+}
+
+/** Two workers back to back for `seconds`: operations per second. */
+async function parallel(op: () => Promise<unknown>, seconds: number): Promise<number> {
+  const end = performance.now() + seconds * 1000;
+  let n = 0;
+  const t0 = performance.now();
+  const worker = async () => {
+    while (performance.now() < end) {
+      await op();
+      n++;
+    }
+  };
+  await Promise.all([worker(), worker()]);
+  return (n / (performance.now() - t0)) * 1000;
+}
+
+async function startPlatform(backend: string): Promise<{ child: ChildProcess; client: SandboxClient; dataDir: string }> {
+  const dataDir = mkdtempSync(join(tmpdir(), `hexr-bench-sandbox-${backend}-`));
+  const configFile = join(dataDir, "hexr.config.json");
+  writeFileSync(
+    configFile,
+    JSON.stringify({
+      sandbox: { backend, maxConcurrent: 2, namespace: { warmPool: 2 }, microvm: { imageDir: IMAGE, poolSize: 2 } },
+    }),
+  );
+  const child = spawn(
+    process.execPath,
+    [BIN, "up", "--data-dir", dataDir, "--port", "0", "--log-level", "warn", "--log-format", "json", "--config", configFile],
+    {
+      stdio: ["ignore", "ignore", "inherit"],
+    },
+  );
+  const infoPath = join(dataDir, "platform.json");
+  await waitFor(async () => existsSync(infoPath), "hexr up");
+  const { url } = JSON.parse(readFileSync(infoPath, "utf8")) as { url: string };
+  await waitFor(async () => (await fetch(url + "/readyz")).ok, "readiness");
+  const client = new SandboxClient({ platformUrl: url, apiKey: readFileSync(join(dataDir, "admin.key"), "utf8").trim() });
+  return { child, client, dataDir };
+}
+
+async function main() {
+  const rows: Array<Record<string, string | number>> = [];
+  const throughput: Array<Record<string, string | number>> = [];
+  const goals: string[] = [];
+  const candidates = ONLY ? [ONLY] : ["namespace", "microvm"];
+  for (const backend of candidates) {
+    const { child, client, dataDir } = await startPlatform(backend);
+    try {
+      const status = await client.status();
+      if (!status.enabled || status.backend !== backend) {
+        console.log(`${backend}: not available here (${status.reason ?? "another backend answered"}); skipped`);
+        continue;
+      }
+      for (const c of CASES) {
+        const run = async () => {
+          const r = await client.exec(c.code, { language: c.language });
+          if (r.stdout !== c.expect || r.exitCode !== 0) throw new Error(`unexpected result: ${JSON.stringify(r)}`);
+        };
+        const n = backend === "microvm" ? MICROVM_ITERATIONS : ITERATIONS;
+        for (let i = 0; i < Math.min(20, n / 5); i++) {
+          await run();
+          await bare(c.bare);
+        }
+        const s: number[] = [];
+        const b: number[] = [];
+        const t0 = performance.now();
+        for (let i = 0; i < n; i++) {
+          s.push(await timed(run));
+          b.push(await bare(c.bare));
+        }
+        const wall = performance.now() - t0;
+        const ss = summarize(s, wall);
+        const bs = summarize(b, wall);
+        rows.push({
+          backend,
+          case: `${c.language}: ${c.code}`,
+          "sandbox p50": fmtMs(ss.p50),
+          "sandbox p99": fmtMs(ss.p99),
+          "bare p50": fmtMs(bs.p50),
+          "bare p99": fmtMs(bs.p99),
+          "p50 ratio": `${(ss.p50 / bs.p50).toFixed(2)}x`,
+          "+ms over bare (p50)": (ss.p50 - bs.p50).toFixed(2),
+        });
+        if (backend === "namespace") {
+          const goal = c.language === "python" ? 20 : 8;
+          goals.push(`namespace ${c.language} p50 ${fmtMs(ss.p50)} (goal <= ${goal} ms): ${ss.p50 <= goal ? "met" : "NOT met"}`);
+        } else if (c.language === "python") {
+          goals.push(`microvm python p50 ${fmtMs(ss.p50)} (goal <= 120 ms under TCG): ${ss.p50 <= 120 ? "met" : "NOT met"}`);
+        }
+      }
+      const py = CASES[0]!;
+      const sandboxRate = await parallel(
+        () => client.exec(py.code, { language: py.language }),
+        backend === "microvm" ? SECONDS * 2 : SECONDS,
+      );
+      const bareRate = await parallel(() => bare(py.bare), SECONDS);
+      throughput.push({
+        backend,
+        "python execs/s (2 parallel)": sandboxRate.toFixed(1),
+        "bare python3 -c /s (2 parallel)": bareRate.toFixed(1),
+        ratio: `${(bareRate / sandboxRate).toFixed(2)}x slower`,
+      });
+      if (backend === "namespace")
+        goals.push(`namespace python execs/s ${sandboxRate.toFixed(1)} (goal >= 100): ${sandboxRate >= 100 ? "met" : "NOT met"}`);
+    } finally {
+      child.kill("SIGTERM");
+      await new Promise((r) => child.once("exit", r));
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }
+  console.log(
+    `\nsandbox.exec end to end vs bare interpreter (interleaved; namespace ${ITERATIONS}, microvm ${MICROVM_ITERATIONS} iterations):\n`,
+  );
+  if (rows.length) printTable(rows);
+  console.log("");
+  if (throughput.length) printTable(throughput);
+  console.log("");
+  for (const g of goals) console.log(g);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
