@@ -71,6 +71,7 @@ export async function startUp(dataDir: string, extraArgs: string[] = [], env: No
 }
 
 export function waitForExit(child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  // A process killed by a signal has exitCode null and signalCode set: it has exited all the same.
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
   return new Promise((r) => child.once("exit", (code) => r(code)));
 }

@@ -132,7 +132,13 @@ export async function startPlatform(config: PlatformConfig, opts: StartOptions =
     ...(config.credentials.extraCaFile ? { extraCaFile: config.credentials.extraCaFile } : {}),
   });
   identity.jwtSvidAuthenticator.addAudience(credentials.exchange.audience);
-  const sandbox = createSandboxModule({ config: config.sandbox, dataDir, trustDomain: config.trustDomain, log, policy: policy.engine });
+  const sandbox = createSandboxModule({
+    config: config.sandbox,
+    dataDir,
+    trustDomain: config.trustDomain,
+    log,
+    policy: policy.engine,
+  });
   identity.jwtSvidAuthenticator.addAudience(sandbox.spiffeId);
   const telemetry = createTelemetryModule({ storage, log, config, resolveTenant: (name) => tenants.service.scope(name) });
   const a2a = createA2AIngressModule({
@@ -148,7 +154,19 @@ export async function startPlatform(config: PlatformConfig, opts: StartOptions =
     ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}),
   });
   identity.jwtSvidAuthenticator.addAudience(a2a.spiffeId);
-  const modules: PlatformModule[] = [tenants, apiKeys, identity, agents, policy, vault, credentials, sandbox, telemetry, a2a, ...(opts.modules ?? [])];
+  const modules: PlatformModule[] = [
+    tenants,
+    apiKeys,
+    identity,
+    agents,
+    policy,
+    vault,
+    credentials,
+    sandbox,
+    telemetry,
+    a2a,
+    ...(opts.modules ?? []),
+  ];
 
   const started: PlatformModule[] = [];
   let server: Server | undefined;
@@ -293,8 +311,22 @@ export async function startPlatform(config: PlatformConfig, opts: StartOptions =
         await Promise.race([drained, timeout]);
         shutdown.abort();
         srv.closeAllConnections();
+        // A module that cannot stop in time must not keep the platform from stopping: bounded, then on.
         for (const m of [...started].reverse()) {
-          await m.stop?.().catch((err: unknown) => log.error({ err, module: m.name }, "module failed to stop"));
+          let timer: NodeJS.Timeout | undefined;
+          const limit = new Promise<"timeout">(
+            (r) => (timer = setTimeout(() => r("timeout"), config.http.shutdownTimeoutMs).unref()),
+          );
+          const outcome = await Promise.race([
+            (m.stop?.() ?? Promise.resolve()).then(
+              () => "stopped" as const,
+              (err: unknown) => log.error({ err, module: m.name }, "module failed to stop"),
+            ),
+            limit,
+          ]);
+          clearTimeout(timer);
+          if (outcome === "timeout")
+            log.error({ module: m.name, ms: config.http.shutdownTimeoutMs }, "module did not stop in time; going on");
         }
         await storage.close();
         try {

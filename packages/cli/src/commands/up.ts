@@ -119,6 +119,8 @@ export function registerUp(program: Command): void {
         process.on("SIGINT", onSignal);
         process.on("SIGTERM", onSignal);
       });
+      // Stopped: leave even if some library still holds a handle open.
+      process.exit(0);
     });
 }
 
