@@ -38,8 +38,17 @@ export async function startTestPlatform(opts: TestPlatformOptions = {}): Promise
     await c.query(`CREATE SCHEMA IF NOT EXISTS ${pgSchema}`);
     await c.end();
   }
-  const config = PlatformConfig.parse({ dataDir, port: 0, log: { level: "silent" }, ...(databaseUrl ? { databaseUrl } : {}), ...opts.config });
-  const platform = await startPlatform(config, { log: pino({ level: "silent" }), ...(opts.modules ? { modules: opts.modules } : {}) });
+  const config = PlatformConfig.parse({
+    dataDir,
+    port: 0,
+    log: { level: "silent" },
+    ...(databaseUrl ? { databaseUrl } : {}),
+    ...opts.config,
+  });
+  const platform = await startPlatform(config, {
+    log: pino({ level: "silent" }),
+    ...(opts.modules ? { modules: opts.modules } : {}),
+  });
   const api: TestPlatform["api"] = (path, init = {}) => {
     const { auth, json, headers, ...rest } = init;
     const key = auth === undefined ? platform.adminKey : auth;
