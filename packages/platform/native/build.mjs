@@ -1,4 +1,3 @@
-/* global process, console */
 // Builds the native addon with node-gyp (run by `npm install` through the package's install script).
 // Uses the headers installed beside this Node when present, so no download from nodejs.org is needed.
 import { spawnSync } from "node:child_process";
