@@ -3,3 +3,4 @@ export * from "./spiffe-id.js";
 export * from "./names.js";
 export * from "./sandbox.js";
 export { VERSION } from "./version.js";
+export * from "./grpc.js";

@@ -1,21 +1,7 @@
-import { HexrError, type ErrorKind } from "@hexr/core";
+import { GrpcStatus, HexrError, type ErrorKind } from "@hexr/core";
 
-/** gRPC status codes the Workload API uses. */
-export const GrpcCode = {
-  OK: 0,
-  CANCELLED: 1,
-  UNKNOWN: 2,
-  INVALID_ARGUMENT: 3,
-  DEADLINE_EXCEEDED: 4,
-  NOT_FOUND: 5,
-  PERMISSION_DENIED: 7,
-  RESOURCE_EXHAUSTED: 8,
-  FAILED_PRECONDITION: 9,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-  UNAVAILABLE: 14,
-  UNAUTHENTICATED: 16,
-} as const;
+/** gRPC status codes the Workload API uses (shared with the server through @hexr/core). */
+export const GrpcCode = GrpcStatus;
 
 const KIND_BY_CODE: Record<number, ErrorKind> = {
   [GrpcCode.INVALID_ARGUMENT]: "invalid_argument",

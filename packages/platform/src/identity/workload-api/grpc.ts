@@ -1,22 +1,7 @@
+import { GrpcStatus, type GrpcStatusCode } from "@hexr/core";
 import type { IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
 
-/** gRPC status codes (grpc/grpc doc/statuscodes.md). */
-export const GrpcStatus = {
-  OK: 0,
-  CANCELLED: 1,
-  UNKNOWN: 2,
-  INVALID_ARGUMENT: 3,
-  DEADLINE_EXCEEDED: 4,
-  NOT_FOUND: 5,
-  PERMISSION_DENIED: 7,
-  RESOURCE_EXHAUSTED: 8,
-  FAILED_PRECONDITION: 9,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-  UNAVAILABLE: 14,
-  UNAUTHENTICATED: 16,
-} as const;
-export type GrpcStatusCode = (typeof GrpcStatus)[keyof typeof GrpcStatus];
+export { GrpcStatus, type GrpcStatusCode };
 
 /** A protocol error: it crosses the wire as grpc-status + grpc-message. */
 export class GrpcError extends Error {
