@@ -72,7 +72,7 @@ export async function attachProcessIdentity(o: ProcessIdentityOptions): Promise<
 }
 
 /** Reads platform.json of the local platform: `hexr run` needs its socket, so a remote URL will not do. */
-function localPlatform(dataDirOpt: string | undefined): { api: ApiClient; info: PlatformInfo } {
+export function localPlatform(dataDirOpt: string | undefined): { api: ApiClient; info: PlatformInfo } {
   // A nested `hexr run` inherits HEXR_PLATFORM_URL; the local data dir is what counts here.
   const target = resolveTarget(dataDirOpt, { ...process.env, HEXR_PLATFORM_URL: "" });
   const infoPath = join(target.dataDir, PLATFORM_FILE);

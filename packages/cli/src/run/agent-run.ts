@@ -1,6 +1,5 @@
 import { HexrError, RoleName, TenantName, agentSpiffeId } from "@hexr/core";
 import {
-  PLATFORM_FILE,
   createCheckpointedSqliteStorage,
   createStaticIdentitySource,
   signerFromSvid,
@@ -11,17 +10,16 @@ import {
   startOutboundProxy,
   type InboundProxy,
   type OutboundProxy,
-  type PlatformInfo,
   type RunningA2AServer,
   type Storage,
   type TlsIdentity,
 } from "@hexr/platform";
 import { bootId, createIdentity, processStartTime, type Identity, type X509Svid } from "hexr";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join, resolve as resolvePath } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ApiClient, resolveTarget } from "../client.js";
-import { attachProcessIdentity, type ProcessIdentity } from "../commands/run.js";
+import type { ApiClient } from "../client.js";
+import { attachProcessIdentity, localPlatform, type ProcessIdentity } from "../commands/run.js";
 import { discoverAgent, type DiscoveredAgent } from "../discovery/discover.js";
 export { isAgentFile } from "./agent-file.js";
 import { printTable } from "../output.js";
@@ -61,17 +59,6 @@ interface RoleState {
   identity?: ProcessIdentity;
   status: RoleStatus;
   pid: number | null;
-}
-
-function localPlatform(dataDir: string | undefined): { api: ApiClient; info: PlatformInfo } {
-  const target = resolveTarget(dataDir, { ...process.env, HEXR_PLATFORM_URL: "" });
-  const info = JSON.parse(readFileSync(`${target.dataDir}/${PLATFORM_FILE}`, "utf8")) as PlatformInfo;
-  if (!info.workloadSocket || !existsSync(info.workloadSocket)) {
-    throw new HexrError("cli.no_workload_api", `the platform at ${info.url} serves no Workload API socket; restart 'hexr up'`, {
-      kind: "unavailable",
-    });
-  }
-  return { api: new ApiClient(target), info };
 }
 
 function toTlsIdentity(svid: X509Svid, identity: Identity): TlsIdentity {
