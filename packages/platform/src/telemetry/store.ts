@@ -1,66 +1,42 @@
 import type { TenantScope } from "../auth/principal.js";
 import type { Migration, SqlValue, Storage } from "../storage/types.js";
 
+/** The spans table; the dialects differ only in how the insertion sequence is generated. */
+const spansTable = (seq: string) => `CREATE TABLE telemetry_spans (
+        ${seq},
+        trace_id TEXT NOT NULL,
+        span_id TEXT NOT NULL,
+        parent_span_id TEXT,
+        name TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        start_us BIGINT NOT NULL,
+        duration_us BIGINT NOT NULL,
+        status_code INTEGER NOT NULL,
+        status_message TEXT,
+        tenant TEXT,
+        agent TEXT,
+        role TEXT,
+        spiffe_id TEXT,
+        service TEXT,
+        attributes TEXT NOT NULL,
+        events TEXT,
+        links TEXT,
+        resource TEXT NOT NULL,
+        scope TEXT,
+        received_at BIGINT NOT NULL,
+        UNIQUE (trace_id, span_id)
+      );
+      CREATE INDEX telemetry_spans_trace ON telemetry_spans (trace_id);
+      CREATE INDEX telemetry_spans_tenant_start ON telemetry_spans (tenant, start_us);
+      CREATE INDEX telemetry_spans_start ON telemetry_spans (start_us);
+      CREATE INDEX telemetry_spans_received ON telemetry_spans (received_at)`;
+
 export const telemetryMigrations: Migration[] = [
   {
     id: "telemetry/001-spans",
     up: {
-      sqlite: `CREATE TABLE telemetry_spans (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        trace_id TEXT NOT NULL,
-        span_id TEXT NOT NULL,
-        parent_span_id TEXT,
-        name TEXT NOT NULL,
-        kind INTEGER NOT NULL,
-        start_us BIGINT NOT NULL,
-        duration_us BIGINT NOT NULL,
-        status_code INTEGER NOT NULL,
-        status_message TEXT,
-        tenant TEXT,
-        agent TEXT,
-        role TEXT,
-        spiffe_id TEXT,
-        service TEXT,
-        attributes TEXT NOT NULL,
-        events TEXT,
-        links TEXT,
-        resource TEXT NOT NULL,
-        scope TEXT,
-        received_at BIGINT NOT NULL,
-        UNIQUE (trace_id, span_id)
-      );
-      CREATE INDEX telemetry_spans_trace ON telemetry_spans (trace_id);
-      CREATE INDEX telemetry_spans_tenant_start ON telemetry_spans (tenant, start_us);
-      CREATE INDEX telemetry_spans_start ON telemetry_spans (start_us);
-      CREATE INDEX telemetry_spans_received ON telemetry_spans (received_at)`,
-      postgres: `CREATE TABLE telemetry_spans (
-        seq BIGSERIAL PRIMARY KEY,
-        trace_id TEXT NOT NULL,
-        span_id TEXT NOT NULL,
-        parent_span_id TEXT,
-        name TEXT NOT NULL,
-        kind INTEGER NOT NULL,
-        start_us BIGINT NOT NULL,
-        duration_us BIGINT NOT NULL,
-        status_code INTEGER NOT NULL,
-        status_message TEXT,
-        tenant TEXT,
-        agent TEXT,
-        role TEXT,
-        spiffe_id TEXT,
-        service TEXT,
-        attributes TEXT NOT NULL,
-        events TEXT,
-        links TEXT,
-        resource TEXT NOT NULL,
-        scope TEXT,
-        received_at BIGINT NOT NULL,
-        UNIQUE (trace_id, span_id)
-      );
-      CREATE INDEX telemetry_spans_trace ON telemetry_spans (trace_id);
-      CREATE INDEX telemetry_spans_tenant_start ON telemetry_spans (tenant, start_us);
-      CREATE INDEX telemetry_spans_start ON telemetry_spans (start_us);
-      CREATE INDEX telemetry_spans_received ON telemetry_spans (received_at)`,
+      sqlite: spansTable("seq INTEGER PRIMARY KEY AUTOINCREMENT"),
+      postgres: spansTable("seq BIGSERIAL PRIMARY KEY"),
     },
   },
 ];
