@@ -31,6 +31,7 @@ import type {
 } from "../types.js";
 import { machineArgs, Qmp, type MachineSpec } from "./qemu.js";
 import { IMAGE_FILES, qemuVersion, readMeta, type ImageMeta } from "./setup.js";
+import { confinementProbeRequest, isConfined } from "../confinement.js";
 
 export interface MicrovmBackendOptions {
   imageDir: string;
@@ -247,27 +248,13 @@ export class MicrovmBackend implements SandboxBackend {
     this.usable = true;
     try {
       const t0 = this.opts.now();
-      const probe = await this.exec({
-        id: "probe",
-        code: "cat /proc/self/status; id -u",
-        language: "shell",
-        timeoutMs: 60_000,
-        installTimeoutMs: 0,
-        env: {},
-      });
-      const s = probe.stdout;
-      const ok =
-        probe.exitCode === 0 &&
-        /^Seccomp:\s*2$/m.test(s) &&
-        /^NoNewPrivs:\s*1$/m.test(s) &&
-        /^CapEff:\s*0+$/m.test(s) &&
-        /^65534$/m.test(s);
-      if (!ok) {
+      const probe = await this.exec(confinementProbeRequest(60_000));
+      if (!isConfined(probe)) {
         checks.push({
           name: "probe",
           ok: false,
           severity: "error",
-          detail: `a probe execution was not confined (exit ${probe.exitCode}): ${(probe.stderr || s).slice(0, 300)}`,
+          detail: `a probe execution was not confined (exit ${probe.exitCode}): ${(probe.stderr || probe.stdout).slice(0, 300)}`,
         });
         return fail("the microVM probe was not confined as required");
       }

@@ -35,6 +35,7 @@ import type {
 import { inheritableFds } from "./inherited-fds.js";
 import { prepareRuntimeDir, SANDBOX_PATHS, type RuntimeDir } from "./runtime-dir.js";
 import { buildSeccompProgram, syscallTableFor } from "./seccomp.js";
+import { confinementProbeRequest, isConfined } from "../confinement.js";
 
 const execFileP = promisify(execFile);
 
@@ -389,27 +390,13 @@ export class NamespaceBackend implements SandboxBackend {
 
     // A real sandboxed run proves user namespaces, mounts, seccomp and the cgroup all work here.
     try {
-      const probe = await this.exec({
-        id: "probe",
-        code: "cat /proc/self/status; id -u",
-        language: "shell",
-        timeoutMs: 15_000,
-        installTimeoutMs: 0,
-        env: {},
-      });
-      const status = probe.stdout;
-      const ok =
-        probe.exitCode === 0 &&
-        /^Seccomp:\s*2$/m.test(status) &&
-        /^NoNewPrivs:\s*1$/m.test(status) &&
-        /^CapEff:\s*0+$/m.test(status) &&
-        /^65534$/m.test(status);
-      if (!ok) {
+      const probe = await this.exec(confinementProbeRequest(15_000));
+      if (!isConfined(probe)) {
         checks.push({
           name: "probe",
           ok: false,
           severity: "error",
-          detail: `a probe execution did not come up confined (exit ${probe.exitCode}): ${(probe.stderr || status).slice(0, 300)}`,
+          detail: `a probe execution did not come up confined (exit ${probe.exitCode}): ${(probe.stderr || probe.stdout).slice(0, 300)}`,
         });
         return fail("the sandbox probe was not confined as required");
       }

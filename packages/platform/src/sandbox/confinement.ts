@@ -1,0 +1,18 @@
+import type { BackendExecRequest, BackendExecResult } from "./types.js";
+
+/** What every backend's health probe runs: the kernel's view of the executing process. */
+export function confinementProbeRequest(timeoutMs: number): BackendExecRequest {
+  return { id: "probe", code: "cat /proc/self/status; id -u", language: "shell", timeoutMs, installTimeoutMs: 0, env: {} };
+}
+
+/** True when the probe ran under seccomp, with no-new-privs, no effective capabilities, as uid 65534. */
+export function isConfined(probe: BackendExecResult): boolean {
+  const s = probe.stdout;
+  return (
+    probe.exitCode === 0 &&
+    /^Seccomp:\s*2$/m.test(s) &&
+    /^NoNewPrivs:\s*1$/m.test(s) &&
+    /^CapEff:\s*0+$/m.test(s) &&
+    /^65534$/m.test(s)
+  );
+}
