@@ -41,7 +41,19 @@ afterEach(() => {
   for (const i of extra.splice(0)) i.close();
 });
 
-const svid = (id: string) => identity.x509Svids.find((s) => s.spiffeId === id)!;
+/**
+ * The SVID of one of this process's identities. Never undefined: `svidTlsOptions(identity, undefined)`
+ * would silently use the default SVID, which is another identity. While a stream update replaces the
+ * set (the rotation test re-mints), wait for it to list the identity again.
+ */
+async function svid(id: string) {
+  for (let i = 0; i < 200; i++) {
+    const found = identity.x509Svids.find((s) => s.spiffeId === id);
+    if (found) return found;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`the Workload API lists no SVID for ${id}`);
+}
 
 describe("SDK Identity", () => {
   it("holds the X.509-SVIDs, the default first, and the bundle of the trust domain", () => {
@@ -115,8 +127,9 @@ describe("SDK Identity", () => {
 describe("mTLS helpers (peers verified by SPIFFE ID, not host name)", () => {
   async function serve(id: string, authorize: Parameters<typeof authorizePeer>[1]) {
     const seen: Array<{ ok: boolean; peer?: string; error?: string }> = [];
+    const own = await svid(id);
     const server = createTlsServer(
-      { ...mtlsServerOptions(identity), ...svidTlsOptions(identity, svid(id)), requestCert: true, rejectUnauthorized: true },
+      { ...mtlsServerOptions(identity), ...svidTlsOptions(identity, own), requestCert: true, rejectUnauthorized: true },
       (socket: TLSSocket) => {
         try {
           const peer = authorizePeer(socket, authorize);
@@ -133,10 +146,11 @@ describe("mTLS helpers (peers verified by SPIFFE ID, not host name)", () => {
     return { server, port: (server.address() as AddressInfo).port, seen };
   }
 
-  function call(port: number, as: string, authorizeServer: Parameters<typeof mtlsClientOptions>[1]): Promise<string> {
+  async function call(port: number, as: string, authorizeServer: Parameters<typeof mtlsClientOptions>[1]): Promise<string> {
+    const mine = await svid(as);
     return new Promise((resolve, reject) => {
       const s = tlsConnect(
-        { ...mtlsClientOptions(identity, authorizeServer), ...svidTlsOptions(identity, svid(as)), host: "127.0.0.1", port },
+        { ...mtlsClientOptions(identity, authorizeServer), ...svidTlsOptions(identity, mine), host: "127.0.0.1", port },
         () => undefined,
       );
       let data = "";
