@@ -16,6 +16,13 @@ export interface PackageInstall {
   sourceDir: string;
   /** Arguments for the installer: requirement specs (python) or tarball file names (javascript). */
   items: string[];
+  /**
+   * `local` (default): `sourceDir` is the operator's package directory, the same for every execution.
+   * `fetched`: `sourceDir` was fetched from an index for this execution alone (python: wheels with
+   * every dependency; javascript: a complete `node_modules/` tree); the backend takes it over and
+   * removes it.
+   */
+  origin?: "local" | "fetched";
 }
 
 export interface BackendExecRequest {

@@ -17,7 +17,20 @@
 
 import { HexrError, type SandboxLanguage } from "@hexr/core";
 import { execFile, spawn, type ChildProcess, type StdioOptions } from "node:child_process";
-import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { delimiter, isAbsolute, join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { promisify } from "node:util";
@@ -554,8 +567,14 @@ export class NamespaceBackend implements SandboxBackend {
         kind: "unavailable",
       });
     }
-    if (req.signal?.aborted) throw new HexrError("sandbox.aborted", "the execution was cancelled", { kind: "unavailable" });
-    const sb = await this.take();
+    let sb: Sandbox;
+    try {
+      if (req.signal?.aborted) throw new HexrError("sandbox.aborted", "the execution was cancelled", { kind: "unavailable" });
+      sb = await this.take();
+    } catch (err) {
+      discardFetched(req);
+      throw err;
+    }
     return this.runIn(sb, req);
   }
 
@@ -565,6 +584,7 @@ export class NamespaceBackend implements SandboxBackend {
       writeJob(sb.jobDir, req);
     } catch (err) {
       sb.kill();
+      discardFetched(req);
       throw err;
     }
 
@@ -677,6 +697,7 @@ export class NamespaceBackend implements SandboxBackend {
 /** The job as the runner reads it; written before the sandbox is released. */
 function writeJob(dir: string, req: BackendExecRequest): void {
   const opts = { mode: 0o644 } as const;
+  if (req.install?.origin === "fetched") adoptFetched(req.install.sourceDir, join(dir, "pkgs"));
   writeFileSync(join(dir, `main.${EXT[req.language]}`), req.code, opts);
   writeFileSync(
     join(dir, "env.sh"),
@@ -688,6 +709,26 @@ function writeJob(dir: string, req: BackendExecRequest): void {
   writeFileSync(join(dir, "packages"), req.install ? req.install.items.map((i) => i + "\n").join("") : "", opts);
   // Written last: the runner starts by reading it.
   writeFileSync(join(dir, "lang"), req.language + "\n", opts);
+}
+
+/**
+ * Moves an execution's fetched packages into its job directory (seen read-only as
+ * /run/hexr/job/pkgs); copied when they live on another filesystem. The sandbox user must read them.
+ */
+function adoptFetched(from: string, to: string): void {
+  try {
+    renameSync(from, to);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
+    cpSync(from, to, { recursive: true });
+    rmSync(from, { recursive: true, force: true });
+  }
+  chmodSync(to, 0o755);
+}
+
+/** A fetched package directory no sandbox took over (the execution failed before). */
+function discardFetched(req: BackendExecRequest): void {
+  if (req.install?.origin === "fetched") rmSync(req.install.sourceDir, { recursive: true, force: true });
 }
 
 const EXT: Record<SandboxLanguage, string> = { python: "py", shell: "sh", javascript: "js" };

@@ -46,6 +46,8 @@ export const SANDBOX_PATHS = {
   code: { python: "/run/hexr/job/main.py", shell: "/run/hexr/job/main.sh", javascript: "/run/hexr/job/main.js" },
   packages: { python: "/opt/hexr/packages/python", javascript: "/opt/hexr/packages/npm" },
   nodeModules: "/tmp/.hexr/node/node_modules",
+  /** Packages fetched from an index for this execution alone (moved into the job directory). */
+  fetched: "/run/hexr/job/pkgs",
   pythonTarget: "/tmp/.hexr/python",
 } as const;
 
@@ -72,16 +74,21 @@ if [ -s ${P.job}/packages ]; then
   mkdir -p /tmp/.hexr
   case $hexr_lang in
     python)
-      /usr/bin/python3 -m pip install --no-index --find-links ${P.packages.python} --target ${P.pythonTarget} \
+      src=${P.packages.python}
+      [ -d ${P.fetched} ] && src=${P.fetched}
+      /usr/bin/python3 -m pip install --no-index --find-links "$src" --target ${P.pythonTarget} \
         --no-cache-dir --no-build-isolation --disable-pip-version-check --no-warn-script-location --progress-bar off --quiet \
         -- "$@" >/tmp/.hexr/install.log 2>&1
       ;;
     javascript)
-      mkdir -p /tmp/.hexr/node && cd /tmp/.hexr/node && {
+      if [ -d ${P.fetched}/node_modules ]; then
+        mkdir -p /tmp/.hexr/node && cp -R ${P.fetched}/node_modules /tmp/.hexr/node/ >/tmp/.hexr/install.log 2>&1
+      else mkdir -p /tmp/.hexr/node && cd /tmp/.hexr/node && {
         for f in "$@"; do set -- "$@" "${P.packages.javascript}/$f"; shift; done
         /usr/bin/npm install --offline --no-audit --no-fund --ignore-scripts --no-package-lock --no-save --no-update-notifier \
           --loglevel=error --cache /tmp/.hexr/npm-cache --prefix /tmp/.hexr/node -- "$@" >/tmp/.hexr/install.log 2>&1
       }
+      fi
       ;;
     *) false ;;
   esac
