@@ -341,9 +341,9 @@ describe("cgroup v2 on this kernel's unified hierarchy", () => {
       const m = killFile ? manager : open(scratch.dir(`loop`), { v2KillFile: false });
       const cg = m.create(limits);
       const dir = cg.dirs[0]!;
-      // Bounded (no pids controller here): up to 400 sleepers, plus one pid hopper.
+      // Bounded (no pids controller here): up to 400 sleepers, plus 8 pid hoppers.
       const py = gatedPython(
-        "import os, time\nif os.fork() == 0:\n  while True:\n    if os.fork() != 0: os._exit(0)\nprint('go', flush=True)\nfor _ in range(400):\n  if os.fork() == 0:\n    time.sleep(60); os._exit(0)\n  time.sleep(0.002)\ntime.sleep(60)",
+        "import os, time\nfor _ in range(8):\n  if os.fork() == 0:\n    while True:\n      if os.fork() != 0: os._exit(0)\nprint('go', flush=True)\nfor _ in range(400):\n  if os.fork() == 0:\n    time.sleep(60); os._exit(0)\n  time.sleep(0.002)\ntime.sleep(60)",
       );
       cg.add(py.child.pid!);
       py.start();
