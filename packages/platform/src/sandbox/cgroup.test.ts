@@ -440,7 +440,18 @@ describe("cgroup v2 on this kernel's unified hierarchy", () => {
         `hugetlb is not delegated: a parent of ${inner} does not enable it in cgroup.subtree_control`,
       );
       expect(probe.detail).toContain("(it offers: none)");
-      expect(probe.detail).toContain("enable them in the parent's cgroup.subtree_control");
+      expect(probe.detail).toContain("To fix: enable them in the parents' cgroup.subtree_control");
+    });
+
+    it("says a controller is not in this kernel at all", () => {
+      // rdma is not built into this kernel: /proc/cgroups does not list it.
+      expect(parseProcCgroups(readFileSync("/proc/cgroups", "utf8")).has("rdma")).toBe(false);
+      const probe = openCgroups({ v2Dir: scratch.dir("deleg"), v2Controllers: ["hugetlb", "rdma"] });
+      expect(probe.ok).toBe(false);
+      expect(probe.detail).toContain("lacks the rdma controller(s)");
+      expect(probe.detail).toContain("(it offers: hugetlb)");
+      expect(probe.detail).toContain("rdma is not offered by this kernel's cgroup v2");
+      expect(probe.detail).toMatch(/To fix: use a kernel with the controller enabled$/);
     });
   });
 });

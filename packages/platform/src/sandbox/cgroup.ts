@@ -60,8 +60,8 @@ export interface OpenCgroupsOptions {
    */
   v2Dir?: string;
   /**
-   * The v2 controllers that must be available and are enabled for executions; default memory,
-   * pids, cpu. Limits are written only for those named, so anything but the default leaves
+   * The v2 controllers that must be available and are enabled for executions (on v2 only; v1 always
+   * needs memory, pids and cpu); default memory, pids, cpu. Limits are written only for those named, so anything but the default leaves
    * executions without some limit (the probe's detail says which): for tests on hierarchies
    * that lack them, never for serving.
    */
@@ -286,7 +286,8 @@ export function cgroupBases(procSelf = "/proc/self"): string[] {
 export function openCgroups(opts: OpenCgroupsOptions = {}): CgroupProbe {
   const procSelf = opts.procSelf ?? "/proc/self";
   const instance = opts.instance ?? `hexr-sandbox-${process.pid}-${randomBytes(3).toString("hex")}`;
-  if (opts.v2Dir !== undefined) return openExplicitV2(opts.v2Dir, opts, instance);
+  const v2Controllers = checkControllerNames(opts.v2Controllers ?? CONTROLLERS);
+  if (opts.v2Dir !== undefined) return openExplicitV2(opts.v2Dir, opts, v2Controllers, instance);
   let mounts: MountInfo[];
   let own: Map<string, string>;
   try {
@@ -330,7 +331,7 @@ export function openCgroups(opts: OpenCgroupsOptions = {}): CgroupProbe {
     const missing = CONTROLLERS.filter((c) => !v1[c]);
     return { ok: false, detail: `no cgroup v2 mount and cgroup v1 lacks ${missing.join(", ")}` };
   }
-  return openV2Probe(dirIn(unified, own.get("") ?? "/"), unified.mountPoint, CONTROLLERS, instance, {
+  return openV2Probe(dirIn(unified, own.get("") ?? "/"), unified.mountPoint, v2Controllers, instance, {
     mounts,
     procCgroups: opts.procCgroups,
     killFile: opts.v2KillFile,
@@ -343,9 +344,7 @@ interface V2Context {
   killFile?: boolean | undefined;
 }
 
-/** openCgroups on an explicit cgroup v2 directory. */
-function openExplicitV2(dir: string, opts: OpenCgroupsOptions, instance: string): CgroupProbe {
-  const controllers = opts.v2Controllers ?? CONTROLLERS;
+function checkControllerNames(controllers: readonly string[]): readonly string[] {
   for (const [i, c] of controllers.entries()) {
     if (!CONTROLLER_NAME.test(c)) {
       throw new HexrError(
@@ -358,6 +357,11 @@ function openExplicitV2(dir: string, opts: OpenCgroupsOptions, instance: string)
       );
     }
   }
+  return controllers;
+}
+
+/** openCgroups on an explicit cgroup v2 directory. */
+function openExplicitV2(dir: string, opts: OpenCgroupsOptions, controllers: readonly string[], instance: string): CgroupProbe {
   if (!isAbsolute(dir)) {
     throw new HexrError("sandbox.invalid_cgroup_dir", `v2Dir '${dir.slice(0, 200)}' is not an absolute path`, {
       kind: "invalid_argument",
@@ -450,22 +454,31 @@ function explainMissing(
     // unknown: a controller not in ownDir is then reported as missing from the kernel's v2
   }
   const reasons: string[] = [];
+  const fixes = new Set<string>();
   for (const c of missing) {
     const v1Mount = ctx.mounts?.find((m) => m.fsType === "cgroup" && m.superOptions.includes(c));
-    if (v1Mount) reasons.push(`${c} is bound to the cgroup v1 hierarchy at ${v1Mount.mountPoint}`);
-    else if ((v1Ids.get(c) ?? 0) > 0) reasons.push(`${c} is bound to cgroup v1 hierarchy ${v1Ids.get(c)} (mounted elsewhere)`);
-    else if (atRoot.includes(c))
+    const v1Id = v1Ids.get(c) ?? 0;
+    if (v1Mount || v1Id > 0) {
+      reasons.push(
+        v1Mount
+          ? `${c} is bound to the cgroup v1 hierarchy at ${v1Mount.mountPoint}`
+          : `${c} is bound to cgroup v1 hierarchy ${v1Id} (mounted elsewhere)`,
+      );
+      fixes.add(
+        "boot with cgroup_no_v1=all (or systemd.unified_cgroup_hierarchy=1) so the kernel gives the controllers to cgroup v2, or run where v1 hierarchies hold all of memory, pids and cpu",
+      );
+    } else if (atRoot.includes(c)) {
       reasons.push(`${c} is not delegated: a parent of ${ownDir} does not enable it in cgroup.subtree_control`);
-    else reasons.push(`${c} is not offered by this kernel's cgroup v2 (disabled at boot or not built in)`);
+      fixes.add("enable them in the parents' cgroup.subtree_control (a systemd unit with Delegate=yes does this)");
+    } else {
+      reasons.push(`${c} is not offered by this kernel's cgroup v2 (disabled at boot with cgroup_disable= or not built in)`);
+      fixes.add("use a kernel with the controller enabled");
+    }
   }
-  const bound = reasons.some((r) => r.includes("bound to"));
   return (
     `cgroup v2 at ${mountPoint} lacks the ${missing.join(", ")} controller(s) in ${ownDir}/cgroup.controllers ` +
     `(it offers: ${available.length ? available.join(" ") : "none"}): ${reasons.join("; ")}. ` +
-    `Executions would run without those limits, so this hierarchy is not used. To fix: ` +
-    (bound
-      ? "boot with cgroup_no_v1=all or systemd.unified_cgroup_hierarchy=1 so the kernel gives the controllers to cgroup v2, or run where a v1 hierarchy holds all of memory, pids and cpu"
-      : "enable them in the parent's cgroup.subtree_control (a systemd unit with Delegate=yes does this), or run in a cgroup that has them")
+    `Executions would run without those limits, so this hierarchy is not used. To fix: ${[...fixes].join("; ")}`
   );
 }
 
