@@ -11,9 +11,11 @@ export interface NativeBinding {
   /**
    * Starts `file` without forking the platform (clone with CLONE_VM|CLONE_VFORK): `fds[i]` becomes
    * the child's descriptor i (-1: closed), every other descriptor is closed, and with uid/gid >= 0
-   * the child drops to them (no supplementary groups). Returns the pid; the caller must `reap` it.
+   * the child drops to them (no supplementary groups). Runs on a worker thread (only that thread
+   * waits for the child's exec); resolves with the pid, which the caller must `reap`. The fds must
+   * stay open until it settles.
    */
-  spawn(file: string, argv: string[], envp: string[], fds: number[], uid: number, gid: number): number;
+  spawn(file: string, argv: string[], envp: string[], fds: number[], uid: number, gid: number): Promise<number>;
   /** A pipe, both ends close-on-exec: [read, write]. */
   pipe(): [number, number];
   /** An anonymous in-memory file (memfd) holding `data`, positioned at its start, close-on-exec. */

@@ -54,7 +54,6 @@ struct child_args {
   int set_ids;
   uid_t uid;
   gid_t gid;
-  sigset_t parent_mask;
   volatile int error;  // errno of the step that failed; written by the child, read after it execs or exits
 };
 
@@ -97,7 +96,8 @@ static int child_main(void* p) {
   }
   for (int i = 0; i < a->nfds; i++)
     if (a->fds[i] < 0) syscall(SYS_close, i);
-  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &a->parent_mask, NULL, sizeof(uint64_t));
+  uint64_t none = 0;  // a program starts with no signal blocked, whatever the spawning thread had
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof none);
   syscall(SYS_execve, a->file, a->argv, a->envp);
   a->error = errno;
   _exit(127);
@@ -152,82 +152,145 @@ static char** string_list(napi_env env, napi_value arr, uint32_t* count) {
   return list;
 }
 
-// spawn(file, argv, envp, fds, uid, gid) -> pid. uid/gid < 0: keep the platform's own.
-static napi_value spawn_process(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 6) {
-    napi_throw_type_error(env, "hexr.native_bad_argument", "spawn(file, argv, envp, fds, uid, gid)");
-    return NULL;
-  }
+// One spawn, run on a libuv worker thread: with CLONE_VFORK only the calling thread waits for the
+// child to exec, and the platform's event loop must not wait with it.
+struct spawn_job {
   struct child_args a;
-  memset(&a, 0, sizeof a);
-  char* file = string_arg(env, argv[0]);
-  uint32_t nargs = 0, nenv = 0;
-  char** args = string_list(env, argv[1], &nargs);
-  char** envs = string_list(env, argv[2], &nenv);
+  char* file;
+  char** args;
+  uint32_t nargs;
+  char** envs;
+  uint32_t nenv;
   int fds[MAX_FDS];
-  uint32_t nfds = 0;
-  bool fds_ok = false, is_array = false;
-  if (napi_is_array(env, argv[3], &is_array) == napi_ok && is_array && napi_get_array_length(env, argv[3], &nfds) == napi_ok &&
-      nfds <= MAX_FDS) {
-    fds_ok = true;
-    for (uint32_t i = 0; i < nfds && fds_ok; i++) {
-      napi_value v;
-      fds_ok = napi_get_element(env, argv[3], i, &v) == napi_ok && napi_get_value_int32(env, v, &fds[i]) == napi_ok;
-    }
-  }
-  int32_t uid = -1, gid = -1;
-  bool ids_ok = napi_get_value_int32(env, argv[4], &uid) == napi_ok && napi_get_value_int32(env, argv[5], &gid) == napi_ok;
-  if (!file || !args || nargs == 0 || !envs || !fds_ok || !ids_ok) {
-    free(file);
-    free_strings(args, nargs);
-    free_strings(envs, nenv);
-    napi_throw_type_error(env, "hexr.native_bad_argument",
-                          "spawn(file: string, argv: string[] (non-empty), envp: string[], fds: number[] (<= 64), uid: int, gid: int)");
-    return NULL;
-  }
-  a.file = file;
-  a.argv = args;
-  a.envp = envs;
-  a.nfds = (int)nfds;
-  a.fds = fds;
-  a.set_ids = uid >= 0 && gid >= 0;
-  a.uid = (uid_t)uid;
-  a.gid = (gid_t)gid;
-  a.error = 0;
+  pid_t pid;
+  int err;            // errno of the failed step, 0 on success
+  const char* what;   // which step failed
+  napi_deferred deferred;
+  napi_async_work work;
+};
 
+static void free_job(struct spawn_job* job) {
+  free(job->file);
+  free_strings(job->args, job->nargs);
+  free_strings(job->envs, job->nenv);
+  free(job);
+}
+
+static void spawn_execute(napi_env env, void* data) {
+  (void)env;
+  struct spawn_job* job = data;
   void* stack = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (stack == MAP_FAILED) {
-    int err = errno;
-    free(file);
-    free_strings(args, nargs);
-    free_strings(envs, nenv);
-    return throw_errno(env, "mmap", err);
+    job->err = errno;
+    job->what = "mmap";
+    return;
   }
-  // No signal may run a handler of the parent on the child's stack before the child resets them.
-  sigset_t all;
+  // No signal may run a handler of this process on the child's stack before the child resets them.
+  sigset_t all, old;
   sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &a.parent_mask);
-  pid_t pid = clone(child_main, (char*)stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid_t pid = clone(child_main, (char*)stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &job->a);
   int clone_errno = errno;
-  pthread_sigmask(SIG_SETMASK, &a.parent_mask, NULL);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
   munmap(stack, CHILD_STACK);
-  free(file);
-  free_strings(args, nargs);
-  free_strings(envs, nenv);
-  if (pid < 0) return throw_errno(env, "clone", clone_errno);
-  if (a.error != 0) {
+  if (pid < 0) {
+    job->err = clone_errno;
+    job->what = "clone";
+    return;
+  }
+  if (job->a.error != 0) {
     // The child exited without exec: collect it so no zombie stays behind.
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
-    return throw_errno(env, "spawn", a.error);
+    job->err = job->a.error;
+    job->what = "spawn";
+    return;
   }
-  napi_value result;
-  CHECK(napi_create_int32(env, pid, &result));
-  return result;
+  job->pid = pid;
+}
+
+static napi_value errno_error(napi_env env, const char* what, int err) {
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
+  napi_value code, message, error, errnum;
+  if (napi_create_string_utf8(env, "hexr.native_syscall", NAPI_AUTO_LENGTH, &code) != napi_ok) return NULL;
+  if (napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message) != napi_ok) return NULL;
+  if (napi_create_error(env, code, message, &error) != napi_ok) return NULL;
+  if (napi_create_int32(env, err, &errnum) == napi_ok) napi_set_named_property(env, error, "errno", errnum);
+  return error;
+}
+
+static void spawn_complete(napi_env env, napi_status status, void* data) {
+  struct spawn_job* job = data;
+  napi_value value = NULL;
+  if (status != napi_ok) {
+    value = errno_error(env, "spawn cancelled", ECANCELED);
+    if (value) napi_reject_deferred(env, job->deferred, value);
+  } else if (job->err != 0) {
+    value = errno_error(env, job->what, job->err);
+    if (value) napi_reject_deferred(env, job->deferred, value);
+  } else if (napi_create_int32(env, job->pid, &value) == napi_ok) {
+    napi_resolve_deferred(env, job->deferred, value);
+  }
+  napi_delete_async_work(env, job->work);
+  free_job(job);
+}
+
+// spawn(file, argv, envp, fds, uid, gid) -> Promise<pid>. uid/gid < 0: keep the platform's own.
+// The descriptors in fds must stay open until the promise settles.
+static napi_value spawn_process(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct spawn_job* job = calloc(1, sizeof *job);
+  if (!job) return throw_errno(env, "calloc", ENOMEM);
+  bool ok = argc >= 6;
+  if (ok) {
+    job->file = string_arg(env, argv[0]);
+    job->args = string_list(env, argv[1], &job->nargs);
+    job->envs = string_list(env, argv[2], &job->nenv);
+  }
+  uint32_t nfds = 0;
+  bool is_array = false;
+  ok = ok && job->file && job->args && job->nargs > 0 && job->envs && napi_is_array(env, argv[3], &is_array) == napi_ok &&
+       is_array && napi_get_array_length(env, argv[3], &nfds) == napi_ok && nfds <= MAX_FDS;
+  for (uint32_t i = 0; ok && i < nfds; i++) {
+    napi_value v;
+    ok = napi_get_element(env, argv[3], i, &v) == napi_ok && napi_get_value_int32(env, v, &job->fds[i]) == napi_ok;
+  }
+  int32_t uid = -1, gid = -1;
+  ok = ok && napi_get_value_int32(env, argv[4], &uid) == napi_ok && napi_get_value_int32(env, argv[5], &gid) == napi_ok;
+  if (!ok) {
+    free_job(job);
+    napi_throw_type_error(env, "hexr.native_bad_argument",
+                          "spawn(file: string, argv: string[] (non-empty), envp: string[], fds: number[] (<= 64), uid: int, gid: int)");
+    return NULL;
+  }
+  job->a.file = job->file;
+  job->a.argv = job->args;
+  job->a.envp = job->envs;
+  job->a.nfds = (int)nfds;
+  job->a.fds = job->fds;
+  job->a.set_ids = uid >= 0 && gid >= 0;
+  job->a.uid = (uid_t)uid;
+  job->a.gid = (gid_t)gid;
+
+  napi_value promise, name;
+  if (napi_create_promise(env, &job->deferred, &promise) != napi_ok ||
+      napi_create_string_utf8(env, "hexr.spawn", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, spawn_execute, spawn_complete, job, &job->work) != napi_ok) {
+    free_job(job);
+    napi_throw_error(env, "hexr.native_failed", "cannot queue the spawn");
+    return NULL;
+  }
+  if (napi_queue_async_work(env, job->work) != napi_ok) {
+    napi_delete_async_work(env, job->work);
+    free_job(job);
+    napi_throw_error(env, "hexr.native_failed", "cannot queue the spawn");
+    return NULL;
+  }
+  return promise;
 }
 
 // pipe() -> [readFd, writeFd], both close-on-exec.

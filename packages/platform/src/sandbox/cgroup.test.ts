@@ -143,7 +143,7 @@ describe("per-execution cgroups on this kernel", () => {
 
     const child = spawn("sleep", ["30"], { stdio: "ignore" });
     const exited = new Promise<NodeJS.Signals | null>((r) => child.on("exit", (_c, sig) => r(sig)));
-    cg.add(child.pid!);
+    await cg.add(child.pid!);
     expect(cg.pids()).toEqual([child.pid]);
     await cg.killAll();
     expect(await exited).toBe("SIGKILL");
@@ -158,7 +158,7 @@ describe("per-execution cgroups on this kernel", () => {
       stdio: ["pipe", "pipe", "ignore"],
     });
     const exited = new Promise<NodeJS.Signals | null>((r) => child.on("exit", (_c, sig) => r(sig)));
-    cg.add(child.pid!);
+    await cg.add(child.pid!);
     child.stdin!.end("x");
     expect(await exited).toBe("SIGKILL");
     expect(cg.oomKills()).toBeGreaterThanOrEqual(1);
@@ -178,7 +178,7 @@ describe("per-execution cgroups on this kernel", () => {
     let out = "";
     child.stdout!.on("data", (d: Buffer) => (out += d));
     const exited = new Promise<void>((r) => child.on("exit", () => r()));
-    cg.add(child.pid!);
+    await cg.add(child.pid!);
     child.stdin!.end("x");
     await exited;
     const [forks, errno] = out.trim().split(" ").map(Number);
@@ -312,7 +312,7 @@ describe("cgroup v2 on this kernel's unified hierarchy", () => {
       const py = gatedPython(
         "import os, time\npids = [os.getpid()]\nfor _ in range(3):\n  r, w = os.pipe()\n  c = os.fork()\n  if c == 0:\n    g = os.fork()\n    if g == 0:\n      time.sleep(60); os._exit(0)\n    os.write(w, str(g).encode()); time.sleep(60); os._exit(0)\n  pids += [c, int(os.read(r, 20))]\nprint(' '.join(map(str, pids)), flush=True)\ntime.sleep(60)",
       );
-      cg.add(py.child.pid!);
+      await cg.add(py.child.pid!);
       expect(v2PathOf(py.child.pid!)).toBe(dir.slice(scratch.mount.length));
       py.start();
       const tree = (await py.lines()).split(" ").map(Number);
@@ -345,7 +345,7 @@ describe("cgroup v2 on this kernel's unified hierarchy", () => {
       const py = gatedPython(
         "import os, time\nfor _ in range(8):\n  if os.fork() == 0:\n    while True:\n      if os.fork() != 0: os._exit(0)\nprint('go', flush=True)\nfor _ in range(400):\n  if os.fork() == 0:\n    time.sleep(60); os._exit(0)\n  time.sleep(0.002)\ntime.sleep(60)",
       );
-      cg.add(py.child.pid!);
+      await cg.add(py.child.pid!);
       py.start();
       await py.lines(); // hopping and forking are under way
       expect(cg.pids().length).toBeGreaterThanOrEqual(2);
@@ -359,11 +359,12 @@ describe("cgroup v2 on this kernel's unified hierarchy", () => {
     it("destroy kills what is inside and removes the directory; close removes the instance", async () => {
       const m = open(scratch.dir("close"));
       const live: ExecCgroup[] = [m.create(limits), m.create(limits)];
-      const sleepers = live.map((cg) => {
+      const sleepers: number[] = [];
+      for (const cg of live) {
         const c = spawn("sleep", ["60"], { stdio: "ignore" });
-        cg.add(c.pid!);
-        return c.pid!;
-      });
+        await cg.add(c.pid!);
+        sleepers.push(c.pid!);
+      }
       await live[0]!.destroy();
       expect(existsSync(live[0]!.dirs[0]!)).toBe(false);
       expect(pidAlive(sleepers[0]!)).toBe(false);
@@ -426,7 +427,7 @@ describe("cgroup v2 on this kernel's unified hierarchy", () => {
       expect(readCg(own, "cgroup.subtree_control")).toBe("hugetlb");
       const cg = m.create(limits);
       const c = spawn("sleep", ["60"], { stdio: "ignore" });
-      cg.add(c.pid!);
+      await cg.add(c.pid!);
       expect(populated(cg.dirs[0]!)).toBe(true);
       await cg.destroy();
       expect(existsSync(cg.dirs[0]!)).toBe(false);

@@ -8,6 +8,7 @@
 import { HexrError } from "@hexr/core";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statfsSync, writeFileSync } from "node:fs";
+import { rmdir, writeFile } from "node:fs/promises";
 import { isAbsolute, join, posix } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -24,8 +25,12 @@ export interface ExecCgroup {
   readonly name: string;
   /** The directories of this cgroup (one per v1 controller, or one on v2). */
   readonly dirs: readonly string[];
-  /** Moves a process in; its future children are born inside. */
-  add(pid: number): void;
+  /**
+   * Moves a process in; its future children are born inside. Asynchronous: a migration waits for
+   * an RCU grace period in the kernel (~0.1-1 ms each, three of them on v1), which must not stall
+   * the platform's event loop.
+   */
+  add(pid: number): Promise<void>;
   /** OOM kills the kernel performed in this cgroup. */
   oomKills(): number;
   /** Processes currently inside. */
@@ -522,6 +527,15 @@ function tryRmdir(dir: string): boolean {
   }
 }
 
+async function tryRmdirAsync(dir: string): Promise<boolean> {
+  try {
+    await rmdir(dir);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "ENOENT";
+  }
+}
+
 function readPids(file: string): number[] {
   let text: string;
   try {
@@ -567,7 +581,7 @@ abstract class BaseCgroup implements ExecCgroup {
     private readonly onGone: (c: ExecCgroup) => void,
   ) {}
 
-  abstract add(pid: number): void;
+  abstract add(pid: number): Promise<void>;
   abstract oomKills(): number;
   abstract pids(): number[];
   protected abstract killOnce(): void;
@@ -587,7 +601,7 @@ abstract class BaseCgroup implements ExecCgroup {
       await this.killAll();
       // A killed process leaves its cgroup a moment after its parent saw it exit.
       for (let i = 0; i < 200; i++) {
-        if (this.dirs.every((d) => tryRmdir(d))) break;
+        if ((await Promise.all(this.dirs.map((d) => tryRmdirAsync(d)))).every(Boolean)) break;
         await sleep(i < 10 ? 2 : 20);
       }
       this.onGone(this);
@@ -605,8 +619,8 @@ class V1Cgroup extends BaseCgroup {
     this.pidsDir = dirs[1]!;
   }
 
-  add(pid: number): void {
-    for (const d of this.dirs) writeFileSync(join(d, "cgroup.procs"), String(pid));
+  async add(pid: number): Promise<void> {
+    await Promise.all(this.dirs.map((d) => writeFile(join(d, "cgroup.procs"), String(pid))));
   }
 
   oomKills(): number {
@@ -640,8 +654,8 @@ class V2Cgroup extends BaseCgroup {
     super(name, dirs, onGone);
   }
 
-  add(pid: number): void {
-    writeFileSync(join(this.dirs[0]!, "cgroup.procs"), String(pid));
+  async add(pid: number): Promise<void> {
+    await writeFile(join(this.dirs[0]!, "cgroup.procs"), String(pid));
   }
 
   oomKills(): number {

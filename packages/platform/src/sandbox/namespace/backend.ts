@@ -193,7 +193,11 @@ class Sandbox {
       this.runnerText += chunk;
       this.onRunner?.();
     });
-    const exited: Promise<unknown> = this.proc?.exited ?? Promise.resolve();
+    const exited: Promise<unknown> = this.proc
+      ? this.proc.exited.catch((err: unknown) => {
+          spawnError = err as Error;
+        })
+      : Promise.resolve();
 
     // Made while bwrap sets up its namespaces, so it costs no latency.
     let cgError: Error | undefined;
@@ -229,17 +233,14 @@ class Sandbox {
           }
           if (typeof doc["child-pid"] === "number" && this.sandboxPid === undefined) {
             this.sandboxPid = doc["child-pid"];
-            try {
-              this.cgroup?.add(this.sandboxPid);
-              resolve();
-            } catch (err) {
+            (this.cgroup?.add(this.sandboxPid) ?? Promise.resolve()).then(resolve, (err: unknown) => {
               this.kill();
               reject(
                 new HexrError("sandbox.cgroup_failed", `cannot move the sandbox into its cgroup: ${(err as Error).message}`, {
                   kind: "unavailable",
                 }),
               );
-            }
+            });
           }
           if (typeof doc["exit-code"] === "number") exitDoc = doc["exit-code"];
         }

@@ -69,19 +69,21 @@ describe("spawning without fork (native addon)", () => {
     expect(out).toBe("65534\n65534\n65534\n");
   });
 
-  it("fails with a typed error naming the program, leaving no descriptor behind", () => {
+  it("fails with a typed error naming the program, leaving no descriptor behind", async () => {
     const before = readdirSync("/proc/self/fd").length;
-    let caught: unknown;
-    try {
-      new NativeProcess("/nonexistent/hexr-program", ["x"], {
-        fds: [{ fd: devNull }, "read", "read", { data: Buffer.from("d") }],
-      });
-    } catch (err) {
-      caught = err;
-    }
-    expect(caught).toMatchObject({ code: "sandbox.spawn_failed", details: { errno: 2 } });
-    expect((caught as Error).message).toContain("/nonexistent/hexr-program");
+    const p = new NativeProcess("/nonexistent/hexr-program", ["x"], {
+      fds: [{ fd: devNull }, "read", "read", { data: Buffer.from("d") }],
+    });
+    await expect(p.started).rejects.toMatchObject({ code: "sandbox.spawn_failed", details: { errno: 2 } });
+    await expect(p.exited).rejects.toThrow("/nonexistent/hexr-program");
+    await new Promise((r) => setImmediate(r));
     expect(readdirSync("/proc/self/fd").length).toBe(before);
+  });
+
+  it("delivers a kill asked for before the child runs", async () => {
+    const p = new NativeProcess("/bin/sleep", ["sleep", "30"], { fds: [{ fd: devNull }, "read", "read"] });
+    p.kill("SIGKILL");
+    expect(await p.exited).toBe(137);
   });
 
   it("gives the child only the descriptors listed, whatever else the platform has open", async () => {
