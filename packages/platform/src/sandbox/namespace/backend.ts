@@ -6,8 +6,9 @@
  * rlimits. A timeout SIGKILLs the sandbox's pid-namespace init and every process of its cgroup.
  *
  * Sandboxes are set up ahead of time (a small warm pool) and wait with only the runner started (it
- * runs nothing of the job before the release); an execution takes one, writes its job into the sandbox's read-only job directory,
- * releases it, and the sandbox is destroyed when the code ends. Each sandbox serves one execution.
+ * reads nothing of a job before the release); an execution takes one, writes its job into the
+ * sandbox's read-only job directory, releases it, and the sandbox is destroyed when the code ends.
+ * Each sandbox serves one execution.
  *
  * Spawn protocol: bwrap is started without forking the platform (./spawn.ts) and gets exactly
  * these descriptors: it reads its options from fd 3 (an in-memory file, so nothing shows in `ps`),
@@ -153,7 +154,7 @@ class Sandbox {
   private dead = false;
 
   constructor(
-    private readonly bwrap: string,
+    bwrap: string,
     args: string[],
     seccomp: Buffer,
     devNull: number,
