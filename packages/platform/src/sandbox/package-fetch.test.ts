@@ -1,0 +1,106 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PackageFetcher } from "./package-fetch.js";
+import {
+  buildNpmTarball,
+  buildWheel,
+  startNpmRegistry,
+  startSimpleIndex,
+  worldReadableTempDir,
+  type TestIndex,
+} from "./test-support/packages.js";
+
+let seq = 0;
+const id = () => `f${process.pid}-${++seq}`;
+
+describe("package fetch from an index, confined", () => {
+  const wheels = worldReadableTempDir("hexr-idx-wheels-");
+  const tarballs = worldReadableTempDir("hexr-idx-npm-");
+  // Stands in for the platform data dir: the fetch sandbox must not see anything of it.
+  const dataDir = mkdtempSync(join(tmpdir(), "hexr-fetch-data-"));
+  const cacheDir = worldReadableTempDir("hexr-fetch-cache-");
+  const adminKey = "hexr_admin_" + "k".repeat(32);
+  let pyIndex: TestIndex;
+  let npmReg: TestIndex;
+  let stray: TestIndex;
+  let fetcher: PackageFetcher;
+  const outputs: string[] = [];
+
+  beforeAll(async () => {
+    writeFileSync(join(dataDir, "admin.key"), adminKey, { mode: 0o600 });
+    buildWheel(wheels, { name: "hexr-top", module: "from hexr_dep import DEP\nTOP = 'top+' + DEP\n", requires: ["hexr-dep"] });
+    buildWheel(wheels, { name: "hexr-dep", module: "DEP = 'dep'\n" });
+    // A probe run by nothing: its wheel only proves what the sandbox's view of the host is when listed.
+    buildWheel(wheels, { name: "hexr-elsewhere", module: "X = 1\n" });
+    stray = await startSimpleIndex([join(wheels, "hexr_elsewhere-1.0.0-py3-none-any.whl")]);
+    pyIndex = await startSimpleIndex(
+      [join(wheels, "hexr_top-1.0.0-py3-none-any.whl"), join(wheels, "hexr_dep-1.0.0-py3-none-any.whl")],
+      // A page that points at a host the operator did not allow (127.0.0.2 resolves, but is not the index).
+      { "hexr-stray": [`http://localhost:${0}/files/hexr_stray-1.0.0-py3-none-any.whl`] },
+    );
+    buildNpmTarball(tarballs, { name: "hexr-npm-dep", indexJs: "module.exports = 'npm-dep';\n" });
+    buildNpmTarball(tarballs, {
+      name: "hexr-npm-top",
+      version: "2.1.0",
+      indexJs: "module.exports = 'npm-top+' + require('hexr-npm-dep');\n",
+      dependencies: { "hexr-npm-dep": "^1.0.0" },
+    });
+    npmReg = await startNpmRegistry(readdirSync(tarballs).map((f) => join(tarballs, f)));
+    fetcher = new PackageFetcher({
+      python: { url: `${pyIndex.origin}/simple/` },
+      npm: { url: npmReg.origin },
+      cacheDir,
+    });
+  });
+
+  afterAll(async () => {
+    fetcher.stop();
+    await Promise.all([pyIndex?.close(), npmReg?.close(), stray?.close()]);
+    for (const d of [wheels, tarballs, dataDir, cacheDir, ...outputs]) rmSync(d, { recursive: true, force: true });
+  });
+
+  it("downloads a python package with its dependency as wheels; the second time from the cache", async () => {
+    const first = await fetcher.fetch({ id: id(), language: "python", specs: ["hexr-top"], timeoutMs: 60_000 });
+    outputs.push(first.sourceDir);
+    expect(first).toMatchObject({ language: "python", items: ["hexr-top"], origin: "fetched" });
+    expect(readdirSync(first.sourceDir).sort()).toEqual(["hexr_dep-1.0.0-py3-none-any.whl", "hexr_top-1.0.0-py3-none-any.whl"]);
+    const fileRequests = () => pyIndex.requests.filter((r) => r.startsWith("/files/")).length;
+    expect(fileRequests()).toBe(2);
+
+    const second = await fetcher.fetch({ id: id(), language: "python", specs: ["hexr-top==1.0.0"], timeoutMs: 60_000 });
+    outputs.push(second.sourceDir);
+    expect(readdirSync(second.sourceDir).sort()).toEqual(readdirSync(first.sourceDir).sort());
+    expect(second.sourceDir).not.toBe(first.sourceDir);
+    expect(fileRequests()).toBe(2); // the wheels came from the cache; only the index pages were asked again
+  });
+
+  it("installs an npm package with its dependency into a node_modules tree; the second time from the cache", async () => {
+    const first = await fetcher.fetch({ id: id(), language: "javascript", specs: ["hexr-npm-top"], timeoutMs: 60_000 });
+    outputs.push(first.sourceDir);
+    const nm = join(first.sourceDir, "node_modules");
+    expect(JSON.parse(readFileSync(join(nm, "hexr-npm-top", "package.json"), "utf8")).version).toBe("2.1.0");
+    expect(existsSync(join(nm, "hexr-npm-dep", "index.js"))).toBe(true);
+    const tarballRequests = () => npmReg.requests.filter((r) => r.endsWith(".tgz")).length;
+    expect(tarballRequests()).toBe(2);
+
+    const second = await fetcher.fetch({ id: id(), language: "javascript", specs: ["hexr-npm-top@2.1.0"], timeoutMs: 60_000 });
+    outputs.push(second.sourceDir);
+    expect(existsSync(join(second.sourceDir, "node_modules", "hexr-npm-dep", "index.js"))).toBe(true);
+    expect(tarballRequests()).toBe(2);
+  });
+
+  it("names a package the index does not have", async () => {
+    await expect(fetcher.fetch({ id: id(), language: "python", specs: ["hexr-nope"], timeoutMs: 60_000 })).rejects.toMatchObject({
+      code: "sandbox.package_unavailable",
+      details: { package: "hexr-nope" },
+    });
+    await expect(
+      fetcher.fetch({ id: id(), language: "javascript", specs: ["hexr-npm-nope"], timeoutMs: 60_000 }),
+    ).rejects.toMatchObject({ code: "sandbox.package_unavailable", details: { package: "hexr-npm-nope" } });
+    await expect(
+      fetcher.fetch({ id: id(), language: "javascript", specs: ["hexr-npm-top@9.9.9"], timeoutMs: 60_000 }),
+    ).rejects.toMatchObject({ code: "sandbox.package_unavailable", details: { package: "hexr-npm-top@9.9.9" } });
+  });
+});
