@@ -32,13 +32,13 @@ describe("package fetch from an index, confined", () => {
     writeFileSync(join(dataDir, "admin.key"), adminKey, { mode: 0o600 });
     buildWheel(wheels, { name: "hexr-top", module: "from hexr_dep import DEP\nTOP = 'top+' + DEP\n", requires: ["hexr-dep"] });
     buildWheel(wheels, { name: "hexr-dep", module: "DEP = 'dep'\n" });
-    // A probe run by nothing: its wheel only proves what the sandbox's view of the host is when listed.
+    // Served by another host, which the index page links to: the proxy must not let pip reach it.
     buildWheel(wheels, { name: "hexr-elsewhere", module: "X = 1\n" });
     stray = await startSimpleIndex([join(wheels, "hexr_elsewhere-1.0.0-py3-none-any.whl")]);
     pyIndex = await startSimpleIndex(
       [join(wheels, "hexr_top-1.0.0-py3-none-any.whl"), join(wheels, "hexr_dep-1.0.0-py3-none-any.whl")],
-      // A page that points at a host the operator did not allow (127.0.0.2 resolves, but is not the index).
-      { "hexr-stray": [`http://localhost:${0}/files/hexr_stray-1.0.0-py3-none-any.whl`] },
+      // A page that points at a host the operator did not allow.
+      { "hexr-elsewhere": [`http://localhost:${stray.port}/files/hexr_elsewhere-1.0.0-py3-none-any.whl`] },
     );
     buildNpmTarball(tarballs, { name: "hexr-npm-dep", indexJs: "module.exports = 'npm-dep';\n" });
     buildNpmTarball(tarballs, {
@@ -102,5 +102,79 @@ describe("package fetch from an index, confined", () => {
     await expect(
       fetcher.fetch({ id: id(), language: "javascript", specs: ["hexr-npm-top@9.9.9"], timeoutMs: 60_000 }),
     ).rejects.toMatchObject({ code: "sandbox.package_unavailable", details: { package: "hexr-npm-top@9.9.9" } });
+  });
+
+  it("refuses a host the index links to but the operator did not allow, and says which", async () => {
+    const err = await fetcher
+      .fetch({ id: id(), language: "python", specs: ["hexr-elsewhere"], timeoutMs: 60_000 })
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "sandbox.package_index_unreachable", kind: "unavailable", details: { host: "localhost" } });
+    expect((err as Error).message).toContain(`localhost:${stray.port}`);
+    expect((err as Error).message).toContain("sandbox.packages.python.allowHosts");
+    expect(stray.requests).toEqual([]);
+  });
+
+  it("reports an index that cannot be reached, naming its host", async () => {
+    const down = new PackageFetcher({ python: { url: "http://127.0.0.1:1/simple/" }, cacheDir });
+    try {
+      const err = await down
+        .fetch({ id: id(), language: "python", specs: ["hexr-top"], timeoutMs: 60_000 })
+        .catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: "sandbox.package_index_unreachable", details: { host: "127.0.0.1", port: 1 } });
+      expect((err as Error).message).toContain("127.0.0.1:1");
+    } finally {
+      down.stop();
+    }
+  });
+
+  it("stops a fetch that outlasts its time", async () => {
+    await expect(fetcher.fetch({ id: id(), language: "python", specs: ["hexr-top"], timeoutMs: 1 })).rejects.toMatchObject({
+      code: "sandbox.package_install_timeout",
+      kind: "timeout",
+    });
+  });
+
+  it("never shows the installer anything of the host but /usr, or a way out but the proxy", async () => {
+    const script = [
+      "id -u; id -g",
+      "ls -A /",
+      "ls -A /tmp /run/hexr",
+      `ls -d ${dataDir} 2>&1`,
+      `cat ${join(dataDir, "admin.key")} 2>&1`,
+      "env | sort",
+      // The index by address, bypassing the proxy: the sandbox's network namespace has only loopback.
+      `python3 -c "import socket; socket.create_connection(('127.0.0.1', ${pyIndex.port}), timeout=2)" 2>&1 | tail -1`,
+      // Through the forwarder: the allowed index, then a host that is not allowed.
+      `python3 -c "import urllib.request as u; print('index', u.urlopen(u.Request('http://127.0.0.1:${pyIndex.port}/simple/hexr-dep/'), timeout=5).status)" 2>&1 | tail -1`,
+      `python3 -c "import urllib.request as u; u.urlopen('http://localhost:${stray.port}/', timeout=5)" 2>&1 | tail -1`,
+    ].join("; echo ---; ");
+    const { exitCode, log, proxy } = await fetcher.inspect(
+      "python",
+      PackageFetcher.forwarded("python", ["/usr/bin/env", "http_proxy=http://127.0.0.1:3128", "/bin/sh", "-c", script]),
+    );
+    console.log(JSON.stringify(log));
+    expect(exitCode).toBe(0);
+    const parts = log.split("---\n").map((p) => p.trim());
+    expect(parts[0]).toBe("65534\n65534");
+    expect(parts[1]!.split("\n").sort()).toEqual(
+      ["bin", "cache", "dev", "etc", "lib", "lib64", "out", "proc", "run", "sbin", "tmp", "usr"].filter(
+        (n) => parts[1]!.split("\n").includes(n) || !["lib64", "sbin"].includes(n),
+      ),
+    );
+    expect(parts[2]).not.toMatch(/admin|key|hexr-fetch-data/);
+    expect(parts[3]).toContain("No such file or directory");
+    expect(parts[4]).toContain("No such file or directory");
+    expect(log).not.toContain(adminKey);
+    expect(
+      parts[5]!
+        .split("\n")
+        .map((l) => l.split("=")[0])
+        .sort(),
+    ).toEqual(["HOME", "LANG", "PATH", "PWD", "SHLVL", "TMPDIR", "_", "http_proxy"].sort());
+    expect(parts[6]).toMatch(/ConnectionRefusedError|Network is unreachable|OSError/);
+    expect(parts[7]).toBe("index 200");
+    expect(parts[8]).toContain("403");
+    expect(proxy.refusals.map((r) => r.host)).toEqual(["localhost"]);
+    expect(stray.requests).toEqual([]);
   });
 });
