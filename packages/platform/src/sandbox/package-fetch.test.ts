@@ -130,6 +130,14 @@ describe("package fetch from an index, confined", () => {
     }
   });
 
+  it("stops a fetch whose execution is cancelled", async () => {
+    const ctl = new AbortController();
+    ctl.abort();
+    await expect(
+      fetcher.fetch({ id: id(), language: "javascript", specs: ["hexr-npm-top"], timeoutMs: 60_000, signal: ctl.signal }),
+    ).rejects.toMatchObject({ code: "sandbox.aborted" });
+  });
+
   it("stops a fetch that outlasts its time", async () => {
     await expect(fetcher.fetch({ id: id(), language: "python", specs: ["hexr-top"], timeoutMs: 1 })).rejects.toMatchObject({
       code: "sandbox.package_install_timeout",

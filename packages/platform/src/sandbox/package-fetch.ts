@@ -83,6 +83,8 @@ const PROXY_PORT = 3128;
 const PATHS = { out: "/out", cache: "/cache", proxySocket: "/run/hexr/proxy.sock", scripts: "/run/hexr/fetch" } as const;
 const MAX_LOG = 64 * 1024;
 const MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024;
+/** The fetch sandbox's private /tmp (downloads go to the output directory and the cache, not here). */
+const TMP_BYTES = 512 * 1024 * 1024;
 
 /** Python: forward 127.0.0.1:PORT to the proxy socket on threads, run pip, exit with its status. */
 const FETCH_PY = `import socket, subprocess, sys, threading
@@ -219,14 +221,9 @@ export class PackageFetcher implements PackageFetch {
     this.runAs = process.getuid?.() === 0 ? { uid: opts.uid ?? 65534, gid: opts.gid ?? 65534 } : undefined;
   }
 
-  /** Which languages fetch from an index. */
-  languages(): Array<"python" | "javascript"> {
-    return [...(this.opts.python ? (["python"] as const) : []), ...(this.opts.npm ? (["javascript"] as const) : [])];
-  }
-
   /** Removes the runtime directory (outputs not yet taken over by a backend go with it). */
   stop(): void {
-    this.runtime && rmSync(this.runtime.dir, { recursive: true, force: true });
+    if (this.runtime) rmSync(this.runtime.dir, { recursive: true, force: true });
     this.runtime = undefined;
   }
 
@@ -472,6 +469,8 @@ export class PackageFetcher implements PackageFetch {
       "/proc",
       "--dev",
       "/dev",
+      "--size",
+      String(TMP_BYTES),
       "--tmpfs",
       "/tmp",
       "--ro-bind",
@@ -574,7 +573,8 @@ export class PackageFetcher implements PackageFetch {
     const missing =
       req.language === "python"
         ? /No matching distribution found for ([^\s]+)/.exec(log)?.[1]
-        : (/No matching version found for (\S+?)\.?\s/.exec(log)?.[1] ?? /'((?:@[^/'\s]+\/)?[^@'\s]+)@[^']*' (?:is not in this registry|could not be found)/.exec(log)?.[1]);
+        : (/No matching version found for (\S+?)\.?\s/.exec(log)?.[1] ??
+          /'((?:@[^/'\s]+\/)?[^@'\s]+)@[^']*' (?:is not in this registry|could not be found)/.exec(log)?.[1]);
     if (missing) {
       const hint =
         req.language === "python" ? " (or it has no wheel for this platform: source distributions are never built)" : "";

@@ -16,6 +16,7 @@ import {
   type SandboxStatus,
 } from "@hexr/core";
 import { randomUUID } from "node:crypto";
+import { rmSync } from "node:fs";
 import type { Logger } from "pino";
 import { unauthenticated, type Principal } from "../auth/principal.js";
 import { authorize, policyWarningHeaders } from "../policy/authorize.js";
@@ -226,16 +227,22 @@ export class SandboxService {
     const id = this.opts.newId();
     try {
       const { install, installTimeoutMs } = await this.packagesFor(id, plan, ctx.signal);
-      const r = await backend.exec({
-        id,
-        code: req.code,
-        language: req.language,
-        timeoutMs: Math.round(timeout * 1000),
-        installTimeoutMs,
-        env: req.envVars,
-        ...(install ? { install } : {}),
-        ...(ctx.signal ? { signal: ctx.signal } : {}),
-      });
+      const r = await backend
+        .exec({
+          id,
+          code: req.code,
+          language: req.language,
+          timeoutMs: Math.round(timeout * 1000),
+          installTimeoutMs,
+          env: req.envVars,
+          ...(install ? { install } : {}),
+          ...(ctx.signal ? { signal: ctx.signal } : {}),
+        })
+        .catch((err: unknown) => {
+          // A backend that failed before taking the fetched packages over leaves them here.
+          if (install?.origin === "fetched") rmSync(install.sourceDir, { recursive: true, force: true });
+          throw err;
+        });
       this.opts.log?.info(
         {
           id,
