@@ -116,6 +116,12 @@ describe("egress proxy", () => {
     expect(await exchange(socketPath, request)).toMatch(/^HTTP\/1\.1 400 Bad Request/);
   });
 
+  it("refuses a request head that never ends", async () => {
+    expect(await exchange(socketPath, `GET http://127.0.0.1:${port}/ HTTP/1.1\r\nX: ${"a".repeat(20_000)}`)).toMatch(
+      /^HTTP\/1\.1 431 /,
+    );
+  });
+
   it("classifies addresses and parses host entries", () => {
     for (const a of [
       "127.0.0.1",

@@ -35,7 +35,7 @@ export interface EgressProxyOptions {
   /** Owner of the socket (the fetch sandbox's host uid/gid when the platform runs as root). */
   owner?: { uid: number; gid: number };
   log?: Logger;
-  /** Resolves a name (tests override nothing; injectable for a resolver that is not the system's). */
+  /** Resolves a name to addresses (default: the system resolver). */
   resolve?: (host: string) => Promise<string[]>;
 }
 
@@ -157,7 +157,10 @@ export class EgressProxy {
       buf = Buffer.concat([buf, chunk]);
       const end = buf.indexOf("\r\n\r\n");
       if (end === -1) {
-        if (buf.length > MAX_HEAD) this.answer(client, 431, "request head too large");
+        if (buf.length > MAX_HEAD) {
+          client.off("data", onData);
+          this.answer(client, 431, "request head too large");
+        }
         return;
       }
       client.off("data", onData);

@@ -107,6 +107,21 @@ describe("package fetch from an index, confined", () => {
     ).rejects.toMatchObject({ code: "sandbox.package_unavailable", details: { package: "hexr-npm-top@9.9.9" } });
   });
 
+  it("never shows the credentials of a private index in its errors", async () => {
+    const token = "s3cretTok3n";
+    const withCreds = new PackageFetcher({ python: { url: `http://hexr:${token}@127.0.0.1:${pyIndex.port}/simple/` }, cacheDir });
+    try {
+      const err = await withCreds
+        .fetch({ id: id(), language: "python", specs: ["hexr-nope"], timeoutMs: 60_000 })
+        .catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: "sandbox.package_unavailable" });
+      expect((err as Error).message).toContain(`http://127.0.0.1:${pyIndex.port}/simple/`);
+      expect(JSON.stringify(err) + (err as Error).message).not.toContain(token);
+    } finally {
+      withCreds.stop();
+    }
+  });
+
   it("refuses a host the index links to but the operator did not allow, and says which", async () => {
     const err = await fetcher
       .fetch({ id: id(), language: "python", specs: ["hexr-elsewhere"], timeoutMs: 60_000 })

@@ -202,6 +202,9 @@ function redactor(urls: string[]): (text: string) => string {
   return (text) => secrets.reduce((t, s) => t.split(s).join("****"), text);
 }
 
+/** The project name of a requirement as pip echoes it (`numpy==1.26.4` → `numpy`). */
+const pythonName = (req: string) => /^[A-Za-z0-9][A-Za-z0-9._-]*/.exec(req)?.[0] ?? req;
+
 /** The index URL without credentials, for messages. */
 function publicUrl(url: string): string {
   const u = new URL(url);
@@ -581,7 +584,8 @@ export class PackageFetcher implements PackageFetch {
       return new HexrError(
         "sandbox.package_unavailable",
         `package '${missing}' cannot be had from the package index ${publicUrl(index.url)}${hint}`,
-        { kind: "failed_precondition", details: { package: missing } },
+        // As for a local directory: the python project name, the npm name with the version asked for.
+        { kind: "failed_precondition", details: { package: req.language === "python" ? pythonName(missing) : missing } },
       );
     }
     const tail = log.trim().split("\n").slice(-8).join("\n").slice(-2000);

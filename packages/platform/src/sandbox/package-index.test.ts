@@ -112,7 +112,11 @@ describe("packages from a package index, end to end on the namespace backend", (
 
   it("names a package the index does not have", async () => {
     const py = await errorOf(exec({ code: "print(1)", packages: ["hexr-stats", "hexr-absent==1.0"] }));
-    expect(py).toMatchObject({ code: "sandbox.package_unavailable", kind: "failed_precondition" });
+    expect(py).toMatchObject({
+      code: "sandbox.package_unavailable",
+      kind: "failed_precondition",
+      details: { package: "hexr-absent" },
+    });
     expect(py.message).toContain("'hexr-absent==1.0'");
     const js = await errorOf(exec({ language: "javascript", code: "1", packages: ["hexr-absent-js"] }));
     expect(js).toMatchObject({ code: "sandbox.package_unavailable", details: { package: "hexr-absent-js" } });
