@@ -38,7 +38,7 @@ describe("package fetch from an index, confined", () => {
     pyIndex = await startSimpleIndex(
       [join(wheels, "hexr_top-1.0.0-py3-none-any.whl"), join(wheels, "hexr_dep-1.0.0-py3-none-any.whl")],
       // A page that points at a host the operator did not allow.
-      { "hexr-elsewhere": [`http://localhost:${stray.port}/files/hexr_elsewhere-1.0.0-py3-none-any.whl`] },
+      { extraLinks: { "hexr-elsewhere": [`http://localhost:${stray.port}/files/hexr_elsewhere-1.0.0-py3-none-any.whl`] } },
     );
     buildNpmTarball(tarballs, { name: "hexr-npm-dep", indexJs: "module.exports = 'npm-dep';\n" });
     buildNpmTarball(tarballs, {

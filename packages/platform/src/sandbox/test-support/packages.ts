@@ -85,19 +85,31 @@ export interface TestIndex {
   close(): Promise<void>;
 }
 
-async function serve(handler: (path: string) => { status: number; type?: string; body: string | Buffer; cache?: boolean }) {
+/** `fileDelayMs` holds back every file (wheel, tarball) response, as a far-away index would (for benchmarks). */
+export interface TestIndexOptions {
+  fileDelayMs?: number;
+}
+
+async function serve(
+  handler: (path: string) => { status: number; type?: string; body: string | Buffer; cache?: boolean },
+  opts: TestIndexOptions = {},
+) {
   const requests: string[] = [];
   const server: Server = createServer((req, res) => {
     const path = req.url ?? "/";
     requests.push(path);
     const r = handler(path);
-    res.writeHead(r.status, {
-      "Content-Type": r.type ?? "text/plain",
-      "Content-Length": Buffer.byteLength(r.body),
-      // As PyPI's and npm's file hosts do: immutable files may be cached for good.
-      ...(r.cache ? { "Cache-Control": "max-age=365000000, immutable, public" } : {}),
-    });
-    res.end(r.body);
+    const send = () => {
+      res.writeHead(r.status, {
+        "Content-Type": r.type ?? "text/plain",
+        "Content-Length": Buffer.byteLength(r.body),
+        // As PyPI's and npm's file hosts do: immutable files may be cached for good.
+        ...(r.cache ? { "Cache-Control": "max-age=365000000, immutable, public" } : {}),
+      });
+      res.end(r.body);
+    };
+    if (r.cache && opts.fileDelayMs) setTimeout(send, opts.fileDelayMs);
+    else send();
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as AddressInfo).port;
@@ -120,7 +132,11 @@ const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
  * (with their sha256, as PyPI does), `/files/<file>` serves them. `extraLinks` adds links (e.g. to
  * another host) to a project's page.
  */
-export function startSimpleIndex(wheels: string[], extraLinks: Record<string, string[]> = {}): Promise<TestIndex> {
+export function startSimpleIndex(
+  wheels: string[],
+  opts: TestIndexOptions & { extraLinks?: Record<string, string[]> } = {},
+): Promise<TestIndex> {
+  const extraLinks = opts.extraLinks ?? {};
   const files = new Map(wheels.map((w) => [basename(w), readFileSync(w)]));
   const norm = (n: string) => n.toLowerCase().replace(/[-_.]+/g, "-");
   return serve((path) => {
@@ -137,14 +153,14 @@ export function startSimpleIndex(wheels: string[], extraLinks: Record<string, st
     const file = /^\/files\/([^/]+)$/.exec(path);
     const body = file ? files.get(file[1]!) : undefined;
     return body ? { status: 200, type: "application/octet-stream", body, cache: true } : { status: 404, body: "not found" };
-  });
+  }, opts);
 }
 
 /**
  * An npm registry over tarballs built by buildNpmTarball: `/<name>` (scoped: `/@scope%2fname`) is
  * the packument with every version, `/<name>/-/<file>` the tarball.
  */
-export async function startNpmRegistry(tarballs: string[]): Promise<TestIndex> {
+export async function startNpmRegistry(tarballs: string[], opts: TestIndexOptions = {}): Promise<TestIndex> {
   const byName = new Map<string, Array<{ version: string; file: string; body: Buffer; manifest: Record<string, unknown> }>>();
   for (const t of tarballs) {
     const body = readFileSync(t);
@@ -184,7 +200,7 @@ export async function startNpmRegistry(tarballs: string[]): Promise<TestIndex> {
       ),
     };
     return { status: 200, type: "application/json", body: JSON.stringify(doc) };
-  });
+  }, opts);
   origin = index.origin;
   return index;
 }
