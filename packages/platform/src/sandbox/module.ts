@@ -141,7 +141,7 @@ export function createSandboxModule(deps: SandboxModuleDeps): SandboxModule {
     },
     async stop() {
       await service.stop();
-      fetcher?.stop();
+      await fetcher?.stop();
     },
   };
 }

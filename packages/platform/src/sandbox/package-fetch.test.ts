@@ -56,7 +56,7 @@ describe("package fetch from an index, confined", () => {
   });
 
   afterAll(async () => {
-    fetcher.stop();
+    await fetcher.stop();
     await Promise.all([pyIndex?.close(), npmReg?.close(), stray?.close()]);
     for (const d of [wheels, tarballs, dataDir, cacheDir, ...outputs]) rmSync(d, { recursive: true, force: true });
   });
@@ -118,7 +118,7 @@ describe("package fetch from an index, confined", () => {
       expect((err as Error).message).toContain(`http://127.0.0.1:${pyIndex.port}/simple/`);
       expect(JSON.stringify(err) + (err as Error).message).not.toContain(token);
     } finally {
-      withCreds.stop();
+      await withCreds.stop();
     }
   });
 
@@ -141,7 +141,22 @@ describe("package fetch from an index, confined", () => {
       expect(err).toMatchObject({ code: "sandbox.package_index_unreachable", details: { host: "127.0.0.1", port: 1 } });
       expect((err as Error).message).toContain("127.0.0.1:1");
     } finally {
-      down.stop();
+      await down.stop();
+    }
+  });
+
+  it("runs the fetch in a cgroup of its own: a memory hog is killed there", async () => {
+    const small = new PackageFetcher({
+      python: { url: `${pyIndex.origin}/simple/` },
+      cacheDir,
+      limits: { memoryBytes: 64 * 1024 * 1024, pids: 64, cpus: 1 },
+    });
+    try {
+      const r = await small.inspect("python", ["/usr/bin/python3", "-c", "x = bytearray(512 * 1024 * 1024); print('survived')"]);
+      expect(r.log).not.toContain("survived");
+      expect(r.oomKilled).toBe(true);
+    } finally {
+      await small.stop();
     }
   });
 

@@ -33,9 +33,11 @@ import {
 import { isIP } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Readable, Writable } from "node:stream";
 import type { Logger } from "pino";
 import { EgressProxy, hostOfUrl, isPrivateAddress, parseAllowedHost, type AllowedHost } from "./egress-proxy.js";
 import { inheritableFds } from "./namespace/inherited-fds.js";
+import { openCgroups, type CgroupLimits, type CgroupManager, type ExecCgroup } from "./cgroup.js";
 import { buildSeccompProgram, syscallTableFor } from "./namespace/seccomp.js";
 import type { PackageInstall } from "./types.js";
 
@@ -60,6 +62,8 @@ export interface PackageFetcherOptions {
   gid?: number;
   /** Where the runtime and per-execution output directories go (default: the OS temp dir). */
   runtimeParent?: string;
+  /** The fetch's own cgroup (default 1 GiB, 256 processes, one core); rlimits only where cgroups cannot be had. */
+  limits?: CgroupLimits;
   log?: Logger;
 }
 
@@ -82,6 +86,7 @@ export interface PackageFetch {
 const PROXY_PORT = 3128;
 const PATHS = { out: "/out", cache: "/cache", proxySocket: "/run/hexr/proxy.sock", scripts: "/run/hexr/fetch" } as const;
 const MAX_LOG = 64 * 1024;
+const DEFAULT_LIMITS: CgroupLimits = { memoryBytes: 1024 * 1024 * 1024, pids: 256, cpus: 1 };
 const MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024;
 /** The fetch sandbox's private /tmp (downloads go to the output directory and the cache, not here). */
 const TMP_BYTES = 512 * 1024 * 1024;
@@ -140,6 +145,8 @@ srv.listen(Number(port), "127.0.0.1", () => {
 
 interface Runtime {
   dir: string;
+  /** Undefined where cgroups cannot be had (the platform is not root): rlimits only. */
+  cgroups: CgroupManager | undefined;
   etc: string;
   scripts: string;
   jobs: string;
@@ -225,9 +232,12 @@ export class PackageFetcher implements PackageFetch {
   }
 
   /** Removes the runtime directory (outputs not yet taken over by a backend go with it). */
-  stop(): void {
-    if (this.runtime) rmSync(this.runtime.dir, { recursive: true, force: true });
+  async stop(): Promise<void> {
+    const rt = this.runtime;
     this.runtime = undefined;
+    if (!rt) return;
+    await rt.cgroups?.close();
+    rmSync(rt.dir, { recursive: true, force: true });
   }
 
   async fetch(req: FetchRequest): Promise<PackageInstall> {
@@ -255,6 +265,11 @@ export class PackageFetcher implements PackageFetch {
         );
       }
       if (run.aborted) throw new HexrError("sandbox.aborted", "the execution was cancelled", { kind: "unavailable" });
+      if (run.oomKilled) {
+        throw new HexrError("sandbox.package_install_failed", "fetching packages ran out of memory (the fetch's cgroup limit)", {
+          kind: "failed_precondition",
+        });
+      }
       if (run.exitCode !== 0) throw this.failure(req, index, proxy, run.log);
       ok = true;
       this.opts.log?.info(
@@ -321,7 +336,17 @@ export class PackageFetcher implements PackageFetch {
       chmodSync(d, 0o700);
       if (this.runAs) chownSync(d, this.runAs.uid, this.runAs.gid);
     }
-    this.runtime = { dir, etc, scripts, jobs, sockets, seccomp: buildSeccompProgram(table) };
+    const cg = openCgroups();
+    if (!cg.ok) this.opts.log?.warn({ detail: cg.detail }, "package fetches run without a cgroup (rlimits only)");
+    this.runtime = {
+      dir,
+      cgroups: cg.ok ? cg.manager : undefined,
+      etc,
+      scripts,
+      jobs,
+      sockets,
+      seccomp: buildSeccompProgram(table),
+    };
     return this.runtime;
   }
 
@@ -403,7 +428,7 @@ export class PackageFetcher implements PackageFetch {
     language: "python" | "javascript",
     command: string[],
     timeoutMs = 30_000,
-  ): Promise<{ exitCode: number | null; log: string; proxy: EgressProxy }> {
+  ): Promise<{ exitCode: number | null; oomKilled: boolean; log: string; proxy: EgressProxy }> {
     const index = (language === "python" ? this.opts.python : this.opts.npm) ?? { url: "http://127.0.0.1:9/" };
     const rt = this.prepare();
     const req: FetchRequest = { id: `inspect-${++this.inspections}`, language, specs: [], timeoutMs };
@@ -413,7 +438,7 @@ export class PackageFetcher implements PackageFetch {
     const proxy = await this.startProxy(rt, req.id, index);
     try {
       const run = await this.runSandbox(rt, req, command, out, proxy);
-      return { exitCode: run.exitCode, log: run.log, proxy };
+      return { exitCode: run.exitCode, oomKilled: run.oomKilled, log: run.log, proxy };
     } finally {
       await proxy.close();
       rmSync(out, { recursive: true, force: true });
@@ -444,7 +469,7 @@ export class PackageFetcher implements PackageFetch {
     command: string[],
     out: string,
     proxy: EgressProxy,
-  ): Promise<{ exitCode: number | null; timedOut: boolean; aborted: boolean; log: string }> {
+  ): Promise<{ exitCode: number | null; timedOut: boolean; aborted: boolean; oomKilled: boolean; log: string }> {
     const args = [
       "--unshare-all",
       "--unshare-user",
@@ -507,10 +532,14 @@ export class PackageFetcher implements PackageFetch {
       "C.UTF-8",
       "--seccomp",
       "4",
+      "--json-status-fd",
+      "5",
+      "--block-fd",
+      "6",
     ];
     const wrapper = `umask 022; ulimit -c 0; ulimit -n 1024; ulimit -f ${MAX_FILE_BYTES / 512}; exec "$@"`;
     const devNull = openSync("/dev/null", "r+");
-    const stdio: unknown[] = ["ignore", "pipe", "pipe", "pipe", "pipe"];
+    const stdio: unknown[] = ["ignore", "pipe", "pipe", "pipe", "pipe", "pipe", "pipe"];
     // Descriptors the platform inherited without close-on-exec would reach the installer: cover them.
     for (const fd of inheritableFds()) if (fd >= stdio.length) stdio[fd] = devNull;
     for (let i = 0; i < stdio.length; i++) if (stdio[i] === undefined) stdio[i] = "ignore";
@@ -526,21 +555,51 @@ export class PackageFetcher implements PackageFetch {
     };
     child.stdout!.on("data", collect);
     child.stderr!.on("data", collect);
-    const pipes = child.stdio as unknown as Array<NodeJS.WritableStream & { on: (e: string, f: () => void) => void }>;
-    for (const i of [3, 4]) pipes[i]!.on("error", () => undefined);
+    const pipes = child.stdio as unknown as Array<Readable & Writable>;
+    for (const i of [3, 4, 5, 6]) pipes[i]!.on("error", () => undefined);
     pipes[3]!.end(Buffer.from(args.map((a) => a + "\0").join("")));
     pipes[4]!.end(rt.seccomp);
+    // bwrap reports the sandbox's pid, then waits on fd 6 until it is in its cgroup.
+    let cgroup: ExecCgroup | undefined;
+    try {
+      cgroup = rt.cgroups?.create(this.opts.limits ?? DEFAULT_LIMITS);
+    } catch (err) {
+      collect(Buffer.from(`cannot create a cgroup for the fetch: ${(err as Error).message}\n`));
+      child.kill("SIGKILL");
+    }
+    let status = "";
+    let released = false;
+    pipes[5]!.setEncoding("utf8");
+    pipes[5]!.on("data", (chunk: string) => {
+      if (released) return;
+      status += chunk;
+      const pid = /"child-pid"\s*:\s*(\d+)/.exec(status)?.[1];
+      if (!pid) return;
+      released = true;
+      try {
+        cgroup?.add(Number(pid));
+        pipes[6]!.end("x");
+      } catch (err) {
+        collect(Buffer.from(`cannot move the fetch into its cgroup: ${(err as Error).message}\n`));
+        child.kill("SIGKILL");
+      }
+    });
+    pipes[5]!.on("error", () => undefined);
+    const kill = () => {
+      child.kill("SIGKILL"); // --die-with-parent: the sandbox's init and everything under it die too
+      void cgroup?.killAll();
+    };
 
     return new Promise((resolve) => {
       let timedOut = false;
       let aborted = false;
       const timer = setTimeout(() => {
         timedOut = true;
-        child.kill("SIGKILL"); // --die-with-parent: the sandbox's init and everything under it die too
+        kill();
       }, req.timeoutMs);
       const onAbort = () => {
         aborted = true;
-        child.kill("SIGKILL");
+        kill();
       };
       req.signal?.addEventListener("abort", onAbort, { once: true });
       if (req.signal?.aborted) onAbort();
@@ -548,7 +607,10 @@ export class PackageFetcher implements PackageFetch {
       child.once("close", (code) => {
         clearTimeout(timer);
         req.signal?.removeEventListener("abort", onAbort);
-        resolve({ exitCode: code, timedOut, aborted, log: this.redact(log) });
+        const oomKilled = (cgroup?.oomKills() ?? 0) > 0;
+        void (cgroup?.destroy() ?? Promise.resolve()).finally(() =>
+          resolve({ exitCode: code, timedOut, aborted, oomKilled, log: this.redact(log) }),
+        );
       });
     });
   }
