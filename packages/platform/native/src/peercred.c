@@ -12,6 +12,8 @@
 #include <unistd.h>
 #include <node_api.h>
 
+#include "spawn.h"
+
 #define CHECK(call)                                                   \
   do {                                                                \
     if ((call) != napi_ok) {                                          \
@@ -91,6 +93,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"dirHandleAlive", NULL, dir_handle_alive, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+  CHECK(register_spawn(env, exports));
   return exports;
 }
 

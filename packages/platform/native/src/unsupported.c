@@ -1,9 +1,9 @@
-// Peer credentials are read with Linux's SO_PEERCRED; other systems get a module whose functions throw.
+// Peer credentials and sandbox processes need Linux (SO_PEERCRED, clone); other systems get a module whose functions throw.
 #include <node_api.h>
 
 static napi_value unsupported(napi_env env, napi_callback_info info) {
   (void)info;
-  napi_throw_error(env, "hexr.native_unsupported", "workload attestation needs Linux (SO_PEERCRED and /proc)");
+  napi_throw_error(env, "hexr.native_unsupported", "this needs Linux (SO_PEERCRED, /proc, clone)");
   return NULL;
 }
 
@@ -11,7 +11,11 @@ NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
       {"peerCred", NULL, unsupported, NULL, NULL, NULL, napi_enumerable, NULL},
       {"dirHandleAlive", NULL, unsupported, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"spawn", NULL, unsupported, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"pipe", NULL, unsupported, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"memfd", NULL, unsupported, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"reap", NULL, unsupported, NULL, NULL, NULL, napi_enumerable, NULL},
   };
-  napi_define_properties(env, exports, 2, props);
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
 }

@@ -5,9 +5,11 @@
  * and parallel platforms never touch each other's executions.
  */
 
+import { HexrError } from "@hexr/core";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
-import { join, posix } from "node:path";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statfsSync, writeFileSync } from "node:fs";
+import { rmdir, writeFile } from "node:fs/promises";
+import { isAbsolute, join, posix } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
 export type CgroupVersion = "v1" | "v2";
@@ -23,8 +25,12 @@ export interface ExecCgroup {
   readonly name: string;
   /** The directories of this cgroup (one per v1 controller, or one on v2). */
   readonly dirs: readonly string[];
-  /** Moves a process in; its future children are born inside. */
-  add(pid: number): void;
+  /**
+   * Moves a process in; its future children are born inside. Asynchronous: a migration waits for
+   * an RCU grace period in the kernel (~0.1-1 ms each, three of them on v1), which must not stall
+   * the platform's event loop.
+   */
+  add(pid: number): Promise<void>;
   /** OOM kills the kernel performed in this cgroup. */
   oomKills(): number;
   /** Processes currently inside. */
@@ -51,11 +57,97 @@ export interface OpenCgroupsOptions {
   instance?: string;
   /** `/proc/self` (tests of the parsing point elsewhere). */
   procSelf?: string;
+  /** `/proc/cgroups`, which says which controllers are bound to a v1 hierarchy. */
+  procCgroups?: string;
+  /**
+   * A cgroup v2 directory to create this instance in, instead of this process's own cgroup (and
+   * no v1 fallback): lets tests run the v2 code on a hybrid host's unified hierarchy.
+   */
+  v2Dir?: string;
+  /**
+   * The v2 controllers that must be available and are enabled for executions (on v2 only; v1 always
+   * needs memory, pids and cpu); default memory, pids, cpu. Limits are written only for those named, so anything but the default leaves
+   * executions without some limit (the probe's detail says which): for tests on hierarchies
+   * that lack them, never for serving.
+   */
+  v2Controllers?: readonly string[];
+  /** false: kill with the per-pid loop alone, as on kernels before 5.14 that lack cgroup.kill (tests). */
+  v2KillFile?: boolean;
 }
 
-const CONTROLLERS = ["memory", "pids", "cpu"] as const;
-type Controller = (typeof CONTROLLERS)[number];
+/** The controllers whose limits a per-execution cgroup enforces. */
+export const LIMIT_CONTROLLERS = ["memory", "pids", "cpu"] as const;
+export type LimitController = (typeof LIMIT_CONTROLLERS)[number];
+const CONTROLLERS = LIMIT_CONTROLLERS;
+type Controller = LimitController;
 const CPU_PERIOD_US = 100_000;
+/** CFS refuses quotas below 1 ms. */
+const CPU_MIN_QUOTA_US = 1000;
+const CGROUP2_SUPER_MAGIC = 0x63677270;
+const CONTROLLER_NAME = /^[a-z_][a-z0-9_]{0,31}$/;
+
+/** One file a limit is written to, in the directory of `controller` (v1) or the cgroup's (v2). */
+export interface LimitWrite {
+  controller: LimitController;
+  file: string;
+  value: string;
+  /** Written only where the kernel has the file (swap accounting may be off). */
+  optional?: true;
+}
+
+function invalidLimits(message: string, field: string): HexrError {
+  return new HexrError("sandbox.invalid_cgroup_limits", `cgroup limits: ${message}`, {
+    kind: "invalid_argument",
+    details: { errors: [{ path: field, message }] },
+  });
+}
+
+/** Throws a typed error for limits the kernel would reject or misread (NaN, fractions, ≤ 0). */
+export function checkLimits(limits: CgroupLimits): void {
+  if (!Number.isSafeInteger(limits.memoryBytes) || limits.memoryBytes <= 0)
+    throw invalidLimits(`memoryBytes must be a positive integer, got ${String(limits.memoryBytes)}`, "memoryBytes");
+  if (!Number.isSafeInteger(limits.pids) || limits.pids <= 0)
+    throw invalidLimits(`pids must be a positive integer, got ${String(limits.pids)}`, "pids");
+  if (!Number.isFinite(limits.cpus) || limits.cpus <= 0)
+    throw invalidLimits(`cpus must be a positive number, got ${String(limits.cpus)}`, "cpus");
+}
+
+/** CFS quota per 100 ms period for `cpus` cores, at least the 1 ms the kernel accepts. */
+export function cpuQuotaUs(cpus: number): number {
+  return Math.max(CPU_MIN_QUOTA_US, Math.round(cpus * CPU_PERIOD_US));
+}
+
+/** What a v1 per-execution cgroup gets written, controller by controller. */
+export function v1LimitWrites(limits: CgroupLimits): LimitWrite[] {
+  checkLimits(limits);
+  const mem = String(limits.memoryBytes);
+  return [
+    { controller: "memory", file: "memory.limit_in_bytes", value: mem },
+    // Without this, swap would extend the limit wherever swap accounting is on.
+    { controller: "memory", file: "memory.memsw.limit_in_bytes", value: mem, optional: true },
+    { controller: "pids", file: "pids.max", value: String(limits.pids) },
+    { controller: "cpu", file: "cpu.cfs_period_us", value: String(CPU_PERIOD_US) },
+    { controller: "cpu", file: "cpu.cfs_quota_us", value: String(cpuQuotaUs(limits.cpus)) },
+  ];
+}
+
+/** What a v2 per-execution cgroup gets written, for the controllers it has. */
+export function v2LimitWrites(limits: CgroupLimits, controllers: readonly string[] = CONTROLLERS): LimitWrite[] {
+  checkLimits(limits);
+  const all: LimitWrite[] = [
+    { controller: "memory", file: "memory.max", value: String(limits.memoryBytes) },
+    // v2 counts swap separately; 0 keeps the memory limit from being stretched by swapping.
+    { controller: "memory", file: "memory.swap.max", value: "0", optional: true },
+    { controller: "pids", file: "pids.max", value: String(limits.pids) },
+    { controller: "cpu", file: "cpu.max", value: `${cpuQuotaUs(limits.cpus)} ${CPU_PERIOD_US}` },
+  ];
+  return all.filter((w) => controllers.includes(w.controller));
+}
+
+function writeLimit(dir: string, w: LimitWrite): void {
+  if (w.optional) writeIfExists(join(dir, w.file), w.value);
+  else writeFileSync(join(dir, w.file), w.value);
+}
 
 interface MountInfo {
   root: string;
@@ -97,6 +189,16 @@ export function parseProcCgroup(text: string): Map<string, string> {
   return out;
 }
 
+/** `/proc/cgroups`: controller → id of the v1 hierarchy it is bound to (0: free for cgroup v2). */
+export function parseProcCgroups(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    const m = /^([a-z_][a-z0-9_]*)\s+(\d+)\s+\d+\s+([01])$/.exec(line.trim());
+    if (m && m[3] === "1") out.set(m[1]!, Number(m[2]));
+  }
+  return out;
+}
+
 /** The directory of `cgroupPath` in a hierarchy mounted at `mount` (which shows `mount.root`). */
 function dirIn(mount: MountInfo, cgroupPath: string): string {
   const rel = posix.relative(mount.root, cgroupPath);
@@ -110,6 +212,8 @@ function describeErr(err: unknown): string {
 }
 
 const INSTANCE_NAME = /^hexr-sandbox-(\d+)-[0-9a-f]+$/;
+/** Where a v2 platform moved itself when its own cgroup had to give controllers to children. */
+const PLATFORM_LEAF_NAME = /^hexr-platform-(\d+)$/;
 
 function pidAlive(pid: number): boolean {
   try {
@@ -120,9 +224,13 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** A short synchronous pause: stale cleanup runs inside the synchronous openCgroups. */
+const pauseSync = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
 /**
  * Removes instance directories left by platforms that died without cleaning up (SIGKILL, crash):
- * kills what still runs in them and removes the empty cgroups.
+ * kills what still runs in them and removes the empty cgroups (waiting up to about a second for
+ * killed processes to leave). On v2 also removes the leaf such a platform had moved itself into.
  */
 export function removeStaleInstances(base: string): number {
   let removed = 0;
@@ -133,6 +241,11 @@ export function removeStaleInstances(base: string): number {
     return 0;
   }
   for (const name of names) {
+    const leaf = PLATFORM_LEAF_NAME.exec(name);
+    if (leaf && !pidAlive(Number(leaf[1]))) {
+      tryRmdir(join(base, name)); // fails while anything still lives there: then it is not ours to clear
+      continue;
+    }
     const m = INSTANCE_NAME.exec(name);
     if (!m || pidAlive(Number(m[1]))) continue;
     const dir = join(base, name);
@@ -145,8 +258,15 @@ export function removeStaleInstances(base: string): number {
       continue;
     }
     for (const c of children) {
+      tryWrite(join(c, "cgroup.kill"), "1"); // v2 (5.14+); v1 has no such file
       killPids(readPids(join(c, "cgroup.procs")));
-      tryRmdir(c);
+    }
+    for (let i = 0; i < 200 && children.length; i++) {
+      children = children.filter((c) => !tryRmdir(c));
+      if (children.length) {
+        for (const c of children) killPids(readPids(join(c, "cgroup.procs")));
+        pauseSync(5);
+      }
     }
     if (tryRmdir(dir)) removed++;
   }
@@ -171,6 +291,8 @@ export function cgroupBases(procSelf = "/proc/self"): string[] {
 export function openCgroups(opts: OpenCgroupsOptions = {}): CgroupProbe {
   const procSelf = opts.procSelf ?? "/proc/self";
   const instance = opts.instance ?? `hexr-sandbox-${process.pid}-${randomBytes(3).toString("hex")}`;
+  const v2Controllers = checkControllerNames(opts.v2Controllers ?? CONTROLLERS);
+  if (opts.v2Dir !== undefined) return openExplicitV2(opts.v2Dir, opts, v2Controllers, instance);
   let mounts: MountInfo[];
   let own: Map<string, string>;
   try {
@@ -214,56 +336,184 @@ export function openCgroups(opts: OpenCgroupsOptions = {}): CgroupProbe {
     const missing = CONTROLLERS.filter((c) => !v1[c]);
     return { ok: false, detail: `no cgroup v2 mount and cgroup v1 lacks ${missing.join(", ")}` };
   }
-  const ownDir = dirIn(unified, own.get("") ?? "/");
+  return openV2Probe(dirIn(unified, own.get("") ?? "/"), unified.mountPoint, v2Controllers, instance, {
+    mounts,
+    procCgroups: opts.procCgroups,
+    killFile: opts.v2KillFile,
+  });
+}
+
+interface V2Context {
+  mounts?: MountInfo[];
+  procCgroups?: string | undefined;
+  killFile?: boolean | undefined;
+}
+
+function checkControllerNames(controllers: readonly string[]): readonly string[] {
+  for (const [i, c] of controllers.entries()) {
+    if (!CONTROLLER_NAME.test(c)) {
+      throw new HexrError(
+        "sandbox.invalid_cgroup_controller",
+        `v2Controllers[${i}] '${c.slice(0, 40)}' is not a controller name`,
+        {
+          kind: "invalid_argument",
+          details: { errors: [{ path: `v2Controllers.${i}`, message: "not a controller name" }] },
+        },
+      );
+    }
+  }
+  return controllers;
+}
+
+/** openCgroups on an explicit cgroup v2 directory. */
+function openExplicitV2(dir: string, opts: OpenCgroupsOptions, controllers: readonly string[], instance: string): CgroupProbe {
+  if (!isAbsolute(dir)) {
+    throw new HexrError("sandbox.invalid_cgroup_dir", `v2Dir '${dir.slice(0, 200)}' is not an absolute path`, {
+      kind: "invalid_argument",
+      details: { errors: [{ path: "v2Dir", message: "not an absolute path" }] },
+    });
+  }
+  let mounts: MountInfo[] | undefined;
+  try {
+    mounts = parseMountInfo(readFileSync(join(opts.procSelf ?? "/proc/self", "mountinfo"), "utf8"));
+  } catch {
+    mounts = undefined; // only used to name v1 mount points in the detail
+  }
+  try {
+    if (statfsSync(dir).type !== CGROUP2_SUPER_MAGIC) return { ok: false, detail: `${dir} is not on a cgroup v2 filesystem` };
+  } catch (err) {
+    return { ok: false, detail: `cgroup v2 directory ${dir}: ${describeErr(err)}` };
+  }
+  const mount = mounts
+    ?.filter((m) => m.fsType === "cgroup2" && (dir === m.mountPoint || dir.startsWith(m.mountPoint + "/")))
+    .pop();
+  return openV2Probe(dir, mount?.mountPoint ?? dir, controllers, instance, {
+    ...(mounts ? { mounts } : {}),
+    procCgroups: opts.procCgroups,
+    killFile: opts.v2KillFile,
+  });
+}
+
+/** Checks that `ownDir` offers `controllers`, then creates the instance directory below it. */
+function openV2Probe(
+  ownDir: string,
+  mountPoint: string,
+  controllers: readonly string[],
+  instance: string,
+  ctx: V2Context,
+): CgroupProbe {
   let available: string[];
   try {
-    available = readFileSync(join(ownDir, "cgroup.controllers"), "utf8").trim().split(/\s+/);
+    available = readControllers(ownDir);
   } catch (err) {
     return {
       ok: false,
-      detail: `cgroup v2 at ${unified.mountPoint}: cannot read ${ownDir}/cgroup.controllers: ${describeErr(err)}`,
+      detail: `cgroup v2 at ${mountPoint}: cannot read ${ownDir}/cgroup.controllers: ${describeErr(err)}`,
     };
   }
-  const missing = CONTROLLERS.filter((c) => !available.includes(c));
-  if (missing.length) {
-    return {
-      ok: false,
-      detail:
-        `cgroup v2 at ${unified.mountPoint} lacks the ${missing.join(", ")} controller(s) in ${ownDir}` +
-        (CONTROLLERS.some((c) => v1[c]) ? " (they are bound to cgroup v1 hierarchies)" : ""),
-    };
-  }
+  const missing = controllers.filter((c) => !available.includes(c));
+  if (missing.length) return { ok: false, detail: explainMissing(missing, available, ownDir, mountPoint, ctx) };
+  const limited = CONTROLLERS.filter((c) => controllers.includes(c));
+  const unlimited = CONTROLLERS.filter((c) => !controllers.includes(c));
   try {
-    const parent = openV2(ownDir, instance);
-    return { ok: true, manager: new V2Manager(parent), detail: `cgroup v2 (memory, pids, cpu) at ${parent}` };
+    const parent = openV2(ownDir, instance, controllers);
+    const what = controllers.length ? controllers.join(", ") : "no controllers";
+    return {
+      ok: true,
+      manager: new V2Manager(parent, limited, ctx.killFile ?? true),
+      detail:
+        `cgroup v2 (${what}) at ${parent}` +
+        (unlimited.length ? `; executions get NO ${unlimited.join(", ")} limit (not requested)` : ""),
+    };
   } catch (err) {
     return { ok: false, detail: `cgroup v2 at ${ownDir}: ${describeErr(err)}` };
   }
+}
+
+function readControllers(dir: string): string[] {
+  return readFileSync(join(dir, "cgroup.controllers"), "utf8").trim().split(/\s+/).filter(Boolean);
+}
+
+/**
+ * Says why each missing controller is not offered in `ownDir` and what would give it: bound to a
+ * v1 hierarchy (the kernel hands a controller to v2 only once no v1 hierarchy holds it), not
+ * delegated by a parent, or not in this kernel at all.
+ */
+function explainMissing(
+  missing: readonly string[],
+  available: readonly string[],
+  ownDir: string,
+  mountPoint: string,
+  ctx: V2Context,
+): string {
+  let v1Ids = new Map<string, number>();
+  try {
+    v1Ids = parseProcCgroups(readFileSync(ctx.procCgroups ?? "/proc/cgroups", "utf8"));
+  } catch {
+    // the mount table alone then tells which controllers v1 holds
+  }
+  let atRoot: string[] = [];
+  try {
+    atRoot = readControllers(mountPoint);
+  } catch {
+    // unknown: a controller not in ownDir is then reported as missing from the kernel's v2
+  }
+  const reasons: string[] = [];
+  const fixes = new Set<string>();
+  for (const c of missing) {
+    const v1Mount = ctx.mounts?.find((m) => m.fsType === "cgroup" && m.superOptions.includes(c));
+    const v1Id = v1Ids.get(c) ?? 0;
+    if (v1Mount || v1Id > 0) {
+      reasons.push(
+        v1Mount
+          ? `${c} is bound to the cgroup v1 hierarchy at ${v1Mount.mountPoint}`
+          : `${c} is bound to cgroup v1 hierarchy ${v1Id} (mounted elsewhere)`,
+      );
+      fixes.add(
+        "boot with cgroup_no_v1=all (or systemd.unified_cgroup_hierarchy=1) so the kernel gives the controllers to cgroup v2, or run where v1 hierarchies hold all of memory, pids and cpu",
+      );
+    } else if (atRoot.includes(c)) {
+      reasons.push(`${c} is not delegated: a parent of ${ownDir} does not enable it in cgroup.subtree_control`);
+      fixes.add("enable them in the parents' cgroup.subtree_control (a systemd unit with Delegate=yes does this)");
+    } else {
+      reasons.push(`${c} is not offered by this kernel's cgroup v2 (disabled at boot with cgroup_disable= or not built in)`);
+      fixes.add("use a kernel with the controller enabled");
+    }
+  }
+  return (
+    `cgroup v2 at ${mountPoint} lacks the ${missing.join(", ")} controller(s) in ${ownDir}/cgroup.controllers ` +
+    `(it offers: ${available.length ? available.join(" ") : "none"}): ${reasons.join("; ")}. ` +
+    `Executions would run without those limits, so this hierarchy is not used. To fix: ${[...fixes].join("; ")}`
+  );
 }
 
 /**
  * On v2 a cgroup with processes cannot hand controllers to children ("no internal processes"), so
  * when our own cgroup refuses, the platform moves itself into a leaf beside the sandbox directory.
  */
-function openV2(ownDir: string, instance: string): string {
-  const enable = "+memory +pids +cpu";
-  try {
-    writeFileSync(join(ownDir, "cgroup.subtree_control"), enable);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "EBUSY") throw err;
-    const leaf = join(ownDir, `hexr-platform-${process.pid}`);
-    if (!existsSync(leaf)) mkdirSync(leaf);
-    writeFileSync(join(leaf, "cgroup.procs"), String(process.pid));
-    writeFileSync(join(ownDir, "cgroup.subtree_control"), enable);
+function openV2(ownDir: string, instance: string, controllers: readonly string[]): string {
+  const enable = controllers.map((c) => `+${c}`).join(" ");
+  if (enable) {
+    try {
+      writeFileSync(join(ownDir, "cgroup.subtree_control"), enable);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EBUSY") throw err;
+      const leaf = join(ownDir, `hexr-platform-${process.pid}`);
+      if (!existsSync(leaf)) mkdirSync(leaf);
+      writeFileSync(join(leaf, "cgroup.procs"), String(process.pid));
+      writeFileSync(join(ownDir, "cgroup.subtree_control"), enable);
+    }
   }
   removeStaleInstances(ownDir);
   const parent = join(ownDir, instance);
   mkdirSync(parent);
-  try {
-    writeFileSync(join(parent, "cgroup.subtree_control"), enable);
-  } catch (err) {
-    tryRmdir(parent);
-    throw err;
+  if (enable) {
+    try {
+      writeFileSync(join(parent, "cgroup.subtree_control"), enable);
+    } catch (err) {
+      tryRmdir(parent);
+      throw err;
+    }
   }
   return parent;
 }
@@ -271,6 +521,15 @@ function openV2(ownDir: string, instance: string): string {
 function tryRmdir(dir: string): boolean {
   try {
     rmdirSync(dir);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "ENOENT";
+  }
+}
+
+async function tryRmdirAsync(dir: string): Promise<boolean> {
+  try {
+    await rmdir(dir);
     return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === "ENOENT";
@@ -301,6 +560,14 @@ function killPids(pids: number[]): void {
   }
 }
 
+function tryWrite(file: string, value: string): void {
+  try {
+    writeFileSync(file, value);
+  } catch {
+    // absent or refused: the caller has another way
+  }
+}
+
 function writeIfExists(file: string, value: string): void {
   if (existsSync(file)) writeFileSync(file, value);
 }
@@ -314,7 +581,7 @@ abstract class BaseCgroup implements ExecCgroup {
     private readonly onGone: (c: ExecCgroup) => void,
   ) {}
 
-  abstract add(pid: number): void;
+  abstract add(pid: number): Promise<void>;
   abstract oomKills(): number;
   abstract pids(): number[];
   protected abstract killOnce(): void;
@@ -334,7 +601,7 @@ abstract class BaseCgroup implements ExecCgroup {
       await this.killAll();
       // A killed process leaves its cgroup a moment after its parent saw it exit.
       for (let i = 0; i < 200; i++) {
-        if (this.dirs.every((d) => tryRmdir(d))) break;
+        if ((await Promise.all(this.dirs.map((d) => tryRmdirAsync(d)))).every(Boolean)) break;
         await sleep(i < 10 ? 2 : 20);
       }
       this.onGone(this);
@@ -352,8 +619,8 @@ class V1Cgroup extends BaseCgroup {
     this.pidsDir = dirs[1]!;
   }
 
-  add(pid: number): void {
-    for (const d of this.dirs) writeFileSync(join(d, "cgroup.procs"), String(pid));
+  async add(pid: number): Promise<void> {
+    await Promise.all(this.dirs.map((d) => writeFile(join(d, "cgroup.procs"), String(pid))));
   }
 
   oomKills(): number {
@@ -378,8 +645,17 @@ class V1Cgroup extends BaseCgroup {
 }
 
 class V2Cgroup extends BaseCgroup {
-  add(pid: number): void {
-    writeFileSync(join(this.dirs[0]!, "cgroup.procs"), String(pid));
+  constructor(
+    name: string,
+    dirs: string[],
+    onGone: (c: ExecCgroup) => void,
+    private readonly killFile: boolean,
+  ) {
+    super(name, dirs, onGone);
+  }
+
+  async add(pid: number): Promise<void> {
+    await writeFile(join(this.dirs[0]!, "cgroup.procs"), String(pid));
   }
 
   oomKills(): number {
@@ -396,6 +672,7 @@ class V2Cgroup extends BaseCgroup {
   }
 
   protected killOnce(): void {
+    if (!this.killFile) return;
     try {
       writeFileSync(join(this.dirs[0]!, "cgroup.kill"), "1"); // Linux 5.14+: atomic, fork-bomb proof
     } catch {
@@ -427,6 +704,7 @@ class V1Manager extends BaseManager {
   readonly version = "v1" as const;
 
   create(limits: CgroupLimits): ExecCgroup {
+    const writes = v1LimitWrites(limits);
     const name = this.nextName();
     const [memParent, pidsParent, cpuParent] = this.parents as [string, string, string];
     const dirs = [join(memParent, name), join(pidsParent, name), join(cpuParent, name)];
@@ -436,13 +714,7 @@ class V1Manager extends BaseManager {
         mkdirSync(d);
         made.push(d);
       }
-      const [mem, pids, cpu] = dirs as [string, string, string];
-      writeFileSync(join(mem, "memory.limit_in_bytes"), String(limits.memoryBytes));
-      // Without this, swap would extend the limit wherever swap accounting is on.
-      writeIfExists(join(mem, "memory.memsw.limit_in_bytes"), String(limits.memoryBytes));
-      writeFileSync(join(pids, "pids.max"), String(limits.pids));
-      writeFileSync(join(cpu, "cpu.cfs_period_us"), String(CPU_PERIOD_US));
-      writeFileSync(join(cpu, "cpu.cfs_quota_us"), String(Math.max(1000, Math.round(limits.cpus * CPU_PERIOD_US))));
+      for (const w of writes) writeLimit(dirs[CONTROLLERS.indexOf(w.controller)]!, w);
     } catch (err) {
       for (const d of made.reverse()) tryRmdir(d);
       throw err;
@@ -456,24 +728,27 @@ class V1Manager extends BaseManager {
 class V2Manager extends BaseManager {
   readonly version = "v2" as const;
 
-  constructor(parent: string) {
+  constructor(
+    parent: string,
+    /** The limits this hierarchy enforces: all three except where a test asked for fewer. */
+    private readonly limited: readonly LimitController[],
+    private readonly killFile: boolean,
+  ) {
     super([parent]);
   }
 
   create(limits: CgroupLimits): ExecCgroup {
+    const writes = v2LimitWrites(limits, this.limited);
     const name = this.nextName();
     const dir = join(this.parents[0]!, name);
     mkdirSync(dir);
     try {
-      writeFileSync(join(dir, "memory.max"), String(limits.memoryBytes));
-      writeIfExists(join(dir, "memory.swap.max"), "0");
-      writeFileSync(join(dir, "pids.max"), String(limits.pids));
-      writeFileSync(join(dir, "cpu.max"), `${Math.max(1000, Math.round(limits.cpus * CPU_PERIOD_US))} ${CPU_PERIOD_US}`);
+      for (const w of writes) writeLimit(dir, w);
     } catch (err) {
       tryRmdir(dir);
       throw err;
     }
-    const cg = new V2Cgroup(name, [dir], (c) => this.live.delete(c));
+    const cg = new V2Cgroup(name, [dir], (c) => this.live.delete(c), this.killFile);
     this.live.add(cg);
     return cg;
   }

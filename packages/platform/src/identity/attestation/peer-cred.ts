@@ -1,7 +1,6 @@
 import { HexrError } from "@hexr/core";
-import { createRequire } from "node:module";
 import type { Socket } from "node:net";
-import { fileURLToPath } from "node:url";
+import { nativeBinding } from "../../native.js";
 
 /** What the kernel recorded about the process that called connect() on a unix socket. */
 export interface PeerCredentials {
@@ -11,31 +10,7 @@ export interface PeerCredentials {
   gid: number;
 }
 
-interface NativeBinding {
-  peerCred(fd: number): PeerCredentials;
-  dirHandleAlive(fd: number): boolean;
-}
-
-// Same relative path from src/ and dist/: the addon is built in packages/platform/native/build.
-const ADDON_URL = new URL("../../../native/build/Release/hexr_native.node", import.meta.url);
-
-let binding: NativeBinding | undefined;
-
-/** The SO_PEERCRED addon (packages/platform/native), loaded once. */
-export function nativeBinding(): NativeBinding {
-  if (binding) return binding;
-  const path = fileURLToPath(ADDON_URL);
-  try {
-    binding = createRequire(import.meta.url)(path) as NativeBinding;
-  } catch (err) {
-    throw new HexrError(
-      "identity.native_addon_missing",
-      `the peer-credentials addon is not built (${path}): run 'npm run build:native -w @hexr/platform' (needs gcc, make and python3)`,
-      { kind: "unavailable", cause: err },
-    );
-  }
-  return binding;
-}
+export { nativeBinding };
 
 /** The OS file descriptor behind a connected net.Socket (Node keeps it on the libuv handle). */
 export function socketFd(socket: Socket): number {

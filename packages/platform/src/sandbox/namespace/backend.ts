@@ -9,14 +9,15 @@
  * anything; an execution takes one, writes its job into the sandbox's read-only job directory,
  * releases it, and the sandbox is destroyed when the code ends. Each sandbox serves one execution.
  *
- * Spawn protocol: bwrap reads its options from fd 3 (so nothing shows in `ps`), reports the
- * sandbox pid on fd 4 (`--json-status-fd`) and then waits on fd 5 (`--block-fd`); by then the
- * platform has moved that pid into the sandbox's cgroup. fd 6 carries the seccomp program and the
- * runner reports on fd 8 (fd 7 is unused).
+ * Spawn protocol: bwrap is started without forking the platform (./spawn.ts) and gets exactly
+ * these descriptors: it reads its options from fd 3 (an in-memory file, so nothing shows in `ps`),
+ * reports the sandbox pid on fd 4 (`--json-status-fd`) and then waits on fd 5 (`--block-fd`); by
+ * then the platform has moved that pid into the sandbox's cgroup. fd 6 carries the seccomp program
+ * and the runner reports on fd 8 (fd 7 is closed).
  */
 
 import { HexrError, type SandboxLanguage } from "@hexr/core";
-import { execFile, spawn, type ChildProcess, type StdioOptions } from "node:child_process";
+import { execFile } from "node:child_process";
 import {
   chmodSync,
   closeSync,
@@ -32,7 +33,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { delimiter, isAbsolute, join } from "node:path";
-import type { Readable, Writable } from "node:stream";
+import type { Socket } from "node:net";
 import { promisify } from "node:util";
 import type { Logger } from "pino";
 import { openCgroups, type CgroupManager, type ExecCgroup } from "../cgroup.js";
@@ -45,9 +46,9 @@ import type {
   SandboxBackend,
   SandboxLimits,
 } from "../types.js";
-import { inheritableFds } from "./inherited-fds.js";
 import { prepareRuntimeDir, SANDBOX_PATHS, type RuntimeDir } from "./runtime-dir.js";
 import { buildSeccompProgram, syscallTableFor } from "./seccomp.js";
+import { NativeProcess } from "./spawn.js";
 import { confinementProbeRequest, isConfined } from "../confinement.js";
 
 const execFileP = promisify(execFile);
@@ -88,8 +89,6 @@ const BASE_ENV: Record<string, string> = {
   PYTHONDONTWRITEBYTECODE: "1",
 };
 
-const STDIO_SLOTS = 9; // 0..8 as described above
-
 function resolveExecutable(name: string): string | undefined {
   if (isAbsolute(name)) return existsSync(name) ? name : undefined;
   for (const dir of (process.env["PATH"] ?? "/usr/local/bin:/usr/bin:/bin").split(delimiter)) {
@@ -117,7 +116,7 @@ function rootLinks(): string[] {
   return args;
 }
 
-/** `'…'` quoting for the generated env.sh (single quotes cannot be escaped inside single quotes). */
+/** `'…'` quoting for the generated job.sh (single quotes cannot be escaped inside single quotes). */
 export function shellQuote(v: string): string {
   return `'${v.replace(/'/g, `'\\''`)}'`;
 }
@@ -138,7 +137,7 @@ interface SandboxEnd {
  * the code writes can be missed.
  */
 class Sandbox {
-  readonly child: ChildProcess;
+  readonly proc: NativeProcess | undefined;
   readonly stdout: CappedOutput;
   readonly stderr: CappedOutput;
   readonly jobDir: string;
@@ -148,7 +147,7 @@ class Sandbox {
   sandboxPid: number | undefined;
   runnerText = "";
   onRunner: (() => void) | undefined;
-  private readonly pipes: Array<Readable & Writable>;
+  private readonly pipes: Array<Socket | undefined>;
   private released = false;
   private dead = false;
 
@@ -165,30 +164,40 @@ class Sandbox {
     this.jobDir = jobDir;
     this.stdout = new CappedOutput("stdout", limits.maxOutputBytes);
     this.stderr = new CappedOutput("stderr", limits.maxOutputBytes);
-    const stdio: unknown[] = ["ignore", "pipe", "pipe", "pipe", "pipe", "pipe", "pipe", "ignore", "pipe"];
-    for (const fd of inheritableFds()) if (fd >= STDIO_SLOTS) stdio[fd] = devNull;
-    for (let i = STDIO_SLOTS; i < stdio.length; i++) if (stdio[i] === undefined) stdio[i] = "ignore";
-    this.child = spawn(bwrap, ["--args", "3", "--", "/bin/sh", SANDBOX_PATHS.runner], {
-      stdio: stdio as StdioOptions,
-      env: {},
-      ...(runAs ?? {}),
-    });
-    this.pipes = this.child.stdio as unknown as Array<Readable & Writable>;
     let spawnError: Error | undefined;
+    try {
+      this.proc = new NativeProcess(bwrap, [bwrap, "--args", "3", "--", "/bin/sh", SANDBOX_PATHS.runner], {
+        // 0 stdin, 1/2 output, 3 options, 4 status, 5 block, 6 seccomp, 7 unused, 8 runner reports
+        fds: [
+          { fd: devNull },
+          "read",
+          "read",
+          { data: Buffer.from(args.map((a) => a + "\0").join("")) },
+          "read",
+          "write",
+          { data: seccomp },
+          null,
+          "read",
+        ],
+        ...(runAs ? { runAs } : {}),
+      });
+    } catch (err) {
+      spawnError = err as Error;
+    }
+    this.pipes = this.proc?.pipes ?? [];
     let exitDoc: number | undefined;
-    this.child.on("error", (err) => (spawnError = err));
-    // Our ends of the pipes bwrap only reads never see EOF; without this, "close" would wait forever.
-    this.child.once("exit", () => {
-      for (const i of [3, 5, 6]) this.pipes[i]?.destroy();
-    });
-    for (const i of [3, 4, 5, 6, 8]) this.pipes[i]?.on("error", () => undefined); // EPIPE when bwrap dies early
-    this.pipes[1]!.on("data", (d: Buffer) => this.stdout.push(d));
-    this.pipes[2]!.on("data", (d: Buffer) => this.stderr.push(d));
-    this.pipes[8]!.setEncoding("utf8");
-    this.pipes[8]!.on("data", (chunk: string) => {
+    this.pipes[1]?.on("data", (d: Buffer) => this.stdout.push(d));
+    this.pipes[2]?.on("data", (d: Buffer) => this.stderr.push(d));
+    this.pipes[8]?.setEncoding("utf8");
+    this.pipes[8]?.on("data", (chunk: string) => {
       this.runnerText += chunk;
       this.onRunner?.();
     });
+    const exited: Promise<unknown> = this.proc
+      ? this.proc.exited.catch((err: unknown) => {
+          spawnError = err as Error;
+        })
+      : Promise.resolve();
 
     // Made while bwrap sets up its namespaces, so it costs no latency.
     let cgError: Error | undefined;
@@ -209,8 +218,8 @@ class Sandbox {
         return;
       }
       let statusBuf = "";
-      this.pipes[4]!.setEncoding("utf8");
-      this.pipes[4]!.on("data", (chunk: string) => {
+      this.pipes[4]?.setEncoding("utf8");
+      this.pipes[4]?.on("data", (chunk: string) => {
         statusBuf += chunk;
         let nl: number;
         while ((nl = statusBuf.indexOf("\n")) !== -1) {
@@ -224,33 +233,25 @@ class Sandbox {
           }
           if (typeof doc["child-pid"] === "number" && this.sandboxPid === undefined) {
             this.sandboxPid = doc["child-pid"];
-            try {
-              this.cgroup?.add(this.sandboxPid);
-              resolve();
-            } catch (err) {
+            (this.cgroup?.add(this.sandboxPid) ?? Promise.resolve()).then(resolve, (err: unknown) => {
               this.kill();
               reject(
                 new HexrError("sandbox.cgroup_failed", `cannot move the sandbox into its cgroup: ${(err as Error).message}`, {
                   kind: "unavailable",
                 }),
               );
-            }
+            });
           }
           if (typeof doc["exit-code"] === "number") exitDoc = doc["exit-code"];
         }
       });
-      this.child.once("close", () => reject(this.setupFailure(spawnError)));
+      void exited.then(() => reject(this.setupFailure(spawnError)));
     });
     this.ready.catch(() => undefined);
-    this.ended = new Promise<SandboxEnd>((resolve) =>
-      this.child.once("close", () => {
-        this.dead = true;
-        resolve({ exitDoc, spawnError });
-      }),
-    );
-
-    this.pipes[3]!.end(Buffer.from(args.map((a) => a + "\0").join("")));
-    this.pipes[6]!.end(seccomp);
+    this.ended = exited.then(() => {
+      this.dead = true;
+      return { exitDoc, spawnError };
+    });
   }
 
   get alive(): boolean {
@@ -259,7 +260,7 @@ class Sandbox {
 
   setupFailure(spawnError: Error | undefined): HexrError {
     const why = spawnError
-      ? `cannot start ${this.bwrap}: ${spawnError.message}`
+      ? spawnError.message
       : this.stderr.text().trim().split("\n").slice(-3).join("; ") || "bubblewrap exited without diagnostics";
     return new HexrError("sandbox.backend_failed", `the namespace sandbox failed to start (${why}); run 'hexr sandbox doctor'`, {
       kind: "unavailable",
@@ -269,7 +270,7 @@ class Sandbox {
   /** Lets the sandbox run its runner (which reads the job written just before). */
   release(): void {
     this.released = true;
-    this.pipes[5]!.end("x");
+    this.pipes[5]?.end("x");
   }
 
   kill(): void {
@@ -280,7 +281,7 @@ class Sandbox {
         // gone
       }
     }
-    this.child.kill("SIGKILL");
+    this.proc?.kill("SIGKILL");
     void this.cgroup?.killAll();
   }
 }
@@ -494,8 +495,6 @@ export class NamespaceBackend implements SandboxBackend {
     const id = `s${++this.seq}`;
     const jobDir = join(this.runtime!.jobs, id);
     mkdirSync(jobDir, { mode: 0o755 });
-    // Resolved inside the sandbox: ESM and CommonJS both look for node_modules beside main.js.
-    symlinkSync(SANDBOX_PATHS.nodeModules, join(jobDir, "node_modules"));
     const args = [
       ...this.staticArgs,
       "--ro-bind",
@@ -698,17 +697,13 @@ export class NamespaceBackend implements SandboxBackend {
 function writeJob(dir: string, req: BackendExecRequest): void {
   const opts = { mode: 0o644 } as const;
   if (req.install?.origin === "fetched") adoptFetched(req.install.sourceDir, join(dir, "pkgs"));
+  // Resolved inside the sandbox: ESM and CommonJS both look for node_modules beside main.js.
+  if (req.language === "javascript") symlinkSync(SANDBOX_PATHS.nodeModules, join(dir, "node_modules"));
   writeFileSync(join(dir, `main.${EXT[req.language]}`), req.code, opts);
-  writeFileSync(
-    join(dir, "env.sh"),
-    Object.entries(req.env)
-      .map(([k, v]) => `export ${k}=${shellQuote(v)}\n`)
-      .join(""),
-    opts,
-  );
-  writeFileSync(join(dir, "packages"), req.install ? req.install.items.map((i) => i + "\n").join("") : "", opts);
-  // Written last: the runner starts by reading it.
-  writeFileSync(join(dir, "lang"), req.language + "\n", opts);
+  if (req.install) writeFileSync(join(dir, "packages"), req.install.items.map((i) => i + "\n").join(""), opts);
+  // The environment is a function the runner calls last, right before it execs the interpreter.
+  const env = Object.entries(req.env).map(([k, v]) => `export ${k}=${shellQuote(v)}\n`);
+  writeFileSync(join(dir, "job.sh"), `hexr_lang=${req.language}\nhexr_env() {\n:\n${env.join("")}}\n`, opts);
 }
 
 /**

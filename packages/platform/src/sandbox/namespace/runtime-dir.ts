@@ -53,16 +53,17 @@ export const SANDBOX_PATHS = {
 
 /**
  * The runner (POSIX sh, run by dash). The sandbox is set up ahead of time and blocked; once the
- * platform has written the job (lang, packages, env.sh, main.*) and released it, the runner sets
+ * platform has written the job (job.sh: the language and the user's environment as a function;
+ * packages when there are any; main.*) and released it, the runner sets
  * rlimits, installs the packages into the private /tmp, reports on fd 8 (`start` when the code
  * begins, `install-failed` otherwise), closes fd 8 so the code never sees it, applies the user's
- * environment and execs the interpreter. Paths are literal: after env.sh no variable is trusted.
+ * environment and execs the interpreter. Paths are literal: after hexr_env no variable is trusted.
  */
 export function runnerScript(l: RunnerLimits): string {
   const blocks = Math.max(1, Math.floor(l.fileSizeBytes / 512));
   const P = SANDBOX_PATHS;
   return `# hexr sandbox runner (generated)
-read -r hexr_lang < ${P.job}/lang || exit 127
+. ${P.job}/job.sh || exit 127
 ulimit -c 0
 ulimit -n ${l.nofile}
 ulimit -p ${l.nproc}
@@ -104,16 +105,16 @@ echo start >&8
 exec 8>&-
 case $hexr_lang in
   python)
-    . ${P.job}/env.sh
+    hexr_env
     if [ -d ${P.pythonTarget} ]; then export PYTHONPATH=${P.pythonTarget}\${PYTHONPATH:+:$PYTHONPATH}; fi
     exec /usr/bin/python3 ${P.code.python}
     ;;
   shell)
-    . ${P.job}/env.sh
+    hexr_env
     exec /bin/sh ${P.code.shell}
     ;;
   javascript)
-    . ${P.job}/env.sh
+    hexr_env
     exec /usr/bin/node --experimental-detect-module ${P.code.javascript}
     ;;
 esac

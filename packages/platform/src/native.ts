@@ -1,0 +1,46 @@
+import { HexrError } from "@hexr/core";
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+
+/** The platform's native addon (packages/platform/native): what Node does not expose. */
+export interface NativeBinding {
+  /** SO_PEERCRED of a connected unix socket. */
+  peerCred(fd: number): { pid: number; uid: number; gid: number };
+  /** Whether an open /proc/<pid> directory handle still refers to a live process. */
+  dirHandleAlive(fd: number): boolean;
+  /**
+   * Starts `file` without forking the platform (clone with CLONE_VM|CLONE_VFORK): `fds[i]` becomes
+   * the child's descriptor i (-1: closed), every other descriptor is closed, and with uid/gid >= 0
+   * the child drops to them (no supplementary groups). Runs on a worker thread (only that thread
+   * waits for the child's exec); resolves with the pid, which the caller must `reap`. The fds must
+   * stay open until it settles.
+   */
+  spawn(file: string, argv: string[], envp: string[], fds: number[], uid: number, gid: number): Promise<number>;
+  /** A pipe, both ends close-on-exec: [read, write]. */
+  pipe(): [number, number];
+  /** An anonymous in-memory file (memfd) holding `data`, positioned at its start, close-on-exec. */
+  memfd(data: Buffer): number;
+  /** null while the process runs, else its exit code (128 + signal when a signal ended it). */
+  reap(pid: number): number | null;
+}
+
+// Same relative path from src/ and dist/: the addon is built in packages/platform/native/build.
+const ADDON_URL = new URL("../native/build/Release/hexr_native.node", import.meta.url);
+
+let binding: NativeBinding | undefined;
+
+/** The addon, loaded once. */
+export function nativeBinding(): NativeBinding {
+  if (binding) return binding;
+  const path = fileURLToPath(ADDON_URL);
+  try {
+    binding = createRequire(import.meta.url)(path) as NativeBinding;
+  } catch (err) {
+    throw new HexrError(
+      "platform.native_addon_missing",
+      `the platform's native addon is not built (${path}): run 'npm run build:native -w @hexr/platform' (needs gcc, make and python3)`,
+      { kind: "unavailable", cause: err },
+    );
+  }
+  return binding;
+}
