@@ -13,7 +13,6 @@
  */
 
 import { HexrError } from "@hexr/core";
-import { spawn, type StdioOptions } from "node:child_process";
 import { lookup } from "node:dns/promises";
 import {
   chmodSync,
@@ -32,11 +31,10 @@ import {
 } from "node:fs";
 import { isIP } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Readable, Writable } from "node:stream";
+import { delimiter, isAbsolute, join } from "node:path";
 import type { Logger } from "pino";
 import { EgressProxy, hostOfUrl, isPrivateAddress, parseAllowedHost, type AllowedHost } from "./egress-proxy.js";
-import { inheritableFds } from "./namespace/inherited-fds.js";
+import { NativeProcess } from "./namespace/spawn.js";
 import { openCgroups, type CgroupLimits, type CgroupManager, type ExecCgroup } from "./cgroup.js";
 import { buildSeccompProgram, syscallTableFor } from "./namespace/seccomp.js";
 import type { PackageInstall } from "./types.js";
@@ -538,33 +536,46 @@ export class PackageFetcher implements PackageFetch {
       "6",
     ];
     const wrapper = `umask 022; ulimit -c 0; ulimit -n 1024; ulimit -f ${MAX_FILE_BYTES / 512}; exec "$@"`;
+    const bwrap = this.bwrap();
     const devNull = openSync("/dev/null", "r+");
-    const stdio: unknown[] = ["ignore", "pipe", "pipe", "pipe", "pipe", "pipe", "pipe"];
-    // Descriptors the platform inherited without close-on-exec would reach the installer: cover them.
-    for (const fd of inheritableFds()) if (fd >= stdio.length) stdio[fd] = devNull;
-    for (let i = 0; i < stdio.length; i++) if (stdio[i] === undefined) stdio[i] = "ignore";
-    const child = spawn(this.opts.bwrapPath ?? "bwrap", ["--args", "3", "--", "/bin/sh", "-c", wrapper, "fetch", ...command], {
-      stdio: stdio as StdioOptions,
-      env: {},
-      ...(this.runAs ?? {}),
-    });
-    closeSync(devNull);
+    let child: NativeProcess;
+    try {
+      // Spawned without forking the platform; the child gets exactly these descriptors: 1-2 output,
+      // 3 bwrap's options, 4 the seccomp program, 5 bwrap's status (the sandbox pid), 6 its block fd.
+      child = new NativeProcess(this.bwrap(), ["bwrap", "--args", "3", "--", "/bin/sh", "-c", wrapper, "fetch", ...command], {
+        fds: [
+          { fd: devNull },
+          "read",
+          "read",
+          { data: Buffer.from(args.map((a) => a + "\0").join("")) },
+          { data: rt.seccomp },
+          "read",
+          "write",
+        ],
+        env: {},
+        ...(this.runAs ? { runAs: this.runAs } : {}),
+      });
+    } catch (err) {
+      closeSync(devNull);
+      throw err;
+    }
+    void child.started.then(
+      () => closeSync(devNull),
+      () => closeSync(devNull),
+    );
     let log = "";
-    const collect = (d: Buffer) => {
-      log = (log + d.toString("utf8")).slice(-MAX_LOG);
+    const collect = (d: Buffer | string) => {
+      log = (log + d.toString()).slice(-MAX_LOG);
     };
-    child.stdout!.on("data", collect);
-    child.stderr!.on("data", collect);
-    const pipes = child.stdio as unknown as Array<Readable & Writable>;
-    for (const i of [3, 4, 5, 6]) pipes[i]!.on("error", () => undefined);
-    pipes[3]!.end(Buffer.from(args.map((a) => a + "\0").join("")));
-    pipes[4]!.end(rt.seccomp);
+    const pipes = child.pipes;
+    pipes[1]!.on("data", collect);
+    pipes[2]!.on("data", collect);
     // bwrap reports the sandbox's pid, then waits on fd 6 until it is in its cgroup.
     let cgroup: ExecCgroup | undefined;
     try {
       cgroup = rt.cgroups?.create(this.opts.limits ?? DEFAULT_LIMITS);
     } catch (err) {
-      collect(Buffer.from(`cannot create a cgroup for the fetch: ${(err as Error).message}\n`));
+      collect(`cannot create a cgroup for the fetch: ${(err as Error).message}\n`);
       child.kill("SIGKILL");
     }
     let status = "";
@@ -576,15 +587,14 @@ export class PackageFetcher implements PackageFetch {
       const pid = /"child-pid"\s*:\s*(\d+)/.exec(status)?.[1];
       if (!pid) return;
       released = true;
-      try {
-        cgroup?.add(Number(pid));
-        pipes[6]!.end("x");
-      } catch (err) {
-        collect(Buffer.from(`cannot move the fetch into its cgroup: ${(err as Error).message}\n`));
-        child.kill("SIGKILL");
-      }
+      (cgroup ? cgroup.add(Number(pid)) : Promise.resolve()).then(
+        () => pipes[6]!.end("x"),
+        (err: unknown) => {
+          collect(`cannot move the fetch into its cgroup: ${(err as Error).message}\n`);
+          child.kill("SIGKILL");
+        },
+      );
     });
-    pipes[5]!.on("error", () => undefined);
     const kill = () => {
       child.kill("SIGKILL"); // --die-with-parent: the sandbox's init and everything under it die too
       void cgroup?.killAll();
@@ -603,16 +613,29 @@ export class PackageFetcher implements PackageFetch {
       };
       req.signal?.addEventListener("abort", onAbort, { once: true });
       if (req.signal?.aborted) onAbort();
-      child.once("error", (err) => collect(Buffer.from(`cannot start bubblewrap: ${err.message}\n`)));
-      child.once("close", (code) => {
+      const done = (code: number | null) => {
         clearTimeout(timer);
         req.signal?.removeEventListener("abort", onAbort);
         const oomKilled = (cgroup?.oomKills() ?? 0) > 0;
         void (cgroup?.destroy() ?? Promise.resolve()).finally(() =>
           resolve({ exitCode: code, timedOut, aborted, oomKilled, log: this.redact(log) }),
         );
+      };
+      child.exited.then(done, (err: unknown) => {
+        collect(`${(err as Error).message}\n`);
+        done(null);
       });
     });
+  }
+
+  /** bubblewrap's absolute path (the native spawn does not search PATH). */
+  private bwrap(): string {
+    const name = this.opts.bwrapPath ?? "bwrap";
+    if (isAbsolute(name)) return name;
+    for (const dir of (process.env["PATH"] ?? "/usr/bin:/bin").split(delimiter)) {
+      if (dir && existsSync(join(dir, name))) return join(dir, name);
+    }
+    return name;
   }
 
   /** A failed fetch as the caller should see it: which host was refused, which package is missing, or the installer's words. */
