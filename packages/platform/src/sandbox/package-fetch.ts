@@ -542,7 +542,7 @@ export class PackageFetcher implements PackageFetch {
     try {
       // Spawned without forking the platform; the child gets exactly these descriptors: 1-2 output,
       // 3 bwrap's options, 4 the seccomp program, 5 bwrap's status (the sandbox pid), 6 its block fd.
-      child = new NativeProcess(this.bwrap(), ["bwrap", "--args", "3", "--", "/bin/sh", "-c", wrapper, "fetch", ...command], {
+      child = new NativeProcess(bwrap, [bwrap, "--args", "3", "--", "/bin/sh", "-c", wrapper, "fetch", ...command], {
         fds: [
           { fd: devNull },
           "read",
