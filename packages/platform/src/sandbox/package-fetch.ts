@@ -572,33 +572,50 @@ export class PackageFetcher implements PackageFetch {
     pipes[2]!.on("data", collect);
     // bwrap reports the sandbox's pid, then waits on fd 6 until it is in its cgroup.
     let cgroup: ExecCgroup | undefined;
+    let createFailed = false;
     try {
       cgroup = rt.cgroups?.create(this.opts.limits ?? DEFAULT_LIMITS);
     } catch (err) {
       collect(`cannot create a cgroup for the fetch: ${(err as Error).message}\n`);
-      child.kill("SIGKILL");
+      createFailed = true;
     }
     let status = "";
-    let released = false;
+    let sandboxPid: number | undefined;
+    let killing = false;
+    /**
+     * Kills the sandbox's init (the kernel then kills its whole pid namespace) and what is in the
+     * cgroup; bwrap reaps it and exits by itself. bwrap is killed only if it does not: killed first,
+     * its child could be left blocked (before it reported its pid) or unreaped.
+     */
+    const kill = () => {
+      killing = true;
+      setTimeout(() => child.kill("SIGKILL"), 2000).unref();
+      if (sandboxPid === undefined) return;
+      try {
+        process.kill(sandboxPid, "SIGKILL");
+      } catch {
+        // gone
+      }
+      void cgroup?.killAll();
+    };
     pipes[5]!.setEncoding("utf8");
     pipes[5]!.on("data", (chunk: string) => {
-      if (released) return;
+      if (sandboxPid !== undefined) return;
       status += chunk;
       const pid = /"child-pid"\s*:\s*(\d+)/.exec(status)?.[1];
       if (!pid) return;
-      released = true;
-      (cgroup ? cgroup.add(Number(pid)) : Promise.resolve()).then(
+      sandboxPid = Number(pid);
+      if (killing) return kill();
+      (cgroup ? cgroup.add(sandboxPid) : Promise.resolve()).then(
         () => pipes[6]!.end("x"),
         (err: unknown) => {
           collect(`cannot move the fetch into its cgroup: ${(err as Error).message}\n`);
-          child.kill("SIGKILL");
+          kill();
         },
       );
     });
-    const kill = () => {
-      child.kill("SIGKILL"); // --die-with-parent: the sandbox's init and everything under it die too
-      void cgroup?.killAll();
-    };
+
+    if (createFailed) kill();
 
     return new Promise((resolve) => {
       let timedOut = false;
