@@ -5,15 +5,16 @@
  * capabilities, no-new-privs, a seccomp filter, a fresh cgroup (memory, pids, CPU quota) and
  * rlimits. A timeout SIGKILLs the sandbox's pid-namespace init and every process of its cgroup.
  *
- * Sandboxes are set up ahead of time (a small warm pool) and wait, blocked, before running
- * anything; an execution takes one, writes its job into the sandbox's read-only job directory,
+ * Sandboxes are set up ahead of time (a small warm pool) and wait with only the runner started (it
+ * runs nothing of the job before the release); an execution takes one, writes its job into the sandbox's read-only job directory,
  * releases it, and the sandbox is destroyed when the code ends. Each sandbox serves one execution.
  *
  * Spawn protocol: bwrap is started without forking the platform (./spawn.ts) and gets exactly
  * these descriptors: it reads its options from fd 3 (an in-memory file, so nothing shows in `ps`),
  * reports the sandbox pid on fd 4 (`--json-status-fd`) and then waits on fd 5 (`--block-fd`); by
- * then the platform has moved that pid into the sandbox's cgroup. fd 6 carries the seccomp program
- * and the runner reports on fd 8 (fd 7 is closed).
+ * then the platform has moved that pid into the sandbox's cgroup and unblocks it. fd 6 carries the
+ * seccomp program. The runner then starts inside the finished sandbox and waits for its go on fd 7
+ * (the release; it closes fd 7 and reads the job), and reports on fd 8.
  */
 
 import { HexrError, type SandboxLanguage } from "@hexr/core";
@@ -167,7 +168,7 @@ class Sandbox {
     let spawnError: Error | undefined;
     try {
       this.proc = new NativeProcess(bwrap, [bwrap, "--args", "3", "--", "/bin/sh", SANDBOX_PATHS.runner], {
-        // 0 stdin, 1/2 output, 3 options, 4 status, 5 block, 6 seccomp, 7 unused, 8 runner reports
+        // 0 stdin, 1/2 output, 3 options, 4 status, 5 block, 6 seccomp, 7 the runner's go, 8 runner reports
         fds: [
           { fd: devNull },
           "read",
@@ -176,7 +177,7 @@ class Sandbox {
           "read",
           "write",
           { data: seccomp },
-          null,
+          "write",
           "read",
         ],
         ...(runAs ? { runAs } : {}),
@@ -233,14 +234,22 @@ class Sandbox {
           }
           if (typeof doc["child-pid"] === "number" && this.sandboxPid === undefined) {
             this.sandboxPid = doc["child-pid"];
-            (this.cgroup?.add(this.sandboxPid) ?? Promise.resolve()).then(resolve, (err: unknown) => {
-              this.kill();
-              reject(
-                new HexrError("sandbox.cgroup_failed", `cannot move the sandbox into its cgroup: ${(err as Error).message}`, {
-                  kind: "unavailable",
-                }),
-              );
-            });
+            (this.cgroup?.add(this.sandboxPid) ?? Promise.resolve()).then(
+              () => {
+                // Inside its cgroup now: bwrap may finish (seccomp, init, the runner's exec), so the
+                // runner is already waiting for its job when an execution takes the sandbox.
+                this.pipes[5]?.end("x");
+                resolve();
+              },
+              (err: unknown) => {
+                this.kill();
+                reject(
+                  new HexrError("sandbox.cgroup_failed", `cannot move the sandbox into its cgroup: ${(err as Error).message}`, {
+                    kind: "unavailable",
+                  }),
+                );
+              },
+            );
           }
           if (typeof doc["exit-code"] === "number") exitDoc = doc["exit-code"];
         }
@@ -270,7 +279,7 @@ class Sandbox {
   /** Lets the sandbox run its runner (which reads the job written just before). */
   release(): void {
     this.released = true;
-    this.pipes[5]?.end("x");
+    this.pipes[7]?.end("go\n");
   }
 
   kill(): void {

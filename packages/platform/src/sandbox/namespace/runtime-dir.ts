@@ -52,9 +52,9 @@ export const SANDBOX_PATHS = {
 } as const;
 
 /**
- * The runner (POSIX sh, run by dash). The sandbox is set up ahead of time and blocked; once the
- * platform has written the job (job.sh: the language and the user's environment as a function;
- * packages when there are any; main.*) and released it, the runner sets
+ * The runner (POSIX sh, run by dash). It starts ahead of time inside the finished sandbox and waits
+ * on fd 7; once the platform has written the job (job.sh: the language and the user's environment
+ * as a function; packages when there are any; main.*) and released it, the runner sets
  * rlimits, installs the packages into the private /tmp, reports on fd 8 (`start` when the code
  * begins, `install-failed` otherwise), closes fd 8 so the code never sees it, applies the user's
  * environment and execs the interpreter. Paths are literal: after hexr_env no variable is trusted.
@@ -63,6 +63,8 @@ export function runnerScript(l: RunnerLimits): string {
   const blocks = Math.max(1, Math.floor(l.fileSizeBytes / 512));
   const P = SANDBOX_PATHS;
   return `# hexr sandbox runner (generated)
+read -r hexr_go <&7 || exit 127
+exec 7<&-
 . ${P.job}/job.sh || exit 127
 ulimit -c 0
 ulimit -n ${l.nofile}

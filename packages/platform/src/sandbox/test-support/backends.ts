@@ -43,9 +43,9 @@ function instanceDirs(): string[] {
 }
 
 /** Processes in this process's execution cgroups (each once, though v1 lists it per controller), with their command lines. */
-function sandboxProcesses(): string[] {
+function sandboxProcesses(): Array<{ pid: string; cmd: string }> {
   const seen = new Set<string>();
-  const out: string[] = [];
+  const out: Array<{ pid: string; cmd: string }> = [];
   for (const dir of instanceDirs()) {
     if (!existsSync(dir)) continue;
     for (const child of readdirSync(dir, { withFileTypes: true })) {
@@ -62,7 +62,7 @@ function sandboxProcesses(): string[] {
         if (seen.has(pid)) continue;
         seen.add(pid);
         try {
-          out.push(readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ").trim());
+          out.push({ pid, cmd: readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ").trim() });
         } catch {
           // exited meanwhile
         }
@@ -80,10 +80,16 @@ const namespace: BackendUnderTest = {
     /^((\/usr\/bin\/)?bwrap --args 3 -- \/bin\/sh \/run\/hexr\/runner\.sh|\/usr\/bin\/python3 \/run\/hexr\/job\/main\.py)$/,
   setuidRootError: "EINVAL",
   async expectNoLeftovers() {
-    // Only sandboxes waiting for an execution (blocked bwrap processes) may remain.
+    // Only sandboxes waiting for an execution may remain: bwrap, and a runner that still waits for
+    // its go on fd 7 (it closes fd 7 before it reads a job).
     let left: string[] = [];
     for (let i = 0; i < 100; i++) {
-      left = sandboxProcesses().filter((c) => !/^(\S*\/)?bwrap /.test(c));
+      left = sandboxProcesses()
+        .filter(
+          ({ pid, cmd }) =>
+            !/^(\S*\/)?bwrap /.test(cmd) && !(cmd === "/bin/sh /run/hexr/runner.sh" && existsSync(`/proc/${pid}/fd/7`)),
+        )
+        .map((p) => p.cmd);
       if (left.length === 0) return;
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -107,7 +113,7 @@ const microvm: BackendUnderTest = {
     // Only clones waiting in the pool may remain (each VM is one QEMU process in its own cgroup).
     let left: string[] = [];
     for (let i = 0; i < 200; i++) {
-      left = sandboxProcesses();
+      left = sandboxProcesses().map((p) => p.cmd);
       if (left.length <= MICROVM_POOL && left.every((c) => c.startsWith("qemu-system"))) return;
       await new Promise((r) => setTimeout(r, 50));
     }
