@@ -1,6 +1,35 @@
 import { z } from "zod";
+import { parseAllowedHost } from "./egress-proxy.js";
 
 const MiB = 1024 * 1024;
+
+/** An http(s) URL; credentials (a private mirror's token) are allowed and never shown in messages. */
+const IndexUrl = z.string().refine(
+  (v) => {
+    try {
+      return ["http:", "https:"].includes(new URL(v).protocol);
+    } catch {
+      return false;
+    }
+  },
+  { message: "must be an http:// or https:// URL" },
+);
+
+/** `host` or `host:port` the package installer may reach besides the index itself. */
+const AllowHost = z.string().refine(
+  (v) => {
+    try {
+      parseAllowedHost(v);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { message: "must be a host name or address, optionally with :port (no scheme, no path)" },
+);
+
+/** Further hosts the installer may reach, e.g. files.pythonhosted.org for PyPI (the index host always may). */
+const AllowHosts = z.array(AllowHost).max(64).default([]);
 
 /** The `sandbox` section of the platform config. Limits apply to every execution. */
 export const SandboxConfig = z.strictObject({
@@ -42,6 +71,20 @@ export const SandboxConfig = z.strictObject({
   installTimeoutSeconds: z.number().positive().max(3600).default(300),
   packages: z
     .strictObject({
+      /**
+       * A PEP 503 simple index (https://pypi.org/simple or a mirror). Packages are downloaded per
+       * execution as wheels only (never built from source), in a confined fetch sandbox whose only
+       * egress is to this index's host and `allowHosts`. Wins over `pythonDir`.
+       */
+      python: z.strictObject({ indexUrl: IndexUrl, allowHosts: AllowHosts }).optional(),
+      /** An npm registry (https://registry.npmjs.org or a mirror), installed with `--ignore-scripts`. Wins over `npmDir`. */
+      npm: z.strictObject({ registry: IndexUrl, allowHosts: AllowHosts }).optional(),
+      /**
+       * pip's and npm's download caches. Default `<dataDir>/sandbox/package-cache`, or
+       * `/var/cache/hexr/packages` when the platform runs as root (the fetch runs as uid 65534,
+       * which must be able to reach it).
+       */
+      cacheDir: z.string().min(1).optional(),
       /** A directory of wheels (and sdists) for `pip install --no-index --find-links`. */
       pythonDir: z.string().min(1).optional(),
       /** A directory of npm tarballs as `npm pack` names them (`<name>-<version>.tgz`, `<scope>-<name>-<version>.tgz`). */

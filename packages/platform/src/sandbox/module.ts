@@ -6,6 +6,7 @@ import type { SandboxConfig } from "./config.js";
 import { join } from "node:path";
 import { MicrovmBackend } from "./microvm/backend.js";
 import { NamespaceBackend } from "./namespace/backend.js";
+import { PackageFetcher } from "./package-fetch.js";
 import { sandboxRoutes } from "./routes.js";
 import { SandboxService } from "./service.js";
 import type { SandboxBackend, SandboxLimits } from "./types.js";
@@ -47,6 +48,29 @@ export function microvmImageDir(config: SandboxConfig, dataDir: string): string 
   return config.microvm.imageDir ?? join(dataDir, "sandbox", "microvm");
 }
 
+/**
+ * Where pip's and npm's download caches live: the config's, else under the data dir — unless the
+ * platform runs as root, whose data dir the fetch user (uid 65534) usually cannot reach.
+ */
+export function packageCacheDir(config: SandboxConfig, dataDir: string, isRoot = process.getuid?.() === 0): string {
+  return config.packages.cacheDir ?? (isRoot ? "/var/cache/hexr/packages" : join(dataDir, "sandbox", "package-cache"));
+}
+
+/** The fetcher for the package indexes the config names; undefined when it names none. */
+export function packageFetcherFrom(config: SandboxConfig, dataDir: string, log: Logger): PackageFetcher | undefined {
+  const { python, npm } = config.packages;
+  if (!python && !npm) return undefined;
+  return new PackageFetcher({
+    ...(python ? { python: { url: python.indexUrl, allowHosts: python.allowHosts } } : {}),
+    ...(npm ? { npm: { url: npm.registry, allowHosts: npm.allowHosts } } : {}),
+    cacheDir: packageCacheDir(config, dataDir),
+    bwrapPath: config.namespace.bwrapPath,
+    uid: config.namespace.uid,
+    gid: config.namespace.gid,
+    log,
+  });
+}
+
 /** The backends the config allows, in the order `auto` prefers them (namespace, then microvm). */
 export function backendsFrom(config: SandboxConfig, log: Logger, dataDir: string): SandboxBackend[] {
   const limits = limitsFrom(config);
@@ -82,6 +106,7 @@ export function createSandboxModule(deps: SandboxModuleDeps): SandboxModule {
   const log = deps.log.child({ module: "sandbox" });
   const spiffeId = systemSpiffeId(deps.trustDomain, SANDBOX_SERVICE).toString();
   const backends = deps.backends ?? backendsFrom(config, log, deps.dataDir);
+  const fetcher = packageFetcherFrom(config, deps.dataDir, log);
   const service = new SandboxService({
     backends,
     prefer: config.backend,
@@ -96,7 +121,9 @@ export function createSandboxModule(deps: SandboxModuleDeps): SandboxModule {
     packages: {
       ...(config.packages.pythonDir ? { pythonDir: config.packages.pythonDir } : {}),
       ...(config.packages.npmDir ? { npmDir: config.packages.npmDir } : {}),
+      index: { python: !!config.packages.python, javascript: !!config.packages.npm },
     },
+    ...(fetcher ? { fetcher } : {}),
     languagesOf: (b) =>
       b instanceof NamespaceBackend || b instanceof MicrovmBackend ? b.languages() : ["python", "shell", "javascript"],
     ...(deps.policy ? { policy: deps.policy } : {}),
@@ -114,6 +141,7 @@ export function createSandboxModule(deps: SandboxModuleDeps): SandboxModule {
     },
     async stop() {
       await service.stop();
+      await fetcher?.stop();
     },
   };
 }

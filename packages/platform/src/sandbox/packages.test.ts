@@ -2,7 +2,7 @@ import { isHexrError } from "@hexr/core";
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { normalizePythonName, pythonDistributions, resolvePackages } from "./packages.js";
+import { normalizePythonName, planPackages, pythonDistributions, resolvePackages } from "./packages.js";
 import { worldReadableTempDir } from "./test-support/packages.js";
 
 function codeOf(fn: () => unknown): string {
@@ -43,6 +43,7 @@ describe("package requests", () => {
       language: "python",
       sourceDir: py,
       items: ["requests==2.31.0", "zope-interface", "old-style[extra]>=1,<2"],
+      origin: "local",
     });
   });
 
@@ -95,6 +96,34 @@ describe("package requests", () => {
     expect(codeOf(() => resolvePackages("javascript", ["left-pad"], { pythonDir: py }))).toBe("sandbox.packages_not_configured");
     expect(codeOf(() => resolvePackages("python", ["requests"], { pythonDir: join(py, "missing") }))).toBe(
       "sandbox.packages_unreadable",
+    );
+  });
+
+  it("sends requests to the index when one is configured for the language, still validated", () => {
+    const sources = { pythonDir: py, npmDir: npm, index: { python: true } };
+    expect(planPackages("python", ["numpy==1.26.4", "Requests[socks]"], sources)).toEqual({
+      from: "index",
+      language: "python",
+      specs: ["numpy==1.26.4", "Requests[socks]"],
+    });
+    // No npm index: the local directory, as before.
+    expect(planPackages("javascript", ["left-pad"], sources)).toEqual({
+      from: "local",
+      install: { language: "javascript", sourceDir: npm, items: ["left-pad-1.10.0.tgz"], origin: "local" },
+    });
+    expect(planPackages("javascript", ["@scope/util@0.1.0"], { index: { javascript: true } })).toEqual({
+      from: "index",
+      language: "javascript",
+      specs: ["@scope/util@0.1.0"],
+    });
+    expect(planPackages("python", [], sources)).toBeUndefined();
+    expect(codeOf(() => planPackages("python", ["--index-url=http://evil"], sources))).toBe("sandbox.invalid_package");
+    expect(codeOf(() => planPackages("python", ["pkg @ https://evil/x.whl"], sources))).toBe("sandbox.invalid_package");
+    expect(codeOf(() => planPackages("javascript", ["git+https://evil/x"], { index: { javascript: true } }))).toBe(
+      "sandbox.invalid_package",
+    );
+    expect(codeOf(() => planPackages("shell", ["jq"], { index: { python: true, javascript: true } }))).toBe(
+      "sandbox.packages_unsupported",
     );
   });
 });

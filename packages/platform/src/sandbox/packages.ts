@@ -1,6 +1,7 @@
 /**
- * Package requests of an execution: syntax per language, and resolution against the operator's
- * local package directories, so that a package that cannot be had is named before anything runs.
+ * Package requests of an execution: syntax per language, and where they come from — the
+ * operator's package index (fetched per execution by package-fetch.ts) or a local package
+ * directory, resolved here so that a package that cannot be had is named before anything runs.
  */
 
 import { HexrError, type SandboxLanguage } from "@hexr/core";
@@ -10,7 +11,13 @@ import type { PackageInstall } from "./types.js";
 export interface PackageSources {
   pythonDir?: string;
   npmDir?: string;
+  /** Languages whose packages come from a package index; an index wins over a directory. */
+  index?: { python?: boolean; javascript?: boolean };
 }
+
+/** Where an execution's packages come from: a local directory (resolved) or the index (fetched later). */
+export type PackagePlan =
+  { from: "local"; install: PackageInstall } | { from: "index"; language: "python" | "javascript"; specs: string[] };
 
 /** PEP 508 name, optional extras and version specifiers; no URLs, markers or spaces (nothing pip could take as an option). */
 const PYTHON_REQ =
@@ -97,8 +104,40 @@ const isRelease = (v: string) => !v.split("+")[0]!.includes("-");
 const tarballBase = (name: string) => (name.startsWith("@") ? name.slice(1).replace("/", "-") : name);
 
 /**
- * Checks the requested packages and resolves them to what the in-sandbox installer gets. Returns
- * undefined when nothing is requested.
+ * Checks the requested packages and says where they come from: the index when one is configured
+ * for the language (specs are validated here, so nothing pip or npm could take as an option or a
+ * URL ever reaches them), else the local directory. Undefined when nothing is requested.
+ */
+export function planPackages(language: SandboxLanguage, specs: string[], sources: PackageSources): PackagePlan | undefined {
+  if (specs.length === 0) return undefined;
+  if (language !== "shell" && sources.index?.[language]) {
+    if (language === "python") parsePython(specs);
+    else parseNpm(specs);
+    return { from: "index", language, specs: [...specs] };
+  }
+  const install = resolvePackages(language, specs, sources);
+  return install && { from: "local", install };
+}
+
+function parsePython(specs: string[]): string[] {
+  return specs.map((s, i) => {
+    const m = PYTHON_REQ.exec(s);
+    if (!m) throw invalid(i, s, "python requirement (a name, optional [extras] and version specifiers such as numpy==1.26.4)");
+    return m[1]!;
+  });
+}
+
+function parseNpm(specs: string[]): Array<{ name: string; version: string | undefined }> {
+  return specs.map((s, i) => {
+    const m = NPM_SPEC.exec(s);
+    if (!m) throw invalid(i, s, "npm package (a name or @scope/name, optionally @<exact version>)");
+    return { name: m[1]!, version: m[2] };
+  });
+}
+
+/**
+ * Checks the requested packages and resolves them against the local package directories, to what
+ * the in-sandbox installer gets. Returns undefined when nothing is requested.
  */
 export function resolvePackages(language: SandboxLanguage, specs: string[], sources: PackageSources): PackageInstall | undefined {
   if (specs.length === 0) return undefined;
@@ -112,33 +151,25 @@ export function resolvePackages(language: SandboxLanguage, specs: string[], sour
     );
   }
   if (language === "python") {
-    const names = specs.map((s, i) => {
-      const m = PYTHON_REQ.exec(s);
-      if (!m) throw invalid(i, s, "python requirement (a name, optional [extras] and version specifiers such as numpy==1.26.4)");
-      return m[1]!;
-    });
+    const names = parsePython(specs);
     const dir = sources.pythonDir;
     if (!dir) {
       throw new HexrError(
         "sandbox.packages_not_configured",
-        "no python package source is configured: set sandbox.packages.pythonDir to a directory of wheels",
+        "no python package source is configured: set sandbox.packages.python.indexUrl to a package index or sandbox.packages.pythonDir to a directory of wheels",
         { kind: "failed_precondition" },
       );
     }
     const have = pythonDistributions(listDir(dir, "python"));
     for (const n of names) if (!have.has(normalizePythonName(n))) throw unavailable(n, "python", dir);
-    return { language: "python", sourceDir: dir, items: [...specs] };
+    return { language: "python", sourceDir: dir, items: [...specs], origin: "local" };
   }
   const dir = sources.npmDir;
-  const parsed = specs.map((s, i) => {
-    const m = NPM_SPEC.exec(s);
-    if (!m) throw invalid(i, s, "npm package (a name or @scope/name, optionally @<exact version>)");
-    return { name: m[1]!, version: m[2] };
-  });
+  const parsed = parseNpm(specs);
   if (!dir) {
     throw new HexrError(
       "sandbox.packages_not_configured",
-      "no npm package source is configured: set sandbox.packages.npmDir to a directory of npm tarballs",
+      "no npm package source is configured: set sandbox.packages.npm.registry to an npm registry or sandbox.packages.npmDir to a directory of npm tarballs",
       { kind: "failed_precondition" },
     );
   }
@@ -161,5 +192,5 @@ export function resolvePackages(language: SandboxLanguage, specs: string[], sour
     if (!pick) throw unavailable(version ? `${name}@${version}` : name, "npm", dir);
     return pick.file;
   });
-  return { language: "javascript", sourceDir: dir, items: files };
+  return { language: "javascript", sourceDir: dir, items: files, origin: "local" };
 }

@@ -16,12 +16,14 @@ import {
   type SandboxStatus,
 } from "@hexr/core";
 import { randomUUID } from "node:crypto";
+import { rmSync } from "node:fs";
 import type { Logger } from "pino";
 import { unauthenticated, type Principal } from "../auth/principal.js";
 import { authorize, policyWarningHeaders } from "../policy/authorize.js";
 import type { PolicyDecision, PolicyEngine } from "../policy/types.js";
-import { resolvePackages, type PackageSources } from "./packages.js";
-import type { BackendHealth, SandboxBackend } from "./types.js";
+import type { PackageFetch } from "./package-fetch.js";
+import { planPackages, type PackagePlan, type PackageSources } from "./packages.js";
+import type { BackendHealth, PackageInstall, SandboxBackend } from "./types.js";
 
 export interface SandboxServiceLimits {
   maxConcurrent: number;
@@ -39,6 +41,8 @@ export interface SandboxServiceOptions {
   enabled?: boolean;
   limits: SandboxServiceLimits;
   packages?: PackageSources;
+  /** Fetches packages from the configured index (for the languages `packages.index` names). */
+  fetcher?: PackageFetch;
   /** Interpreters each backend offers. */
   languagesOf?: (b: SandboxBackend) => SandboxLanguage[];
   /** Asked `sandbox:exec` for every execution on behalf of a tenant. */
@@ -217,21 +221,28 @@ export class SandboxService {
       );
     }
     const decision = await this.authorize(req, ctx);
-    const install = resolvePackages(req.language, req.packages, this.opts.packages ?? {});
+    const plan = planPackages(req.language, req.packages, this.opts.packages ?? {});
 
     await this.admit(ctx.signal);
     const id = this.opts.newId();
     try {
-      const r = await backend.exec({
-        id,
-        code: req.code,
-        language: req.language,
-        timeoutMs: Math.round(timeout * 1000),
-        installTimeoutMs: Math.round(limits.installTimeoutSeconds * 1000),
-        env: req.envVars,
-        ...(install ? { install } : {}),
-        ...(ctx.signal ? { signal: ctx.signal } : {}),
-      });
+      const { install, installTimeoutMs } = await this.packagesFor(id, plan, ctx.signal);
+      const r = await backend
+        .exec({
+          id,
+          code: req.code,
+          language: req.language,
+          timeoutMs: Math.round(timeout * 1000),
+          installTimeoutMs,
+          env: req.envVars,
+          ...(install ? { install } : {}),
+          ...(ctx.signal ? { signal: ctx.signal } : {}),
+        })
+        .catch((err: unknown) => {
+          // A backend that failed before taking the fetched packages over leaves them here.
+          if (install?.origin === "fetched") rmSync(install.sourceDir, { recursive: true, force: true });
+          throw err;
+        });
       this.opts.log?.info(
         {
           id,
@@ -251,6 +262,34 @@ export class SandboxService {
     } finally {
       this.leave();
     }
+  }
+
+  /**
+   * What the backend installs from: the local directory, or what the fetcher got from the index
+   * for this execution alone. Fetching counts against the install timeout; the backend gets the rest.
+   */
+  private async packagesFor(
+    id: string,
+    plan: PackagePlan | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<{ install: PackageInstall | undefined; installTimeoutMs: number }> {
+    const budget = Math.round(this.opts.limits.installTimeoutSeconds * 1000);
+    if (plan?.from !== "index") return { install: plan?.install, installTimeoutMs: budget };
+    if (!this.opts.fetcher) {
+      throw new HexrError("sandbox.packages_not_configured", `no ${plan.language} package index is configured`, {
+        kind: "failed_precondition",
+      });
+    }
+    const started = Date.now();
+    const install = await this.opts.fetcher.fetch({
+      id,
+      language: plan.language,
+      specs: plan.specs,
+      timeoutMs: budget,
+      ...(signal ? { signal } : {}),
+    });
+    // Installing from a local directory is quick, but never give the backend less than a second.
+    return { install, installTimeoutMs: Math.max(1000, budget - (Date.now() - started)) };
   }
 
   /**

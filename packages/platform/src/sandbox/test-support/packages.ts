@@ -1,7 +1,10 @@
 import { execFileSync } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 
 /** A directory readable by the sandbox user (bubblewrap binds it as uid 65534). */
 export function worldReadableTempDir(prefix: string): string {
@@ -46,16 +49,158 @@ with zipfile.ZipFile(path, "w") as z:
 }
 
 /** Builds an npm tarball the way `npm pack` lays it out (`package/…`, named `<name>-<version>.tgz`). */
-export function buildNpmTarball(dir: string, opts: { name: string; version?: string; indexJs: string }): string {
+export function buildNpmTarball(
+  dir: string,
+  opts: { name: string; version?: string; indexJs: string; dependencies?: Record<string, string> },
+): string {
   const version = opts.version ?? "1.0.0";
   const work = mkdtempSync(join(tmpdir(), "hexr-npm-src-"));
   const pkg = join(work, "package");
   mkdirSync(pkg);
-  writeFileSync(join(pkg, "package.json"), JSON.stringify({ name: opts.name, version, main: "index.js", license: "MIT" }));
+  writeFileSync(
+    join(pkg, "package.json"),
+    JSON.stringify({
+      name: opts.name,
+      version,
+      main: "index.js",
+      license: "MIT",
+      ...(opts.dependencies ? { dependencies: opts.dependencies } : {}),
+    }),
+  );
   writeFileSync(join(pkg, "index.js"), opts.indexJs);
   const base = opts.name.startsWith("@") ? opts.name.slice(1).replace("/", "-") : opts.name;
   const file = join(dir, `${base}-${version}.tgz`);
   execFileSync("tar", ["-czf", file, "-C", work, "package"]);
   chmodSync(file, 0o644);
   return file;
+}
+
+/** A package index served over HTTP on 127.0.0.1, counting what it is asked for. */
+export interface TestIndex {
+  /** `http://127.0.0.1:<port>` */
+  readonly origin: string;
+  readonly port: number;
+  /** Request paths in order. */
+  readonly requests: string[];
+  close(): Promise<void>;
+}
+
+/** `fileDelayMs` holds back every file (wheel, tarball) response, as a far-away index would (for benchmarks). */
+export interface TestIndexOptions {
+  fileDelayMs?: number;
+}
+
+async function serve(
+  handler: (path: string) => { status: number; type?: string; body: string | Buffer; cache?: boolean },
+  opts: TestIndexOptions = {},
+) {
+  const requests: string[] = [];
+  const server: Server = createServer((req, res) => {
+    const path = req.url ?? "/";
+    requests.push(path);
+    const r = handler(path);
+    const send = () => {
+      res.writeHead(r.status, {
+        "Content-Type": r.type ?? "text/plain",
+        "Content-Length": Buffer.byteLength(r.body),
+        // As PyPI's and npm's file hosts do: immutable files may be cached for good.
+        ...(r.cache ? { "Cache-Control": "max-age=365000000, immutable, public" } : {}),
+      });
+      res.end(r.body);
+    };
+    if (r.cache && opts.fileDelayMs) setTimeout(send, opts.fileDelayMs);
+    else send();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    origin: `http://127.0.0.1:${port}`,
+    port,
+    requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+/**
+ * A PEP 503 simple index over the given wheel files: `/simple/<name>/` lists a project's files
+ * (with their sha256, as PyPI does), `/files/<file>` serves them. `extraLinks` adds links (e.g. to
+ * another host) to a project's page.
+ */
+export function startSimpleIndex(
+  wheels: string[],
+  opts: TestIndexOptions & { extraLinks?: Record<string, string[]> } = {},
+): Promise<TestIndex> {
+  const extraLinks = opts.extraLinks ?? {};
+  const files = new Map(wheels.map((w) => [basename(w), readFileSync(w)]));
+  const norm = (n: string) => n.toLowerCase().replace(/[-_.]+/g, "-");
+  return serve((path) => {
+    const page = /^\/simple\/([^/]+)\/$/.exec(path);
+    if (page) {
+      const name = norm(decodeURIComponent(page[1]!));
+      const links = [...files]
+        .filter(([f]) => norm(f.slice(0, f.indexOf("-"))) === name)
+        .map(([f, b]) => `<a href="/files/${f}#sha256=${sha256(b)}">${f}</a>`);
+      links.push(...(extraLinks[name] ?? []).map((u) => `<a href="${u}">${basename(new URL(u).pathname)}</a>`));
+      if (links.length === 0) return { status: 404, body: "not found" };
+      return { status: 200, type: "text/html", body: `<!DOCTYPE html><html><body>\n${links.join("<br/>\n")}\n</body></html>\n` };
+    }
+    const file = /^\/files\/([^/]+)$/.exec(path);
+    const body = file ? files.get(file[1]!) : undefined;
+    return body ? { status: 200, type: "application/octet-stream", body, cache: true } : { status: 404, body: "not found" };
+  }, opts);
+}
+
+/**
+ * An npm registry over tarballs built by buildNpmTarball: `/<name>` (scoped: `/@scope%2fname`) is
+ * the packument with every version, `/<name>/-/<file>` the tarball.
+ */
+export async function startNpmRegistry(tarballs: string[], opts: TestIndexOptions = {}): Promise<TestIndex> {
+  const byName = new Map<string, Array<{ version: string; file: string; body: Buffer; manifest: Record<string, unknown> }>>();
+  for (const t of tarballs) {
+    const body = readFileSync(t);
+    const manifest = JSON.parse(execFileSync("tar", ["-xzOf", t, "package/package.json"], { encoding: "utf8" })) as Record<
+      string,
+      unknown
+    > & { name: string; version: string };
+    const list = byName.get(manifest.name) ?? [];
+    list.push({ version: manifest.version, file: basename(t), body, manifest });
+    byName.set(manifest.name, list);
+  }
+  let origin = "";
+  const index = await serve((path) => {
+    const tarball = /^\/(.+)\/-\/([^/]+\.tgz)$/.exec(path);
+    if (tarball) {
+      const hit = byName.get(decodeURIComponent(tarball[1]!))?.find((v) => v.file === tarball[2]);
+      return hit ? { status: 200, type: "application/octet-stream", body: hit.body, cache: true } : { status: 404, body: "{}" };
+    }
+    const name = decodeURIComponent(path.slice(1));
+    const versions = byName.get(name);
+    if (!versions) return { status: 404, type: "application/json", body: JSON.stringify({ error: "Not found" }) };
+    const doc = {
+      name,
+      "dist-tags": { latest: versions[versions.length - 1]!.version },
+      versions: Object.fromEntries(
+        versions.map((v) => [
+          v.version,
+          {
+            ...v.manifest,
+            dist: {
+              tarball: `${origin}/${name}/-/${v.file}`,
+              shasum: createHash("sha1").update(v.body).digest("hex"),
+              integrity: `sha512-${createHash("sha512").update(v.body).digest("base64")}`,
+            },
+          },
+        ]),
+      ),
+    };
+    return { status: 200, type: "application/json", body: JSON.stringify(doc) };
+  }, opts);
+  origin = index.origin;
+  return index;
 }

@@ -1,0 +1,214 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PackageFetcher } from "./package-fetch.js";
+import {
+  buildNpmTarball,
+  buildWheel,
+  startNpmRegistry,
+  startSimpleIndex,
+  worldReadableTempDir,
+  type TestIndex,
+} from "./test-support/packages.js";
+
+let seq = 0;
+const id = () => `f${process.pid}-${++seq}`;
+
+describe("package fetch from an index, confined", () => {
+  const wheels = worldReadableTempDir("hexr-idx-wheels-");
+  const tarballs = worldReadableTempDir("hexr-idx-npm-");
+  // Stands in for the platform data dir: the fetch sandbox must not see anything of it.
+  const dataDir = mkdtempSync(join(tmpdir(), "hexr-fetch-data-"));
+  const cacheDir = worldReadableTempDir("hexr-fetch-cache-");
+  const adminKey = "hexr_admin_" + "k".repeat(32);
+  let pyIndex: TestIndex;
+  let npmReg: TestIndex;
+  let stray: TestIndex;
+  let fetcher: PackageFetcher;
+  const outputs: string[] = [];
+
+  beforeAll(async () => {
+    writeFileSync(join(dataDir, "admin.key"), adminKey, { mode: 0o600 });
+    buildWheel(wheels, { name: "hexr-top", module: "from hexr_dep import DEP\nTOP = 'top+' + DEP\n", requires: ["hexr-dep"] });
+    buildWheel(wheels, { name: "hexr-dep", module: "DEP = 'dep'\n" });
+    // Served by another host, which the index page links to: the proxy must not let pip reach it.
+    buildWheel(wheels, { name: "hexr-elsewhere", module: "X = 1\n" });
+    stray = await startSimpleIndex([join(wheels, "hexr_elsewhere-1.0.0-py3-none-any.whl")]);
+    pyIndex = await startSimpleIndex(
+      [join(wheels, "hexr_top-1.0.0-py3-none-any.whl"), join(wheels, "hexr_dep-1.0.0-py3-none-any.whl")],
+      // A page that points at a host the operator did not allow.
+      { extraLinks: { "hexr-elsewhere": [`http://localhost:${stray.port}/files/hexr_elsewhere-1.0.0-py3-none-any.whl`] } },
+    );
+    buildNpmTarball(tarballs, { name: "hexr-npm-dep", indexJs: "module.exports = 'npm-dep';\n" });
+    buildNpmTarball(tarballs, {
+      name: "hexr-npm-top",
+      version: "2.1.0",
+      indexJs: "module.exports = 'npm-top+' + require('hexr-npm-dep');\n",
+      dependencies: { "hexr-npm-dep": "^1.0.0" },
+    });
+    npmReg = await startNpmRegistry(readdirSync(tarballs).map((f) => join(tarballs, f)));
+    fetcher = new PackageFetcher({
+      python: { url: `${pyIndex.origin}/simple/` },
+      npm: { url: npmReg.origin },
+      cacheDir,
+    });
+  });
+
+  afterAll(async () => {
+    await fetcher.stop();
+    await Promise.all([pyIndex?.close(), npmReg?.close(), stray?.close()]);
+    for (const d of [wheels, tarballs, dataDir, cacheDir, ...outputs]) rmSync(d, { recursive: true, force: true });
+  });
+
+  it("downloads a python package with its dependency as wheels; the second time from the cache", async () => {
+    const first = await fetcher.fetch({ id: id(), language: "python", specs: ["hexr-top"], timeoutMs: 60_000 });
+    outputs.push(first.sourceDir);
+    expect(first).toMatchObject({ language: "python", items: ["hexr-top"], origin: "fetched" });
+    expect(readdirSync(first.sourceDir).sort()).toEqual(["hexr_dep-1.0.0-py3-none-any.whl", "hexr_top-1.0.0-py3-none-any.whl"]);
+    // Written by the fetch sandbox's user: 65534 on the host too when the platform runs as root.
+    const owner = process.getuid?.() === 0 ? 65534 : process.getuid?.();
+    expect(statSync(join(first.sourceDir, "hexr_dep-1.0.0-py3-none-any.whl")).uid).toBe(owner);
+    const fileRequests = () => pyIndex.requests.filter((r) => r.startsWith("/files/")).length;
+    expect(fileRequests()).toBe(2);
+
+    const second = await fetcher.fetch({ id: id(), language: "python", specs: ["hexr-top==1.0.0"], timeoutMs: 60_000 });
+    outputs.push(second.sourceDir);
+    expect(readdirSync(second.sourceDir).sort()).toEqual(readdirSync(first.sourceDir).sort());
+    expect(second.sourceDir).not.toBe(first.sourceDir);
+    expect(fileRequests()).toBe(2); // the wheels came from the cache; only the index pages were asked again
+  });
+
+  it("installs an npm package with its dependency into a node_modules tree; the second time from the cache", async () => {
+    const first = await fetcher.fetch({ id: id(), language: "javascript", specs: ["hexr-npm-top"], timeoutMs: 60_000 });
+    outputs.push(first.sourceDir);
+    const nm = join(first.sourceDir, "node_modules");
+    expect(JSON.parse(readFileSync(join(nm, "hexr-npm-top", "package.json"), "utf8")).version).toBe("2.1.0");
+    expect(existsSync(join(nm, "hexr-npm-dep", "index.js"))).toBe(true);
+    const tarballRequests = () => npmReg.requests.filter((r) => r.endsWith(".tgz")).length;
+    expect(tarballRequests()).toBe(2);
+
+    const second = await fetcher.fetch({ id: id(), language: "javascript", specs: ["hexr-npm-top@2.1.0"], timeoutMs: 60_000 });
+    outputs.push(second.sourceDir);
+    expect(existsSync(join(second.sourceDir, "node_modules", "hexr-npm-dep", "index.js"))).toBe(true);
+    expect(tarballRequests()).toBe(2);
+  });
+
+  it("names a package the index does not have", async () => {
+    await expect(fetcher.fetch({ id: id(), language: "python", specs: ["hexr-nope"], timeoutMs: 60_000 })).rejects.toMatchObject({
+      code: "sandbox.package_unavailable",
+      details: { package: "hexr-nope" },
+    });
+    await expect(
+      fetcher.fetch({ id: id(), language: "javascript", specs: ["hexr-npm-nope"], timeoutMs: 60_000 }),
+    ).rejects.toMatchObject({ code: "sandbox.package_unavailable", details: { package: "hexr-npm-nope" } });
+    await expect(
+      fetcher.fetch({ id: id(), language: "javascript", specs: ["hexr-npm-top@9.9.9"], timeoutMs: 60_000 }),
+    ).rejects.toMatchObject({ code: "sandbox.package_unavailable", details: { package: "hexr-npm-top@9.9.9" } });
+  });
+
+  it("never shows the credentials of a private index in its errors", async () => {
+    const token = "s3cretTok3n";
+    const withCreds = new PackageFetcher({ python: { url: `http://hexr:${token}@127.0.0.1:${pyIndex.port}/simple/` }, cacheDir });
+    try {
+      const err = await withCreds
+        .fetch({ id: id(), language: "python", specs: ["hexr-nope"], timeoutMs: 60_000 })
+        .catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: "sandbox.package_unavailable" });
+      expect((err as Error).message).toContain(`http://127.0.0.1:${pyIndex.port}/simple/`);
+      expect(JSON.stringify(err) + (err as Error).message).not.toContain(token);
+    } finally {
+      await withCreds.stop();
+    }
+  });
+
+  it("refuses a host the index links to but the operator did not allow, and says which", async () => {
+    const err = await fetcher
+      .fetch({ id: id(), language: "python", specs: ["hexr-elsewhere"], timeoutMs: 60_000 })
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "sandbox.package_index_unreachable", kind: "unavailable", details: { host: "localhost" } });
+    expect((err as Error).message).toContain(`localhost:${stray.port}`);
+    expect((err as Error).message).toContain("sandbox.packages.python.allowHosts");
+    expect(stray.requests).toEqual([]);
+  });
+
+  it("reports an index that cannot be reached, naming its host", async () => {
+    const down = new PackageFetcher({ python: { url: "http://127.0.0.1:1/simple/" }, cacheDir });
+    try {
+      const err = await down
+        .fetch({ id: id(), language: "python", specs: ["hexr-top"], timeoutMs: 60_000 })
+        .catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: "sandbox.package_index_unreachable", details: { host: "127.0.0.1", port: 1 } });
+      expect((err as Error).message).toContain("127.0.0.1:1");
+    } finally {
+      await down.stop();
+    }
+  });
+
+  it("runs the fetch in a cgroup of its own: a memory hog is killed there", async () => {
+    const small = new PackageFetcher({
+      python: { url: `${pyIndex.origin}/simple/` },
+      cacheDir,
+      limits: { memoryBytes: 64 * 1024 * 1024, pids: 64, cpus: 1 },
+    });
+    try {
+      const r = await small.inspect("python", ["/usr/bin/python3", "-c", "x = bytearray(512 * 1024 * 1024); print('survived')"]);
+      expect(r.log).not.toContain("survived");
+      expect(r.oomKilled).toBe(true);
+    } finally {
+      await small.stop();
+    }
+  });
+
+  it("stops a fetch whose execution is cancelled", async () => {
+    const ctl = new AbortController();
+    ctl.abort();
+    await expect(
+      fetcher.fetch({ id: id(), language: "javascript", specs: ["hexr-npm-top"], timeoutMs: 60_000, signal: ctl.signal }),
+    ).rejects.toMatchObject({ code: "sandbox.aborted" });
+  });
+
+  it("stops a fetch that outlasts its time", async () => {
+    await expect(fetcher.fetch({ id: id(), language: "python", specs: ["hexr-top"], timeoutMs: 1 })).rejects.toMatchObject({
+      code: "sandbox.package_install_timeout",
+      kind: "timeout",
+    });
+  });
+
+  it("never shows the installer anything of the host but /usr, or a way out but the proxy", async () => {
+    const script = [
+      "id -u; id -g",
+      "ls -A /",
+      "ls -A /tmp /run/hexr",
+      `ls -d ${dataDir} 2>&1`,
+      `cat ${join(dataDir, "admin.key")} 2>&1`,
+      "env | sort",
+      // The index by address, bypassing the proxy: the sandbox's network namespace has only loopback.
+      `python3 -c "import socket; socket.create_connection(('127.0.0.1', ${pyIndex.port}), timeout=2)" 2>&1 | tail -1`,
+      // Through the forwarder: the allowed index, then a host that is not allowed.
+      `python3 -c "import urllib.request as u; print('index', u.urlopen(u.Request('http://127.0.0.1:${pyIndex.port}/simple/hexr-dep/'), timeout=5).status)" 2>&1 | tail -1`,
+      `python3 -c "import urllib.request as u; u.urlopen('http://localhost:${stray.port}/', timeout=5)" 2>&1 | tail -1`,
+    ].join("; echo ---; ");
+    const { exitCode, log, proxy } = await fetcher.inspect(
+      "python",
+      PackageFetcher.forwarded("python", ["/usr/bin/env", "http_proxy=http://127.0.0.1:3128", "/bin/sh", "-c", script]),
+    );
+    expect(exitCode).toBe(0);
+    const parts = log.split("---\n").map((p) => p.trim());
+    expect(parts[0]).toBe("65534\n65534");
+    const rootLinks = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"].filter((n) => existsSync(`/${n}`));
+    expect(parts[1]!.split("\n").sort()).toEqual(
+      [...rootLinks, "cache", "dev", "etc", "out", "proc", "run", "tmp", "usr"].sort(),
+    );
+    expect(parts[2]).toBe("/run/hexr:\nfetch\nproxy.sock\n\n/tmp:");
+    expect(parts[3]).toContain("No such file or directory");
+    expect(parts[4]).toContain("No such file or directory");
+    expect(log).not.toContain(adminKey);
+    expect(parts[5]!.split("\n").map((l) => l.split("=")[0])).toEqual(["HOME", "LANG", "PATH", "PWD", "TMPDIR", "http_proxy"]);
+    expect(parts[6]).toContain("ConnectionRefusedError");
+    expect(parts[7]).toBe("index 200");
+    expect(parts[8]).toContain("403");
+    expect(proxy.refusals.map((r) => r.host)).toEqual(["localhost"]);
+    expect(stray.requests).toEqual([]);
+  });
+});

@@ -1,0 +1,696 @@
+/**
+ * Fetches an execution's packages from the operator's package index, on the host, before the
+ * backend runs. The fetch runs in its own bubblewrap sandbox: /usr, a synthetic /etc and the
+ * public CA certificates, a private /tmp, the execution's output directory and the download
+ * cache, uid 65534 (host-side too when the platform is root), a seccomp filter, and a network
+ * namespace of its own whose only way out is the egress proxy (see egress-proxy.ts): a tiny
+ * forwarder inside listens on 127.0.0.1 and passes connections to the proxy's unix socket.
+ *
+ * No package code runs here: pip downloads wheels only (`--only-binary=:all:`, sdists would have
+ * to be built), npm installs with `--ignore-scripts`. Python leaves a directory of wheels with
+ * every dependency; npm leaves a complete `node_modules/` tree. The backend takes that directory
+ * over. pip's and npm's own caches live under the data dir, so a package is downloaded once.
+ */
+
+import { HexrError } from "@hexr/core";
+import { lookup } from "node:dns/promises";
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { isIP } from "node:net";
+import { tmpdir } from "node:os";
+import { delimiter, isAbsolute, join } from "node:path";
+import type { Logger } from "pino";
+import { EgressProxy, hostOfUrl, isPrivateAddress, parseAllowedHost, type AllowedHost } from "./egress-proxy.js";
+import { NativeProcess } from "./namespace/spawn.js";
+import { openCgroups, type CgroupLimits, type CgroupManager, type ExecCgroup } from "./cgroup.js";
+import { buildSeccompProgram, syscallTableFor } from "./namespace/seccomp.js";
+import type { PackageInstall } from "./types.js";
+
+export interface PackageIndex {
+  /** python: a PEP 503 simple index; javascript: an npm registry. */
+  url: string;
+  /** Further hosts (`host` or `host:port`) the installer may reach, e.g. files.pythonhosted.org. */
+  allowHosts?: string[];
+}
+
+export interface PackageFetcherOptions {
+  python?: PackageIndex;
+  npm?: PackageIndex;
+  /**
+   * pip's and npm's download caches go below (created; the leaves owned by the fetch user). The
+   * fetch user must be able to reach it: bubblewrap resolves bind sources as that user.
+   */
+  cacheDir: string;
+  bwrapPath?: string;
+  /** Host uid/gid of the fetch sandbox when the platform runs as root. */
+  uid?: number;
+  gid?: number;
+  /** Where the runtime and per-execution output directories go (default: the OS temp dir). */
+  runtimeParent?: string;
+  /** The fetch's own cgroup (default 1 GiB, 256 processes, one core); rlimits only where cgroups cannot be had. */
+  limits?: CgroupLimits;
+  log?: Logger;
+}
+
+export interface FetchRequest {
+  /** The execution's id (names its output directory). */
+  id: string;
+  language: "python" | "javascript";
+  /** Requirement specs, already validated by packages.ts (no URLs, no options). */
+  specs: string[];
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
+/** Anything that turns a package request into a directory the backend installs from. */
+export interface PackageFetch {
+  fetch(req: FetchRequest): Promise<PackageInstall>;
+}
+
+/** The port the forwarder listens on inside the fetch sandbox's own network namespace. */
+const PROXY_PORT = 3128;
+const PATHS = { out: "/out", cache: "/cache", proxySocket: "/run/hexr/proxy.sock", scripts: "/run/hexr/fetch" } as const;
+const MAX_LOG = 64 * 1024;
+const DEFAULT_LIMITS: CgroupLimits = { memoryBytes: 1024 * 1024 * 1024, pids: 256, cpus: 1 };
+const MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024;
+/** The fetch sandbox's private /tmp (downloads go to the output directory and the cache, not here). */
+const TMP_BYTES = 512 * 1024 * 1024;
+
+/** Python: forward 127.0.0.1:PORT to the proxy socket on threads, run pip, exit with its status. */
+const FETCH_PY = `import socket, subprocess, sys, threading
+port, sock_path, cmd = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+def pump(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            b.sendall(d)
+    except OSError:
+        pass
+    finally:
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+def serve(srv):
+    while True:
+        c, _ = srv.accept()
+        u = socket.socket(socket.AF_UNIX)
+        try:
+            u.connect(sock_path)
+        except OSError:
+            c.close()
+            continue
+        threading.Thread(target=pump, args=(c, u), daemon=True).start()
+        threading.Thread(target=pump, args=(u, c), daemon=True).start()
+srv = socket.socket()
+srv.bind(("127.0.0.1", port))
+srv.listen(64)
+threading.Thread(target=serve, args=(srv,), daemon=True).start()
+sys.exit(subprocess.call(cmd))
+`;
+
+/** Node: the same forwarder for npm, so javascript needs no python. */
+const FETCH_MJS = `import { createServer, connect } from "node:net";
+import { spawn } from "node:child_process";
+const [port, sockPath, ...cmd] = process.argv.slice(2);
+const srv = createServer((c) => {
+  const u = connect(sockPath);
+  c.on("error", () => u.destroy());
+  u.on("error", () => c.destroy());
+  c.pipe(u).pipe(c);
+});
+srv.listen(Number(port), "127.0.0.1", () => {
+  const child = spawn(cmd[0], cmd.slice(1), { stdio: "inherit" });
+  child.on("exit", (code, sig) => process.exit(code ?? (sig ? 128 : 1)));
+});
+`;
+
+interface Runtime {
+  dir: string;
+  /** Undefined where cgroups cannot be had (the platform is not root): rlimits only. */
+  cgroups: CgroupManager | undefined;
+  etc: string;
+  scripts: string;
+  jobs: string;
+  sockets: string;
+  seccomp: Buffer;
+}
+
+/** `/bin` → `usr/bin` on merged-/usr systems; real directories are bound read-only. */
+function rootLinks(): string[] {
+  const args: string[] = [];
+  for (const name of ["bin", "sbin", "lib", "lib32", "lib64", "libx32"]) {
+    let st;
+    try {
+      st = lstatSync(`/${name}`);
+    } catch {
+      continue;
+    }
+    if (st.isSymbolicLink()) args.push("--symlink", readlinkSync(`/${name}`), `/${name}`);
+    else if (st.isDirectory()) args.push("--ro-bind", `/${name}`, `/${name}`);
+  }
+  return args;
+}
+
+const RUNTIME_NAME = /^hexr-pkgfetch-(\d+)-/;
+
+/** Runtime directories of platforms that are gone. */
+function removeStale(parent: string): void {
+  let names: string[] = [];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = RUNTIME_NAME.exec(name);
+    if (!m) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+      continue;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EPERM") continue;
+    }
+    rmSync(join(parent, name), { recursive: true, force: true });
+  }
+}
+
+/** Strips the userinfo (a private mirror's token) from URLs in text meant for callers and logs. */
+function redactor(urls: string[]): (text: string) => string {
+  const secrets: string[] = [];
+  for (const u of urls) {
+    try {
+      const p = new URL(u);
+      for (const s of [p.password, p.username, decodeURIComponent(p.password), decodeURIComponent(p.username)]) {
+        if (s.length >= 3) secrets.push(s);
+      }
+    } catch {
+      // validated by the config
+    }
+  }
+  return (text) => secrets.reduce((t, s) => t.split(s).join("****"), text);
+}
+
+/** The project name of a requirement as pip echoes it (`numpy==1.26.4` → `numpy`). */
+const pythonName = (req: string) => /^[A-Za-z0-9][A-Za-z0-9._-]*/.exec(req)?.[0] ?? req;
+
+/** The index URL without credentials, for messages. */
+function publicUrl(url: string): string {
+  const u = new URL(url);
+  u.username = "";
+  u.password = "";
+  return u.href;
+}
+
+export class PackageFetcher implements PackageFetch {
+  private runtime: Runtime | undefined;
+  private inspections = 0;
+  private readonly redact: (text: string) => string;
+  private readonly runAs: { uid: number; gid: number } | undefined;
+
+  constructor(private readonly opts: PackageFetcherOptions) {
+    this.redact = redactor([opts.python?.url, opts.npm?.url].filter((u): u is string => !!u));
+    this.runAs = process.getuid?.() === 0 ? { uid: opts.uid ?? 65534, gid: opts.gid ?? 65534 } : undefined;
+  }
+
+  /** Removes the runtime directory (outputs not yet taken over by a backend go with it). */
+  async stop(): Promise<void> {
+    const rt = this.runtime;
+    this.runtime = undefined;
+    if (!rt) return;
+    await rt.cgroups?.close();
+    rmSync(rt.dir, { recursive: true, force: true });
+  }
+
+  async fetch(req: FetchRequest): Promise<PackageInstall> {
+    const index = req.language === "python" ? this.opts.python : this.opts.npm;
+    if (!index) {
+      throw new HexrError("sandbox.packages_not_configured", `no ${req.language} package index is configured`, {
+        kind: "failed_precondition",
+      });
+    }
+    const rt = this.prepare();
+    const started = Date.now();
+    const out = join(rt.jobs, req.id);
+    mkdirSync(out, { mode: 0o700 });
+    if (this.runAs) chownSync(out, this.runAs.uid, this.runAs.gid);
+    const indexHost = hostOfUrl(index.url);
+    const proxy = await this.startProxy(rt, req.id, index);
+    let ok = false;
+    try {
+      const run = await this.runSandbox(rt, req, this.command(req, index), out, proxy);
+      if (run.timedOut) {
+        throw new HexrError(
+          "sandbox.package_install_timeout",
+          `fetching packages from ${indexHost.host} took longer than ${Math.round(req.timeoutMs / 100) / 10} s`,
+          { kind: "timeout" },
+        );
+      }
+      if (run.aborted) throw new HexrError("sandbox.aborted", "the execution was cancelled", { kind: "unavailable" });
+      if (run.oomKilled) {
+        throw new HexrError("sandbox.package_install_failed", "fetching packages ran out of memory (the fetch's cgroup limit)", {
+          kind: "failed_precondition",
+        });
+      }
+      if (run.exitCode !== 0) throw this.failure(req, index, proxy, run.log);
+      ok = true;
+      this.opts.log?.info(
+        { id: req.id, language: req.language, packages: req.specs.length, ms: Date.now() - started },
+        "packages fetched",
+      );
+      return { language: req.language, sourceDir: out, items: [...req.specs], origin: "fetched" };
+    } finally {
+      await proxy.close();
+      if (!ok) rmSync(out, { recursive: true, force: true });
+    }
+  }
+
+  /** Private addresses the index itself is on (a mirror on the local network, or a test index on 127.0.0.1). */
+  private async indexAddresses(h: AllowedHost): Promise<Set<string>> {
+    let addrs: string[] = [];
+    try {
+      addrs = isIP(h.host) ? [h.host] : (await lookup(h.host, { all: true })).map((a) => a.address);
+    } catch {
+      // unresolvable: the proxy reports it when pip or npm asks
+    }
+    return new Set(addrs.filter(isPrivateAddress));
+  }
+
+  private prepare(): Runtime {
+    if (this.runtime) return this.runtime;
+    const table = syscallTableFor();
+    if (!table) {
+      throw new HexrError("sandbox.packages_unsupported", `no seccomp filter for ${process.arch}: cannot fetch packages here`, {
+        kind: "failed_precondition",
+      });
+    }
+    const parent = this.opts.runtimeParent ?? tmpdir();
+    removeStale(parent);
+    const dir = mkdtempSync(join(parent, `hexr-pkgfetch-${process.pid}-`));
+    chmodSync(dir, 0o755);
+    const etc = join(dir, "etc");
+    mkdirSync(etc, { mode: 0o755 });
+    const files: Record<string, string> = {
+      passwd: "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/tmp:/usr/sbin/nologin\n",
+      group: "root:x:0:\nnogroup:x:65534:\n",
+      hosts: "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+      hostname: "sandbox\n",
+      // Names are resolved by the proxy on the host: the sandbox has no resolver.
+      "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n",
+    };
+    for (const [name, content] of Object.entries(files)) writeFileSync(join(etc, name), content, { mode: 0o644 });
+    if (existsSync("/etc/ld.so.cache")) {
+      copyFileSync("/etc/ld.so.cache", join(etc, "ld.so.cache"));
+      chmodSync(join(etc, "ld.so.cache"), 0o644);
+    }
+    mkdirSync(join(etc, "ssl", "certs"), { recursive: true, mode: 0o755 }); // mount point for the CA certificates
+    const scripts = join(dir, "scripts");
+    mkdirSync(scripts, { mode: 0o755 });
+    writeFileSync(join(scripts, "fetch.py"), FETCH_PY, { mode: 0o644 });
+    writeFileSync(join(scripts, "fetch.mjs"), FETCH_MJS, { mode: 0o644 });
+    const jobs = join(dir, "jobs");
+    const sockets = join(dir, "sockets");
+    mkdirSync(jobs, { mode: 0o755 });
+    mkdirSync(sockets, { mode: 0o755 });
+    for (const sub of ["pip", "npm"]) {
+      const d = join(this.opts.cacheDir, sub);
+      mkdirSync(d, { recursive: true, mode: 0o755 });
+      chmodSync(d, 0o700);
+      if (this.runAs) chownSync(d, this.runAs.uid, this.runAs.gid);
+    }
+    const cg = openCgroups();
+    if (!cg.ok) this.opts.log?.warn({ detail: cg.detail }, "package fetches run without a cgroup (rlimits only)");
+    this.runtime = {
+      dir,
+      cgroups: cg.ok ? cg.manager : undefined,
+      etc,
+      scripts,
+      jobs,
+      sockets,
+      seccomp: buildSeccompProgram(table),
+    };
+    return this.runtime;
+  }
+
+  /** The installer's command line inside the sandbox. */
+  private command(req: FetchRequest, index: PackageIndex): string[] {
+    const proxy = `http://127.0.0.1:${PROXY_PORT}`;
+    if (req.language === "python") {
+      return PackageFetcher.forwarded("python", [
+        "/usr/bin/python3",
+        "-m",
+        "pip",
+        "download",
+        "--isolated",
+        "--only-binary=:all:",
+        "--dest",
+        PATHS.out,
+        "--index-url",
+        index.url,
+        // pip does not use an http:// index (nor cache from it) unless it is trusted; the operator configured it.
+        ...(new URL(index.url).protocol === "http:" ? ["--trusted-host", new URL(index.url).host] : []),
+        "--proxy",
+        proxy,
+        "--cache-dir",
+        PATHS.cache,
+        "--retries",
+        "1",
+        "--timeout",
+        "30",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--progress-bar",
+        "off",
+        "--",
+        ...req.specs,
+      ]);
+    }
+    return PackageFetcher.forwarded("javascript", [
+      "/usr/bin/node",
+      "/usr/lib/node_modules/npm/bin/npm-cli.js",
+      "install",
+      "--prefix",
+      PATHS.out,
+      "--registry",
+      index.url,
+      "--proxy",
+      proxy,
+      "--https-proxy",
+      proxy,
+      "--noproxy",
+      "",
+      "--cache",
+      PATHS.cache,
+      "--userconfig",
+      "/tmp/.npmrc",
+      "--globalconfig",
+      "/tmp/.npmrc-global",
+      "--ignore-scripts",
+      "--no-save",
+      "--no-package-lock",
+      "--no-audit",
+      "--no-fund",
+      "--no-update-notifier",
+      "--logs-max",
+      "0",
+      "--fetch-retries",
+      "1",
+      "--loglevel",
+      "error",
+      "--",
+      ...req.specs,
+    ]);
+  }
+
+  /**
+   * Runs `command` in a fetch sandbox set up exactly as for `language` (with the egress proxy at
+   * 127.0.0.1:3128 inside when `command` starts with the forwarder): for the confinement tests.
+   */
+  async inspect(
+    language: "python" | "javascript",
+    command: string[],
+    timeoutMs = 30_000,
+  ): Promise<{ exitCode: number | null; oomKilled: boolean; log: string; proxy: EgressProxy }> {
+    const index = (language === "python" ? this.opts.python : this.opts.npm) ?? { url: "http://127.0.0.1:9/" };
+    const rt = this.prepare();
+    const req: FetchRequest = { id: `inspect-${++this.inspections}`, language, specs: [], timeoutMs };
+    const out = join(rt.jobs, req.id);
+    mkdirSync(out, { mode: 0o700 });
+    if (this.runAs) chownSync(out, this.runAs.uid, this.runAs.gid);
+    const proxy = await this.startProxy(rt, req.id, index);
+    try {
+      const run = await this.runSandbox(rt, req, command, out, proxy);
+      return { exitCode: run.exitCode, oomKilled: run.oomKilled, log: run.log, proxy };
+    } finally {
+      await proxy.close();
+      rmSync(out, { recursive: true, force: true });
+    }
+  }
+
+  /** The forwarder in front of a command: 127.0.0.1:3128 inside leads to the egress proxy. */
+  static forwarded(language: "python" | "javascript", command: string[]): string[] {
+    const script =
+      language === "python" ? ["/usr/bin/python3", `${PATHS.scripts}/fetch.py`] : ["/usr/bin/node", `${PATHS.scripts}/fetch.mjs`];
+    return [...script, String(PROXY_PORT), PATHS.proxySocket, ...command];
+  }
+
+  private async startProxy(rt: Runtime, id: string, index: PackageIndex): Promise<EgressProxy> {
+    const indexHost = hostOfUrl(index.url);
+    return EgressProxy.start({
+      socketPath: join(rt.sockets, `${id}.sock`),
+      allow: [indexHost, ...(index.allowHosts ?? []).map(parseAllowedHost)],
+      privateAllowed: await this.indexAddresses(indexHost),
+      ...(this.runAs ? { owner: this.runAs } : {}),
+      ...(this.opts.log ? { log: this.opts.log.child({ fetch: id }) } : {}),
+    });
+  }
+
+  private runSandbox(
+    rt: Runtime,
+    req: FetchRequest,
+    command: string[],
+    out: string,
+    proxy: EgressProxy,
+  ): Promise<{ exitCode: number | null; timedOut: boolean; aborted: boolean; oomKilled: boolean; log: string }> {
+    const args = [
+      "--unshare-all",
+      "--unshare-user",
+      "--disable-userns",
+      "--die-with-parent",
+      "--new-session",
+      "--uid",
+      "65534",
+      "--gid",
+      "65534",
+      "--hostname",
+      "sandbox",
+      "--ro-bind",
+      "/usr",
+      "/usr",
+      ...rootLinks(),
+      "--ro-bind",
+      rt.etc,
+      "/etc",
+      // Public CA certificates, for an https index (Debian's pip and OpenSSL read them here).
+      "--ro-bind-try",
+      "/etc/ssl/certs",
+      "/etc/ssl/certs",
+      "--proc",
+      "/proc",
+      "--dev",
+      "/dev",
+      "--size",
+      String(TMP_BYTES),
+      "--tmpfs",
+      "/tmp",
+      "--ro-bind",
+      rt.scripts,
+      PATHS.scripts,
+      "--bind",
+      proxy.socketPath,
+      PATHS.proxySocket,
+      "--bind",
+      out,
+      PATHS.out,
+      "--bind",
+      join(this.opts.cacheDir, req.language === "python" ? "pip" : "npm"),
+      PATHS.cache,
+      "--chdir",
+      "/tmp",
+      "--remount-ro",
+      "/",
+      "--clearenv",
+      "--setenv",
+      "PATH",
+      "/usr/bin:/bin",
+      "--setenv",
+      "HOME",
+      "/tmp",
+      "--setenv",
+      "TMPDIR",
+      "/tmp",
+      "--setenv",
+      "LANG",
+      "C.UTF-8",
+      "--seccomp",
+      "4",
+      "--json-status-fd",
+      "5",
+      "--block-fd",
+      "6",
+    ];
+    const wrapper = `umask 022; ulimit -c 0; ulimit -n 1024; ulimit -f ${MAX_FILE_BYTES / 512}; exec "$@"`;
+    const bwrap = this.bwrap();
+    const devNull = openSync("/dev/null", "r+");
+    let child: NativeProcess;
+    try {
+      // Spawned without forking the platform; the child gets exactly these descriptors: 1-2 output,
+      // 3 bwrap's options, 4 the seccomp program, 5 bwrap's status (the sandbox pid), 6 its block fd.
+      child = new NativeProcess(bwrap, [bwrap, "--args", "3", "--", "/bin/sh", "-c", wrapper, "fetch", ...command], {
+        fds: [
+          { fd: devNull },
+          "read",
+          "read",
+          { data: Buffer.from(args.map((a) => a + "\0").join("")) },
+          { data: rt.seccomp },
+          "read",
+          "write",
+        ],
+        env: {},
+        ...(this.runAs ? { runAs: this.runAs } : {}),
+      });
+    } catch (err) {
+      closeSync(devNull);
+      throw err;
+    }
+    void child.started.then(
+      () => closeSync(devNull),
+      () => closeSync(devNull),
+    );
+    let log = "";
+    const collect = (d: Buffer | string) => {
+      log = (log + d.toString()).slice(-MAX_LOG);
+    };
+    const pipes = child.pipes;
+    pipes[1]!.on("data", collect);
+    pipes[2]!.on("data", collect);
+    // bwrap reports the sandbox's pid, then waits on fd 6 until it is in its cgroup.
+    let cgroup: ExecCgroup | undefined;
+    let createFailed = false;
+    try {
+      cgroup = rt.cgroups?.create(this.opts.limits ?? DEFAULT_LIMITS);
+    } catch (err) {
+      collect(`cannot create a cgroup for the fetch: ${(err as Error).message}\n`);
+      createFailed = true;
+    }
+    let status = "";
+    let sandboxPid: number | undefined;
+    let killing = false;
+    /**
+     * Kills the sandbox's init (the kernel then kills its whole pid namespace) and what is in the
+     * cgroup; bwrap reaps it and exits by itself. bwrap is killed only if it does not: killed first,
+     * its child could be left blocked (before it reported its pid) or unreaped.
+     */
+    const kill = () => {
+      killing = true;
+      setTimeout(() => child.kill("SIGKILL"), 2000).unref();
+      if (sandboxPid === undefined) return;
+      try {
+        process.kill(sandboxPid, "SIGKILL");
+      } catch {
+        // gone
+      }
+      void cgroup?.killAll();
+    };
+    pipes[5]!.setEncoding("utf8");
+    pipes[5]!.on("data", (chunk: string) => {
+      if (sandboxPid !== undefined) return;
+      status += chunk;
+      const pid = /"child-pid"\s*:\s*(\d+)/.exec(status)?.[1];
+      if (!pid) return;
+      sandboxPid = Number(pid);
+      if (killing) return kill();
+      (cgroup ? cgroup.add(sandboxPid) : Promise.resolve()).then(
+        () => pipes[6]!.end("x"),
+        (err: unknown) => {
+          collect(`cannot move the fetch into its cgroup: ${(err as Error).message}\n`);
+          kill();
+        },
+      );
+    });
+
+    if (createFailed) kill();
+
+    return new Promise((resolve) => {
+      let timedOut = false;
+      let aborted = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        kill();
+      }, req.timeoutMs);
+      const onAbort = () => {
+        aborted = true;
+        kill();
+      };
+      req.signal?.addEventListener("abort", onAbort, { once: true });
+      if (req.signal?.aborted) onAbort();
+      const done = (code: number | null) => {
+        clearTimeout(timer);
+        req.signal?.removeEventListener("abort", onAbort);
+        const oomKilled = (cgroup?.oomKills() ?? 0) > 0;
+        void (cgroup?.destroy() ?? Promise.resolve()).finally(() =>
+          resolve({ exitCode: code, timedOut, aborted, oomKilled, log: this.redact(log) }),
+        );
+      };
+      child.exited.then(done, (err: unknown) => {
+        collect(`${(err as Error).message}\n`);
+        done(null);
+      });
+    });
+  }
+
+  /** bubblewrap's absolute path (the native spawn does not search PATH). */
+  private bwrap(): string {
+    const name = this.opts.bwrapPath ?? "bwrap";
+    if (isAbsolute(name)) return name;
+    for (const dir of (process.env["PATH"] ?? "/usr/bin:/bin").split(delimiter)) {
+      if (dir && existsSync(join(dir, name))) return join(dir, name);
+    }
+    return name;
+  }
+
+  /** A failed fetch as the caller should see it: which host was refused, which package is missing, or the installer's words. */
+  private failure(req: FetchRequest, index: PackageIndex, proxy: EgressProxy, log: string): HexrError {
+    const setting = req.language === "python" ? "sandbox.packages.python" : "sandbox.packages.npm";
+    const refused = proxy.refusals[0];
+    if (refused) {
+      return new HexrError(
+        "sandbox.package_index_unreachable",
+        `the package installer was refused access to ${refused.host}:${refused.port} (${refused.reason}); only the index ` +
+          `${publicUrl(index.url)} and ${setting}.allowHosts may be reached`,
+        { kind: "unavailable", details: { host: refused.host, port: refused.port } },
+      );
+    }
+    const failed = proxy.failures[0];
+    if (failed) {
+      return new HexrError(
+        "sandbox.package_index_unreachable",
+        `the package index cannot be reached: ${failed.host}:${failed.port}: ${failed.reason}`,
+        { kind: "unavailable", details: { host: failed.host, port: failed.port } },
+      );
+    }
+    const missing =
+      req.language === "python"
+        ? /No matching distribution found for ([^\s]+)/.exec(log)?.[1]
+        : (/No matching version found for (\S+?)\.?\s/.exec(log)?.[1] ??
+          /'((?:@[^/'\s]+\/)?[^@'\s]+)@[^']*' (?:is not in this registry|could not be found)/.exec(log)?.[1]);
+    if (missing) {
+      const hint =
+        req.language === "python" ? " (or it has no wheel for this platform: source distributions are never built)" : "";
+      return new HexrError(
+        "sandbox.package_unavailable",
+        `package '${missing}' cannot be had from the package index ${publicUrl(index.url)}${hint}`,
+        // As for a local directory: the python project name, the npm name with the version asked for.
+        { kind: "failed_precondition", details: { package: req.language === "python" ? pythonName(missing) : missing } },
+      );
+    }
+    const tail = log.trim().split("\n").slice(-8).join("\n").slice(-2000);
+    return new HexrError("sandbox.package_install_failed", `fetching packages failed:\n${tail}`, { kind: "failed_precondition" });
+  }
+}
