@@ -1,8 +1,9 @@
 /**
  * The microvm backend: every execution runs in its own QEMU `-M microvm` VM, restored from the
  * pre-booted template that `hexr sandbox setup` saved (device state in a file, guest RAM in a file
- * each clone maps copy-on-write). A small pool of clones is kept restored and waiting; each serves
- * one execution and is destroyed. QEMU itself runs confined: its own seccomp sandbox, uid nobody,
+ * each clone maps copy-on-write). A small pool of clones is kept restored, warmed up (see guest.ts)
+ * and waiting, each with its job process already started and confined; each serves one execution
+ * and is destroyed. QEMU itself runs confined: its own seccomp sandbox, uid nobody,
  * chrooted to an empty directory, and inside a host cgroup (memory, pids, CPU quota).
  *
  * Inside the VM the guest agent runs the code as uid 65534 with no capabilities, no-new-privs, the
@@ -509,8 +510,10 @@ export class MicrovmBackend implements SandboxBackend {
       clone.then(
         (c) => {
           signal.removeEventListener("abort", onAbort);
-          if (signal.aborted) void c.destroy();
-          else resolve(c);
+          if (!signal.aborted) resolve(c);
+          else if (this.usable && this.poolOn)
+            this.ready.push(c); // never used: as good as any other
+          else void c.destroy();
         },
         (err: unknown) => {
           signal.removeEventListener("abort", onAbort);
@@ -670,9 +673,9 @@ export class MicrovmBackend implements SandboxBackend {
     for (const w of this.waiters.splice(0)) {
       w.reject(new HexrError("sandbox.shutting_down", "the microvm backend is stopping", { kind: "unavailable" }));
     }
-    // Restores under way destroy their clone when they finish (the backend is no longer usable).
+    // Killing every VM also ends the warm-ups under way; restores that finish now destroy their clone.
+    await Promise.all([...this.ready.splice(0), ...this.live].map((c) => c.destroy()));
     await Promise.all([...this.starting]);
-    await Promise.all(this.ready.splice(0).map((c) => c.destroy()));
     await Promise.all([...this.live].map((c) => c.destroy()));
     await Promise.all([...this.ending]);
     await this.cgroups?.close();

@@ -1,14 +1,22 @@
 /**
  * What runs inside the microVM: `/init` (busybox sh: mounts, virtio modules, the agent's port) and
  * the guest agent (python, PID 1). The agent announces itself once at boot (then the VM is
- * snapshotted); every clone resumes blocked on its virtio-serial port, receives exactly one job,
- * reseeds the kernel RNG and sets the clock, runs the code as uid 65534 in a fresh cgroup with no
- * capabilities, no-new-privs and the platform's seccomp program, streams stdout/stderr back and
- * reports the exit. The host destroys the VM afterwards.
+ * snapshotted); every clone resumes blocked on its virtio-serial port and then:
+ *
+ * 1. receives its configuration (64 bytes of the host's entropy, mixed in and reseeded before
+ *    anything in the clone draws randomness; limits; the seccomp program; the warm-up jobs);
+ * 2. runs the warm-up jobs (the host's trivial scripts, never user code) exactly as a job runs and
+ *    throws them away, so TCG has translated the job path before the clone waits in the pool;
+ * 3. starts the job process ahead of the job in a fresh environment (empty /tmp, /dev/shm and job
+ *    directory, a new cgroup): confined (uid 65534, no capabilities, no-new-privs, seccomp) and
+ *    waiting in the stub (`stubScript`) for its go; reports `warm`;
+ * 4. receives exactly one job, reseeds again, sets the clock, writes the code, lets the job process
+ *    go, streams stdout/stderr back and reports the exit. The host destroys the VM afterwards.
  *
  * Wire protocol on the port: one JSON object per line. Guest → host: `{"t":"ready"}` (boot),
- * `{"t":"started"}`, `{"t":"o"|"e","d":<base64>}`, `{"t":"x","code":n,"oom":n,"timedOut":b,"dropped":[o,e]}`.
- * Host → guest: the job.
+ * `{"t":"warm","failures":[...]}`, `{"t":"started"}`, `{"t":"o"|"e","d":<base64>}`,
+ * `{"t":"x","code":n,"oom":n,"timedOut":b,"dropped":[o,e]}`. Host → guest: the configuration, the
+ * job, and `{"t":"kill"}` at the timeout.
  */
 
 /** Kernel modules the agent's port needs, in load order (Debian builds virtio as modules). */
