@@ -1,8 +1,9 @@
 /**
  * The microvm backend: every execution runs in its own QEMU `-M microvm` VM, restored from the
  * pre-booted template that `hexr sandbox setup` saved (device state in a file, guest RAM in a file
- * each clone maps copy-on-write). A small pool of clones is kept restored and waiting; each serves
- * one execution and is destroyed. QEMU itself runs confined: its own seccomp sandbox, uid nobody,
+ * each clone maps copy-on-write). A small pool of clones is kept restored, warmed up (see guest.ts)
+ * and waiting, each with its job process already started and confined; each serves one execution
+ * and is destroyed. QEMU itself runs confined: its own seccomp sandbox, uid nobody,
  * chrooted to an empty directory, and inside a host cgroup (memory, pids, CPU quota).
  *
  * Inside the VM the guest agent runs the code as uid 65534 with no capabilities, no-new-privs, the
@@ -13,9 +14,9 @@
 import { HexrError, type SandboxLanguage } from "@hexr/core";
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync } from "node:fs";
 import { connect, type Socket } from "node:net";
-import { tmpdir } from "node:os";
+import { setPriority, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { openCgroups, type CgroupManager, type ExecCgroup } from "../cgroup.js";
@@ -30,7 +31,7 @@ import type {
   SandboxLimits,
 } from "../types.js";
 import { machineArgs, Qmp, type MachineSpec } from "./qemu.js";
-import { IMAGE_FILES, qemuVersion, readMeta, type ImageMeta } from "./setup.js";
+import { IMAGE_FILES, qemuVersion, readMeta, staleImage, type ImageMeta } from "./setup.js";
 import { confinementProbeRequest, isConfined } from "../confinement.js";
 
 export interface MicrovmBackendOptions {
@@ -65,11 +66,44 @@ const BASE_ENV: Record<string, string> = {
 
 /** Memory the guest kernel and agent keep for themselves. */
 const GUEST_RESERVE_MB = 64;
+/**
+ * The warm-up jobs every clone runs before it waits in the pool: the host's own trivial scripts,
+ * through exactly the path a job takes (a python job run by the pre-started interpreter, a shell job
+ * exec'd by it).
+ */
+const WARM_UP: Array<{ mode: JobMode; language: SandboxLanguage; code: string }> = [
+  { mode: "run", language: "python", code: "import sys\nprint('hello')\nsys.stderr.write('hello\\n')\n" },
+  { mode: "exec", language: "shell", code: "echo hello\necho hello >&2\n" },
+];
+
+/**
+ * How the pre-started job process runs the job: "run" = the python interpreter already running
+ * (waiting) executes the code itself; "exec" = it execs the job's program. Variables that python or
+ * the C library read at startup (they would be ignored by an interpreter already started) make a
+ * python job start a new interpreter.
+ */
+type JobMode = "run" | "exec";
+const STARTUP_ENV = /^(PYTHON|LC_|LD_|MALLOC_|GLIBC_)|^(LANG|LANGUAGE|TZ|HOME)$/;
+
+export function jobMode(language: SandboxLanguage, env: Record<string, string>): JobMode {
+  return language === "python" && !Object.keys(env).some((k) => STARTUP_ENV.test(k)) ? "run" : "exec";
+}
+
+/**
+ * Restoring and warming clones runs at this nice value, so that executions (their clone is set back
+ * to 0 when taken) keep the CPU when the pool refills beside them.
+ */
+const REFILL_NICE = 10;
+/** When the pool is refilled during an execution that has not ended yet. */
+const REFILL_DELAY_MS = 250;
+/** How long a clone's warm-up may take (TCG on a loaded machine is slow; a normal one takes ~1 s). */
+const WARM_UP_TIMEOUT_MS = 120_000;
 /** How long after the timeout the host waits for the agent's own kill before destroying the VM. */
 const BACKSTOP_MS = 15_000;
 
 interface GuestMessage {
   t: string;
+  failures?: string[];
   d?: string;
   code?: number;
   oom?: number;
@@ -77,9 +111,18 @@ interface GuestMessage {
   dropped?: [number, number];
 }
 
+/** How long one clone took to become ready, in milliseconds. */
+export interface CloneTiming {
+  /** QEMU started, device state loaded, agent connected. */
+  restoreMs: number;
+  /** The agent's warm-up (throwaway runs of the job path) until it reported ready. */
+  warmMs: number;
+}
+
 /** One restored VM with its agent connection. */
 class Clone {
   readonly messages: GuestMessage[] = [];
+  timing: CloneTiming = { restoreMs: 0, warmMs: 0 };
   onMessage: (() => void) | undefined;
   readonly exited: Promise<void>;
   private buf = "";
@@ -137,8 +180,16 @@ export class MicrovmBackend implements SandboxBackend {
   private seccomp = "";
   private usable = false;
   private poolOn = false;
-  private readonly pool: Array<Promise<Clone>> = [];
+  /** Clones restored, warmed up and waiting for an execution. */
+  private readonly ready: Clone[] = [];
+  /** Restores (with their warm-ups) under way. */
+  private readonly starting = new Set<Promise<void>>();
+  /** Executions waiting for a clone. */
+  private readonly waiters: Array<{ resolve: (c: Clone) => void; reject: (err: unknown) => void }> = [];
   private readonly live = new Set<Clone>();
+  /** Destructions of used clones still finishing (the result was already returned). */
+  private readonly ending = new Set<Promise<void>>();
+  private readonly timings: CloneTiming[] = [];
 
   constructor(opts: MicrovmBackendOptions) {
     this.opts = { qemuPath: "qemu-system-x86_64", poolSize: 2, accel: "auto", now: () => performance.now(), ...opts };
@@ -195,14 +246,10 @@ export class MicrovmBackend implements SandboxBackend {
       severity: "error",
       detail: `${meta.kernelPackage}, ${meta.memoryMb} MiB, built ${meta.createdAt}`,
     });
-    if (meta.qemuVersion !== qv) {
-      checks.push({
-        name: "snapshot",
-        ok: false,
-        severity: "error",
-        detail: `the snapshot was made with '${meta.qemuVersion}', this is '${qv}': run 'hexr sandbox setup' again`,
-      });
-      return fail("the snapshot does not match this QEMU: run 'hexr sandbox setup' again");
+    const stale = staleImage(meta, qv);
+    if (stale) {
+      checks.push({ name: "snapshot", ok: false, severity: "error", detail: `${stale}: run 'hexr sandbox setup' again` });
+      return fail(`the microVM image is out of date (${stale}): run 'hexr sandbox setup' again`);
     }
     if (this.opts.accel !== "auto" && this.opts.accel !== meta.accel) {
       checks.push({
@@ -280,6 +327,7 @@ export class MicrovmBackend implements SandboxBackend {
 
   /** Restores one clone and connects to its agent. */
   private async restore(): Promise<Clone> {
+    const t0 = this.opts.now();
     const dir = mkdtempSync(join(this.runDir!, "clone-"));
     const agentSocket = join(dir, "agent.sock");
     const qmpSocket = join(dir, "qmp.sock");
@@ -328,6 +376,7 @@ export class MicrovmBackend implements SandboxBackend {
         cgroup.add(qemu.pid);
       }
       qmp = await Qmp.open(qmpSocket, 15_000);
+      renice(qemu.pid, REFILL_NICE);
       await qmp.run("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
       await qmp.run("migrate-incoming", { uri: "fd:3" });
       for (let i = 0; ; i++) {
@@ -344,6 +393,14 @@ export class MicrovmBackend implements SandboxBackend {
       const clone = new Clone(qemu, sock, dir, cgroup);
       this.live.add(clone);
       void clone.exited.then(() => this.live.delete(clone));
+      const restored = this.opts.now();
+      try {
+        await this.warmUp(clone);
+      } catch (err) {
+        await clone.destroy();
+        throw fail((err as Error).message);
+      }
+      clone.timing = { restoreMs: restored - t0, warmMs: this.opts.now() - restored };
       return clone;
     } catch (err) {
       qemu.kill("SIGKILL");
@@ -355,13 +412,121 @@ export class MicrovmBackend implements SandboxBackend {
     }
   }
 
+  /**
+   * Sends the clone its configuration and waits until its agent has run the warm-up: the job path
+   * (fork, cgroup, seccomp, setuid, exec of python and sh with the host's own trivial scripts) run
+   * once as throwaway children, so TCG has translated it before an execution waits on it. No user
+   * code has run in the clone; the agent then gives the job an empty /tmp, /dev/shm and a new cgroup.
+   */
+  private warmUp(clone: Clone): Promise<void> {
+    const { limits } = this.opts;
+    const cfg = {
+      t: "config",
+      // The clone's own entropy, before anything in it draws randomness (the pre-started interpreter's hash seed).
+      seed: randomBytes(64).toString("base64"),
+      env: BASE_ENV,
+      seccomp: this.seccomp,
+      memoryBytes: this.memoryBytes(),
+      pids: limits.pids,
+      tmpfsBytes: limits.tmpfsBytes,
+      maxOutputBytes: limits.maxOutputBytes,
+      // ASLR stays on under KVM; under TCG it would defeat the warm-up (see the docs).
+      aslr: this.spec.accel !== "tcg",
+      warm: WARM_UP.map((w) => ({ mode: w.mode, argv: ARGV[w.language], code: Buffer.from(w.code).toString("base64") })),
+    };
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => done(new Error(`the warm-up took longer than ${WARM_UP_TIMEOUT_MS / 1000} s`)),
+        WARM_UP_TIMEOUT_MS,
+      );
+      const done = (err?: Error) => {
+        clearTimeout(timer);
+        clone.onMessage = undefined;
+        if (err) reject(err);
+        else resolve();
+      };
+      clone.onMessage = () => {
+        const m = clone.messages.shift();
+        if (m?.t !== "warm") return done(new Error(`the guest agent answered '${m?.t}' instead of finishing its warm-up`));
+        if (m.failures?.length) return done(new Error(`the warm-up failed: ${m.failures.join("; ")}`));
+        done();
+      };
+      void clone.exited.then(() => done(new Error("the VM exited during its warm-up")));
+      clone.sock.write(JSON.stringify(cfg) + "\n");
+    });
+  }
+
+  private memoryBytes(): number {
+    return Math.min(this.opts.limits.memoryBytes, (this.spec.memoryMb - GUEST_RESERVE_MB) * 1048576);
+  }
+
+  /** How the pool stands, and how long the last clones took to restore and warm up. */
+  poolStats(): { size: number; ready: number; starting: number; recent: CloneTiming[] } {
+    return { size: this.opts.poolSize, ready: this.ready.length, starting: this.starting.size, recent: [...this.timings] };
+  }
+
+  /** Starts restoring clones until the pool (plus the executions waiting) is covered. */
   private refill(): void {
-    if (!this.usable || !this.poolOn) return;
-    while (this.pool.length < this.opts.poolSize) {
-      const p = this.restore();
-      p.catch((err: unknown) => this.opts.log?.warn({ err }, "cannot restore a microVM clone"));
-      this.pool.push(p);
+    if (!this.usable) return;
+    const want = (this.poolOn ? this.opts.poolSize : 0) + this.waiters.length;
+    while (this.ready.length + this.starting.size < want) {
+      const p: Promise<void> = this.restore().then(
+        (clone) => {
+          this.starting.delete(p);
+          this.timings.push(clone.timing);
+          if (this.timings.length > 50) this.timings.shift();
+          const w = this.waiters.shift();
+          if (w) w.resolve(clone);
+          else if (this.usable && this.poolOn) this.ready.push(clone);
+          else void clone.destroy();
+          this.refill();
+        },
+        (err: unknown) => {
+          this.starting.delete(p);
+          this.opts.log?.warn({ err }, "cannot restore a microVM clone");
+          // An execution waiting gets the error rather than waiting on restores that keep failing.
+          this.waiters.shift()?.reject(err);
+        },
+      );
+      this.starting.add(p);
     }
+  }
+
+  /** A ready clone, or the next one to finish its warm-up. */
+  private async take(signal?: AbortSignal): Promise<Clone> {
+    for (;;) {
+      const c = this.ready.shift();
+      if (!c) break;
+      if (c.alive) return c;
+      await c.destroy();
+    }
+    const clone = new Promise<Clone>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    this.refill();
+    if (!signal) return clone;
+    // A cancelled execution stops waiting; the clone it would have had joins the pool.
+    return new Promise<Clone>((resolve, reject) => {
+      const onAbort = () => reject(new HexrError("sandbox.aborted", "the execution was cancelled", { kind: "unavailable" }));
+      signal.addEventListener("abort", onAbort, { once: true });
+      clone.then(
+        (c) => {
+          signal.removeEventListener("abort", onAbort);
+          if (!signal.aborted) resolve(c);
+          else if (this.usable && this.poolOn)
+            this.ready.push(c); // never used: as good as any other
+          else void c.destroy();
+        },
+        (err: unknown) => {
+          signal.removeEventListener("abort", onAbort);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  /** Kills the VM now; its files and cgroup are removed in the background (stop() waits for that). */
+  private discard(clone: Clone): void {
+    const p = clone.destroy().finally(() => this.ending.delete(p));
+    this.ending.add(p);
   }
 
   async exec(req: BackendExecRequest): Promise<BackendExecResult> {
@@ -390,38 +555,34 @@ export class MicrovmBackend implements SandboxBackend {
       );
     }
     if (req.signal?.aborted) throw new HexrError("sandbox.aborted", "the execution was cancelled", { kind: "unavailable" });
-    let clone: Clone;
-    for (;;) {
-      const next = this.pool.shift() ?? this.restore();
-      clone = await next;
-      if (clone.alive) break;
-      await clone.destroy();
-    }
-    setImmediate(() => this.refill());
+    const clone = await this.take(req.signal);
+    renice(clone.qemu.pid, 0);
+    // Restoring a clone blocks this thread for a while (spawning QEMU, moving it into its cgroup,
+    // which under cgroup v1 waits for an RCU grace period): do it once a short execution is over,
+    // or soon into a long one.
+    const early = setTimeout(() => this.refill(), REFILL_DELAY_MS);
     try {
       return await this.runIn(clone, req, argv);
     } finally {
-      await clone.destroy();
+      clearTimeout(early);
+      setImmediate(() => this.refill());
+      this.discard(clone);
     }
   }
 
   private runIn(clone: Clone, req: BackendExecRequest, argv: string[]): Promise<BackendExecResult> {
     const { limits, now } = this.opts;
-    const memoryBytes = Math.min(limits.memoryBytes, (this.spec.memoryMb - GUEST_RESERVE_MB) * 1048576);
+    const memoryBytes = this.memoryBytes();
     const stdout = new CappedOutput("stdout", limits.maxOutputBytes);
     const stderr = new CappedOutput("stderr", limits.maxOutputBytes);
     const job = {
+      t: "job",
+      mode: jobMode(req.language, req.env),
       code: Buffer.from(req.code).toString("base64"),
       argv,
       env: { ...BASE_ENV, ...req.env },
-      timeoutMs: req.timeoutMs,
       seed: randomBytes(64).toString("base64"),
       now: Date.now(),
-      memoryBytes,
-      pids: limits.pids,
-      tmpfsBytes: limits.tmpfsBytes,
-      maxOutputBytes: limits.maxOutputBytes,
-      seccomp: this.seccomp,
     };
     return new Promise<BackendExecResult>((resolve, reject) => {
       const sent = now();
@@ -509,20 +670,28 @@ export class MicrovmBackend implements SandboxBackend {
   async stop(): Promise<void> {
     this.usable = false;
     this.poolOn = false;
-    const pending = this.pool.splice(0);
-    await Promise.all(
-      pending.map((p) =>
-        p.then(
-          (c) => c.destroy(),
-          () => undefined,
-        ),
-      ),
-    );
+    for (const w of this.waiters.splice(0)) {
+      w.reject(new HexrError("sandbox.shutting_down", "the microvm backend is stopping", { kind: "unavailable" }));
+    }
+    // Killing every VM also ends the warm-ups under way; restores that finish now destroy their clone.
+    await Promise.all([...this.ready.splice(0), ...this.live].map((c) => c.destroy()));
+    await Promise.all([...this.starting]);
     await Promise.all([...this.live].map((c) => c.destroy()));
+    await Promise.all([...this.ending]);
     await this.cgroups?.close();
     this.cgroups = undefined;
     if (this.runDir) rmSync(this.runDir, { recursive: true, force: true });
     this.runDir = undefined;
+  }
+}
+
+/** Sets the nice value of every thread of a process (setpriority on Linux applies to one thread). */
+function renice(pid: number | undefined, nice: number): void {
+  if (!pid) return;
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) setPriority(Number(tid), nice);
+  } catch {
+    // gone, or not allowed: the clone still works, only less favoured over the executions
   }
 }
 

@@ -1,14 +1,22 @@
 /**
  * What runs inside the microVM: `/init` (busybox sh: mounts, virtio modules, the agent's port) and
  * the guest agent (python, PID 1). The agent announces itself once at boot (then the VM is
- * snapshotted); every clone resumes blocked on its virtio-serial port, receives exactly one job,
- * reseeds the kernel RNG and sets the clock, runs the code as uid 65534 in a fresh cgroup with no
- * capabilities, no-new-privs and the platform's seccomp program, streams stdout/stderr back and
- * reports the exit. The host destroys the VM afterwards.
+ * snapshotted); every clone resumes blocked on its virtio-serial port and then:
+ *
+ * 1. receives its configuration (64 bytes of the host's entropy, mixed in and reseeded before
+ *    anything in the clone draws randomness; limits; the seccomp program; the warm-up jobs);
+ * 2. runs the warm-up jobs (the host's trivial scripts, never user code) exactly as a job runs and
+ *    throws them away, so TCG has translated the job path before the clone waits in the pool;
+ * 3. starts the job process ahead of the job in a fresh environment (empty /tmp, /dev/shm and job
+ *    directory, a new cgroup): confined (uid 65534, no capabilities, no-new-privs, seccomp) and
+ *    waiting in the stub (`stubScript`) for its go; reports `warm`;
+ * 4. receives exactly one job, reseeds again, sets the clock, writes the code, lets the job process
+ *    go, streams stdout/stderr back and reports the exit. The host destroys the VM afterwards.
  *
  * Wire protocol on the port: one JSON object per line. Guest → host: `{"t":"ready"}` (boot),
- * `{"t":"started"}`, `{"t":"o"|"e","d":<base64>}`, `{"t":"x","code":n,"oom":n,"timedOut":b,"dropped":[o,e]}`.
- * Host → guest: the job.
+ * `{"t":"warm","failures":[...]}`, `{"t":"started"}`, `{"t":"o"|"e","d":<base64>}`,
+ * `{"t":"x","code":n,"oom":n,"timedOut":b,"dropped":[o,e]}`. Host → guest: the configuration, the
+ * job, and `{"t":"kill"}` at the timeout.
  */
 
 /** Kernel modules the agent's port needs, in load order (Debian builds virtio as modules). */
@@ -47,12 +55,61 @@ exec /usr/bin/python3 -I /hexr/agent.py "$port"
 `;
 }
 
+/**
+ * The job process's first program when it is started ahead of the job: it runs confined, as
+ * `/usr/bin/python3 /run/hexr/job/main.py`, and waits on fd 3 for the job's go (mode, argv, env;
+ * NUL-separated). "exec" replaces it by the job's program; "run" applies the environment and runs
+ * the code, which the agent has meanwhile written over main.py, as the `__main__` module, reporting
+ * an uncaught exception the way the interpreter does (without this stub's frame).
+ */
+export function stubScript(): string {
+  return String.raw`def _hexr_main(g):
+    import os, sys
+    os.close(4)  # tells the agent this script has been read and is waiting
+    data = b""
+    while True:
+        chunk = os.read(3, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(3)
+    parts = data.split(b"\0")
+    n = int(parts[1])
+    argv = parts[2:2 + n]
+    env = [p.split(b"=", 1) for p in parts[2 + n:]]
+    if parts[0] != b"run":
+        os.execve(argv[0], argv, dict(env))
+    os.environ.clear()
+    for k, v in env:
+        os.environb[k] = v
+    del g["_hexr_main"]
+    try:
+        with open(g["__file__"], "rb") as f:
+            code = compile(f.read(), g["__file__"], "exec", dont_inherit=True)
+        exec(code, g)
+    except SystemExit:
+        raise
+    except BaseException as e:
+        e.__traceback__ = e.__traceback__.tb_next  # without this stub's frame (the hook prints the exception's own)
+        sys.excepthook(type(e), e, e.__traceback__)
+        if isinstance(e, KeyboardInterrupt):
+            import signal
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+        sys.exit(1)
+_hexr_main(globals())
+`;
+}
+
 export function agentScript(): string {
   return String.raw`# hexr guest agent: PID 1 of the microVM, one job per VM.
-import base64, ctypes, fcntl, json, os, resource, select, struct, sys, time
+import base64, ctypes, fcntl, json, os, resource, select, signal, struct, sys, time
 
-PORT = sys.argv[1]
-CG = "/hexr/cgroup/job"
+CGROOT = "/hexr/cgroup"
+JOBDIR = "/run/hexr/job"
+STUB = "/hexr/stub.py"
+PY = ["/usr/bin/python3", JOBDIR + "/main.py"]
+MS_NOSUID, MS_NODEV, MNT_DETACH = 0x2, 0x4, 0x2
 libc = ctypes.CDLL(None, use_errno=True)
 
 class SockFilter(ctypes.Structure):
@@ -66,18 +123,49 @@ def write_all(fd, data):
         n = os.write(fd, data)
         data = data[n:]
 
-def send(fd, obj):
-    write_all(fd, (json.dumps(obj, separators=(",", ":")) + "\n").encode())
+def write(path, value):
+    with open(path, "w") as f:
+        f.write(value)
 
-def read_line(fd):
-    buf = b""
-    while not buf.endswith(b"\n"):
-        chunk = os.read(fd, 65536)
+def write_file(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chmod(path, 0o644)
+
+class Port:
+    """The virtio-serial port: JSON lines both ways."""
+
+    def __init__(self, path):
+        self.fd = os.open(path, os.O_RDWR)
+        self.buf = b""
+
+    def send(self, obj):
+        write_all(self.fd, (json.dumps(obj, separators=(",", ":")) + "\n").encode())
+
+    def recv(self):
+        while b"\n" not in self.buf:
+            chunk = os.read(self.fd, 65536)
+            if not chunk:  # no host connected (yet): the port reads as empty
+                time.sleep(0.01)
+                continue
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return json.loads(line)
+
+    def pending(self):
+        """What the host sent meanwhile (the port was readable); None once it hung up."""
+        chunk = os.read(self.fd, 65536)
         if not chunk:
-            time.sleep(0.01)
-            continue
-        buf += chunk
-    return buf
+            return None
+        self.buf += chunk
+        out = []
+        while b"\n" in self.buf:
+            line, _, self.buf = self.buf.partition(b"\n")
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+        return out
 
 def reseed(seed):
     # Clones share the snapshot's RNG state: mix in the host's bytes and force a reseed.
@@ -88,114 +176,211 @@ def reseed(seed):
     finally:
         os.close(fd)
 
-def write(path, value):
-    with open(path, "w") as f:
-        f.write(value)
+def fresh_tmpfs(target, size):
+    """Replaces the tmpfs at target by an empty one of the given size."""
+    libc.umount2(target.encode(), MNT_DETACH)
+    opts = ("size=%d,mode=1777" % size).encode()
+    if libc.mount(b"tmpfs", target.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, opts) != 0:
+        raise OSError(ctypes.get_errno(), "mounting a tmpfs on " + target)
 
-def child(job, out_w, err_w, bpf):
+def reap(pid, status):
+    """Collects every exited child (orphans come to PID 1); returns the status of pid once it exited."""
+    while True:
+        try:
+            wpid, st = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return status
+        if wpid == 0:
+            return status
+        if wpid == pid:
+            status = st
+
+def child(cfg, cg, go_r, ready_w, out_w, err_w):
     try:
         os.setsid()
-        write(CG + "/cgroup.procs", str(os.getpid()))
+        write(cg + "/cgroup.procs", str(os.getpid()))
         devnull = os.open("/dev/null", os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
-        os.closerange(3, 65536)
+        os.dup2(go_r, 3)
+        os.dup2(ready_w, 4)
+        os.closerange(5, 65536)
         for cap in range(64):
             libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP (fails harmlessly past the last cap)
         os.setgroups([])
         os.setresgid(65534, 65534, 65534)
         os.setresuid(65534, 65534, 65534)
-        for res, v in ((resource.RLIMIT_CORE, 0), (resource.RLIMIT_NOFILE, 1024), (resource.RLIMIT_NPROC, job["pids"]),
-                       (resource.RLIMIT_FSIZE, job["tmpfsBytes"] + 1048576)):
+        for res, v in ((resource.RLIMIT_CORE, 0), (resource.RLIMIT_NOFILE, 1024), (resource.RLIMIT_NPROC, cfg["pids"]),
+                       (resource.RLIMIT_FSIZE, cfg["tmpfsBytes"] + 1048576)):
             resource.setrlimit(res, (v, v))
         if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
             os._exit(126)
-        n = len(bpf) // 8
-        arr = (SockFilter * n).from_buffer_copy(bpf)
-        prog = SockFprog(n, arr)
-        if libc.prctl(22, 2, ctypes.byref(prog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+        if libc.prctl(22, 2, ctypes.byref(cfg["prog"]), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
             os._exit(126)
         os.chdir("/tmp")
-        argv = job["argv"]
-        os.execve(argv[0], argv, job["env"])
+        os.execve(PY[0], PY, cfg["env"])
     except BaseException:
         os._exit(127)
 
+class Job:
+    """
+    The job's process, started ahead of the job in a fresh environment (empty /tmp, /dev/shm and
+    job directory, a new cgroup), already confined, waiting for its go.
+    """
+
+    def __init__(self, cfg):
+        for name in os.listdir(JOBDIR):
+            os.unlink(JOBDIR + "/" + name)
+        fresh_tmpfs("/tmp", cfg["tmpfsBytes"])
+        fresh_tmpfs("/dev/shm", min(cfg["tmpfsBytes"], 64 << 20))
+        self.cg = CGROOT + "/job"
+        os.mkdir(self.cg)
+        write(self.cg + "/memory.max", str(cfg["memoryBytes"]))
+        write(self.cg + "/memory.swap.max", "0")
+        write(self.cg + "/pids.max", str(cfg["pids"]))
+        with open(STUB, "rb") as f:
+            write_file(PY[1], f.read())
+        go_r, self.go = os.pipe()
+        ready_r, ready_w = os.pipe()
+        self.out, out_w = os.pipe()
+        self.err, err_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            child(cfg, self.cg, go_r, ready_w, out_w, err_w)
+        for fd in (go_r, ready_w, out_w, err_w):
+            os.close(fd)
+        # Waits until the stub has read main.py (or died): only then may main.py be replaced.
+        while os.read(ready_r, 1):
+            pass
+        os.close(ready_r)
+
+    def start(self, mode, argv, env, code):
+        """Writes the job's code where its argv names it, then lets the waiting process go."""
+        if argv[-1] != PY[1]:
+            os.unlink(PY[1])  # the stub has read it (see __init__); the job sees only its own files
+        write_file(argv[-1], code)
+        msg = [mode.encode(), str(len(argv)).encode()] + [a.encode() for a in argv]
+        msg += [(k + "=" + v).encode() for k, v in env.items()]
+        try:
+            write_all(self.go, b"\0".join(msg))
+        except BrokenPipeError:
+            pass  # it died waiting: its status says how
+        os.close(self.go)
+
+    def supervise(self, cfg, wake, emit, port=None):
+        """Relays the output until the process and everything it started are gone; returns the exit message."""
+        cap = cfg["maxOutputBytes"]
+        out_r, err_r, cg, pid = self.out, self.err, self.cg, self.pid
+        sent = {out_r: 0, err_r: 0}
+        dropped = {out_r: 0, err_r: 0}
+        tag = {out_r: "o", err_r: "e"}
+        open_fds = [out_r, err_r]
+        watch = [wake] + ([port.fd] if port else [])
+        # The host's clock decides the timeout (a TCG guest's clock is not to be trusted): it sends "kill".
+        status = None
+        timed_out = False
+        while open_fds or status is None:
+            if status is None:
+                status = reap(pid, None)
+                if status is not None:
+                    write(cg + "/cgroup.kill", "1")  # the main process is done: nothing else survives it
+                    continue
+            r, _, _ = select.select(open_fds + watch, [], [])
+            for fd in r:
+                if fd == wake:
+                    os.read(wake, 4096)  # SIGCHLD arrived: reaped at the top of the loop
+                elif port is not None and fd == port.fd:
+                    msgs = port.pending()
+                    if msgs is None:
+                        watch.remove(fd)
+                    elif any(m.get("t") == "kill" for m in msgs) and not timed_out:
+                        timed_out = True
+                        write(cg + "/cgroup.kill", "1")
+                else:
+                    data = os.read(fd, 65536)
+                    if not data:
+                        open_fds.remove(fd)
+                        os.close(fd)
+                        continue
+                    room = max(0, cap - sent[fd])
+                    keep = data[:room]
+                    dropped[fd] += len(data) - len(keep)
+                    if keep:
+                        sent[fd] += len(keep)
+                        emit(tag[fd], keep)
+        code = os.waitstatus_to_exitcode(status)
+        if code < 0:
+            code = 128 - code
+        oom = 0
+        for line in open(cg + "/memory.events"):
+            k, v = line.split()
+            if k == "oom_kill":
+                oom = int(v)
+        return {"t": "x", "code": code, "oom": oom, "timedOut": timed_out, "dropped": [dropped[out_r], dropped[err_r]]}
+
+    def remove(self):
+        write(self.cg + "/cgroup.kill", "1")
+        for _ in range(1000):
+            reap(0, None)
+            try:
+                os.rmdir(self.cg)
+                return
+            except OSError:
+                time.sleep(0.002)
+        raise RuntimeError("cannot remove " + self.cg)
+
+def configure(cfg):
+    """The clone's own entropy and the settings every job of this backend gets."""
+    reseed(base64.b64decode(cfg["seed"]))
+    bpf = base64.b64decode(cfg["seccomp"])
+    n = len(bpf) // 8
+    cfg["filter"] = (SockFilter * n).from_buffer_copy(bpf)
+    cfg["prog"] = SockFprog(n, cfg["filter"])
+    # Without ASLR a job's programs land where the warm-up's did, so TCG reuses their translations.
+    write("/proc/sys/kernel/randomize_va_space", "2" if cfg["aslr"] else "0")
+    os.makedirs(JOBDIR, mode=0o755, exist_ok=True)
+
+def warm_up(cfg, wake):
+    """
+    Runs each of the host's warm-up jobs (its own trivial scripts, no user code) exactly as a job
+    runs and throws them away, so that TCG has translated the path every job takes before the
+    clone waits in the pool.
+    """
+    failures = []
+    for w in cfg["warm"]:
+        job = Job(cfg)
+        out = []
+        job.start(w["mode"], w["argv"], cfg["env"], base64.b64decode(w["code"]))
+        x = job.supervise(cfg, wake, lambda t, d: out.append(d))
+        job.remove()
+        if x["code"] != 0:
+            failures.append("%s exited %d: %s" % (w["argv"][0], x["code"], b"".join(out)[-300:].decode(errors="replace")))
+    return failures
+
 def main():
-    port = os.open(PORT, os.O_RDWR)
-    send(port, {"t": "ready"})
-    job = json.loads(read_line(port))
-    send(port, {"t": "started"})
-    reseed(base64.b64decode(job["seed"]))
+    port = Port(sys.argv[1])
+    port.send({"t": "ready"})
+    # The snapshot is taken here: every clone resumes waiting for its configuration.
+    cfg = port.recv()
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_w)
+    configure(cfg)
+    failures = warm_up(cfg, wake_r)
+    job = Job(cfg)
+    port.send({"t": "warm", "failures": failures})
+    msg = port.recv()
+    port.send({"t": "started"})
+    reseed(base64.b64decode(msg["seed"]))
     try:
-        time.clock_settime(time.CLOCK_REALTIME, job["now"] / 1000)
+        time.clock_settime(time.CLOCK_REALTIME, msg["now"] / 1000)
     except OSError:
         pass
-    os.makedirs("/run/hexr/job", mode=0o755, exist_ok=True)
-    path = job["argv"][-1]
-    with open(path, "wb") as f:
-        f.write(base64.b64decode(job["code"]))
-    os.chmod(path, 0o644)
-    opts = ("size=%d,mode=1777" % job["tmpfsBytes"]).encode()
-    libc.mount(b"tmpfs", b"/tmp", b"tmpfs", 0x20 | 0x2 | 0x4, opts)  # MS_REMOUNT|MS_NOSUID|MS_NODEV
-    shm = ("size=%d,mode=1777" % min(job["tmpfsBytes"], 64 << 20)).encode()
-    libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", 0x20 | 0x2 | 0x4, shm)
-    os.makedirs(CG, exist_ok=True)
-    write(CG + "/memory.max", str(job["memoryBytes"]))
-    write(CG + "/memory.swap.max", "0")
-    write(CG + "/pids.max", str(job["pids"]))
-    bpf = base64.b64decode(job["seccomp"])
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        child(job, out_w, err_w, bpf)
-    os.close(out_w)
-    os.close(err_w)
-    cap = job["maxOutputBytes"]
-    sent = {out_r: 0, err_r: 0}
-    dropped = {out_r: 0, err_r: 0}
-    tag = {out_r: "o", err_r: "e"}
-    open_fds = [out_r, err_r]
-    # The host's clock decides the timeout (a TCG guest's clock is not to be trusted): it sends "kill".
-    status = None
-    timed_out = False
-    host = b""
-    while open_fds or status is None:
-        if status is None:
-            wpid, st = os.waitpid(pid, os.WNOHANG)
-            if wpid == pid:
-                status = st
-                write(CG + "/cgroup.kill", "1")  # the main process is done: nothing else survives it
-        r, _, _ = select.select(open_fds + [port], [], [], 0.01 if status is None else 0.2)
-        for fd in r:
-            if fd == port:
-                host += os.read(port, 4096)
-                if b'"kill"' in host and not timed_out:
-                    timed_out = True
-                    write(CG + "/cgroup.kill", "1")
-                continue
-            data = os.read(fd, 65536)
-            if not data:
-                open_fds.remove(fd)
-                os.close(fd)
-                continue
-            room = max(0, cap - sent[fd])
-            keep = data[:room]
-            dropped[fd] += len(data) - len(keep)
-            if keep:
-                sent[fd] += len(keep)
-                send(port, {"t": tag[fd], "d": base64.b64encode(keep).decode()})
-    code = os.waitstatus_to_exitcode(status)
-    if code < 0:
-        code = 128 - code
-    oom = 0
-    for line in open(CG + "/memory.events"):
-        k, v = line.split()
-        if k == "oom_kill":
-            oom = int(v)
-    send(port, {"t": "x", "code": code, "oom": oom, "timedOut": timed_out, "dropped": [dropped[out_r], dropped[err_r]]})
+    job.start(msg["mode"], msg["argv"], msg["env"], base64.b64decode(msg["code"]))
+    emit = lambda t, d: port.send({"t": t, "d": base64.b64encode(d).decode()})
+    port.send(job.supervise(cfg, wake_r, emit, port))
     while True:
         time.sleep(3600)
 

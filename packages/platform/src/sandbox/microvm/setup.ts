@@ -32,7 +32,7 @@ import { connect } from "node:net";
 import { join, relative } from "node:path";
 import { promisify } from "node:util";
 import { writeCpio, type CpioEntry } from "./cpio.js";
-import { agentScript, GUEST_MODULES, initScript } from "./guest.js";
+import { agentScript, GUEST_MODULES, initScript, stubScript } from "./guest.js";
 import { hostTscKhz, machineArgs, Qmp, type Accel, type MachineSpec } from "./qemu.js";
 
 const execFileP = promisify(execFile);
@@ -75,8 +75,15 @@ export const IMAGE_FILES = {
   meta: "meta.json",
 } as const;
 
+/**
+ * The image format: bumped whenever the guest agent's protocol or the machine changes, so that a
+ * backend never restores a snapshot whose agent it cannot talk to (2: clones are configured and
+ * warmed up before they wait for a job).
+ */
+export const IMAGE_VERSION = 2;
+
 export interface ImageMeta {
-  version: 1;
+  version: number;
   kernelPackage: string;
   qemuVersion: string;
   accel: Accel;
@@ -287,6 +294,7 @@ async function buildInitramfs(staging: string, kernelRoot: string, progress: (s:
   extra.push({ type: "symlink", path: "usr/bin/python3", target: "python3.11" });
   extra.push({ type: "file", path: "init", data: Buffer.from(initScript()), mode: 0o755 });
   extra.push({ type: "file", path: "hexr/agent.py", data: Buffer.from(agentScript()), mode: 0o644 });
+  extra.push({ type: "file", path: "hexr/stub.py", data: Buffer.from(stubScript()), mode: 0o644 });
   extra.push({ type: "chardev", path: "dev/console", major: 5, minor: 1, mode: 0o600 });
   extra.push({ type: "chardev", path: "dev/null", major: 1, minor: 3, mode: 0o666 });
   extra.push({
@@ -400,6 +408,14 @@ export async function probeKvm(
   }
 }
 
+/** Why an image cannot be used with this QEMU and this Hexr, or undefined when it can. */
+export function staleImage(meta: ImageMeta, qemuVersion: string): string | undefined {
+  if (meta.version !== IMAGE_VERSION)
+    return `the image was built by another version of Hexr (format ${meta.version}, this one reads ${IMAGE_VERSION})`;
+  if (meta.qemuVersion !== qemuVersion) return `the snapshot was made with '${meta.qemuVersion}', this is '${qemuVersion}'`;
+  return undefined;
+}
+
 export function readMeta(imageDir: string): ImageMeta | undefined {
   try {
     return JSON.parse(readFileSync(join(imageDir, IMAGE_FILES.meta), "utf8")) as ImageMeta;
@@ -492,7 +508,7 @@ export async function setupMicrovm(opts: SetupOptions): Promise<ImageMeta> {
     }
     await qmp.run("quit").catch(() => undefined);
     const meta: ImageMeta = {
-      version: 1,
+      version: IMAGE_VERSION,
       kernelPackage: kpkg,
       qemuVersion: qv,
       accel,
