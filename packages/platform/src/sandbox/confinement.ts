@@ -1,8 +1,18 @@
 import type { BackendExecRequest, BackendExecResult } from "./types.js";
 
-/** What every backend's health probe runs: the kernel's view of the executing process. */
+/**
+ * What every backend's health probe runs: the kernel's view of the executing process. Only the lines
+ * it checks, so the smallest output cap an operator may configure (1 KiB) never cuts them off.
+ */
 export function confinementProbeRequest(timeoutMs: number): BackendExecRequest {
-  return { id: "probe", code: "cat /proc/self/status; id -u", language: "shell", timeoutMs, installTimeoutMs: 0, env: {} };
+  return {
+    id: "probe",
+    code: "grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status; id -u",
+    language: "shell",
+    timeoutMs,
+    installTimeoutMs: 0,
+    env: {},
+  };
 }
 
 /** True when the probe ran under seccomp, with no-new-privs, no effective capabilities, as uid 65534. */

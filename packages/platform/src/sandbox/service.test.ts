@@ -219,3 +219,36 @@ describe("sandbox service without a working backend", () => {
     expect((await errorOf(svc.execute({ code: "1" }, admin))).code).toBe("sandbox.disabled");
   });
 });
+
+describe("sandbox service on a backend that installs no packages (as microvm)", () => {
+  /** A real namespace backend that declares, as the microvm backend does, that it installs nothing. */
+  class NoPackagesBackend extends NamespaceBackend {
+    override readonly installsPackages = false;
+  }
+
+  it("refuses an execution with packages before resolving or fetching any, and runs the others", async () => {
+    const emptyDir = worldReadableTempDir("hexr-no-wheels-");
+    const svc = new SandboxService({
+      backends: [
+        new NoPackagesBackend({
+          limits: { memoryBytes: 64 * MiB, pids: 32, cpus: 1, tmpfsBytes: 8 * MiB, maxOutputBytes: 1024 },
+          warmPool: 0,
+        }),
+      ],
+      limits: { maxConcurrent: 1, maxQueue: 0, maxTimeoutSeconds: 60, maxCodeBytes: 1024, installTimeoutSeconds: 10 },
+      // Resolving against this empty directory would fail with package_unavailable: the refusal comes first.
+      packages: { pythonDir: emptyDir },
+    });
+    try {
+      const [h] = await svc.start();
+      expect(h?.available, h?.summary).toBe(true);
+      const err = await errorOf(svc.execute({ code: "import numpy", packages: ["numpy"] }, admin));
+      expect(err).toMatchObject({ code: "sandbox.packages_unsupported", kind: "failed_precondition" });
+      expect(err.message).toContain("use the namespace backend");
+      expect((await svc.execute({ code: "print(1)" }, admin)).result.stdout).toBe("1\n");
+    } finally {
+      await svc.stop();
+      rmSync(emptyDir, { recursive: true, force: true });
+    }
+  });
+});

@@ -220,6 +220,14 @@ export class SandboxService {
         },
       );
     }
+    if (req.packages.length > 0 && !backend.installsPackages) {
+      // Before anything is fetched for an execution that could not use it.
+      throw new HexrError(
+        "sandbox.packages_unsupported",
+        `the ${backend.name} backend cannot install packages; use the namespace backend for executions with packages`,
+        { kind: "failed_precondition" },
+      );
+    }
     const decision = await this.authorize(req, ctx);
     const plan = planPackages(req.language, req.packages, this.opts.packages ?? {});
 

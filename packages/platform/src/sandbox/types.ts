@@ -67,6 +67,8 @@ export interface BackendHealth {
 /** One way of running code in isolation; `hexr sandbox doctor` reports which ones work here. */
 export interface SandboxBackend {
   readonly name: SandboxBackendName;
+  /** Whether `exec` installs `install` packages (the service refuses such executions up front otherwise). */
+  readonly installsPackages: boolean;
   /** Probes the machine (a real sandboxed run, not a look at files) and prepares what executions need. */
   start(): Promise<BackendHealth>;
   /** The result of the last probe. */

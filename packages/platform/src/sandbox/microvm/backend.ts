@@ -170,6 +170,7 @@ class Clone {
 
 export class MicrovmBackend implements SandboxBackend {
   readonly name = "microvm" as const;
+  readonly installsPackages = false;
   private readonly opts: Required<Omit<MicrovmBackendOptions, "log">> & Pick<MicrovmBackendOptions, "log">;
   private state: BackendHealth = { backend: "microvm", available: false, checks: [], summary: "not started" };
   private meta: ImageMeta | undefined;
@@ -373,7 +374,7 @@ export class MicrovmBackend implements SandboxBackend {
           pids: 64,
           cpus: this.opts.limits.cpus,
         });
-        cgroup.add(qemu.pid);
+        await cgroup.add(qemu.pid);
       }
       qmp = await Qmp.open(qmpSocket, 15_000);
       renice(qemu.pid, REFILL_NICE);

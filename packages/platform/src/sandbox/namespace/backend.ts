@@ -298,6 +298,7 @@ class Sandbox {
 
 export class NamespaceBackend implements SandboxBackend {
   readonly name = "namespace" as const;
+  readonly installsPackages = true;
   private readonly opts: Required<Omit<NamespaceBackendOptions, "log" | "runtimeParent" | "packageDirs">> &
     Pick<NamespaceBackendOptions, "log" | "runtimeParent" | "packageDirs">;
   private bwrap: string | undefined;

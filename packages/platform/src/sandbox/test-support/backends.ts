@@ -5,7 +5,7 @@ import { expect } from "vitest";
 import type { SandboxConfigInput } from "../config.js";
 import { cgroupBases } from "../cgroup.js";
 import { MicrovmBackend } from "../microvm/backend.js";
-import { qemuVersion, readMeta, setupMicrovm } from "../microvm/setup.js";
+import { qemuVersion, readMeta, setupMicrovm, staleImage } from "../microvm/setup.js";
 import { NamespaceBackend } from "../namespace/backend.js";
 import type { TestPlatform } from "../../test-support/platform.js";
 
@@ -158,7 +158,8 @@ export async function ensureMicrovmImage(image = TEST_MICROVM_IMAGE): Promise<vo
   try {
     const meta = readMeta(image);
     const current = meta ? await qemuVersion("qemu-system-x86_64").catch(() => "") : "";
-    if (!meta || meta.qemuVersion !== current) await setupMicrovm({ imageDir: image });
+    // Rebuilt when missing, made by another QEMU, or in an older format of Hexr's.
+    if (!meta || staleImage(meta, current)) await setupMicrovm({ imageDir: image });
   } finally {
     rmSync(lock, { recursive: true, force: true });
   }
