@@ -12,27 +12,9 @@
 #include <unistd.h>
 #include <node_api.h>
 
+#include "errors.h"
+
 #include "spawn.h"
-
-#define CHECK(call)                                                   \
-  do {                                                                \
-    if ((call) != napi_ok) {                                          \
-      napi_throw_error(env, "hexr.native_failed", #call " failed");   \
-      return NULL;                                                    \
-    }                                                                 \
-  } while (0)
-
-static napi_value throw_errno(napi_env env, const char* what, int err) {
-  char msg[256];
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
-  napi_value code, message, error, errnum;
-  if (napi_create_string_utf8(env, "hexr.native_syscall", NAPI_AUTO_LENGTH, &code) != napi_ok) return NULL;
-  if (napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message) != napi_ok) return NULL;
-  if (napi_create_error(env, code, message, &error) != napi_ok) return NULL;
-  if (napi_create_int32(env, err, &errnum) == napi_ok) napi_set_named_property(env, error, "errno", errnum);
-  napi_throw(env, error);
-  return NULL;
-}
 
 static int fd_arg(napi_env env, napi_callback_info info, int32_t* fd) {
   size_t argc = 1;

@@ -23,19 +23,13 @@
 #include <unistd.h>
 #include <node_api.h>
 
+#include "errors.h"
+
 #include "spawn.h"
 
 #define MAX_FDS 64
 #define MAX_ARGS 4096
 #define CHILD_STACK (64 * 1024)
-
-#define CHECK(call)                                                   \
-  do {                                                                \
-    if ((call) != napi_ok) {                                          \
-      napi_throw_error(env, "hexr.native_failed", #call " failed");   \
-      return NULL;                                                    \
-    }                                                                 \
-  } while (0)
 
 // The kernel's layout (glibc's struct sigaction differs).
 struct kernel_sigaction {
@@ -101,18 +95,6 @@ static int child_main(void* p) {
   syscall(SYS_execve, a->file, a->argv, a->envp);
   a->error = errno;
   _exit(127);
-}
-
-static napi_value throw_errno(napi_env env, const char* what, int err) {
-  char msg[512];
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
-  napi_value code, message, error, errnum;
-  if (napi_create_string_utf8(env, "hexr.native_syscall", NAPI_AUTO_LENGTH, &code) != napi_ok) return NULL;
-  if (napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message) != napi_ok) return NULL;
-  if (napi_create_error(env, code, message, &error) != napi_ok) return NULL;
-  if (napi_create_int32(env, err, &errnum) == napi_ok) napi_set_named_property(env, error, "errno", errnum);
-  napi_throw(env, error);
-  return NULL;
 }
 
 static char* string_arg(napi_env env, napi_value v) {
@@ -208,17 +190,6 @@ static void spawn_execute(napi_env env, void* data) {
     return;
   }
   job->pid = pid;
-}
-
-static napi_value errno_error(napi_env env, const char* what, int err) {
-  char msg[512];
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
-  napi_value code, message, error, errnum;
-  if (napi_create_string_utf8(env, "hexr.native_syscall", NAPI_AUTO_LENGTH, &code) != napi_ok) return NULL;
-  if (napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message) != napi_ok) return NULL;
-  if (napi_create_error(env, code, message, &error) != napi_ok) return NULL;
-  if (napi_create_int32(env, err, &errnum) == napi_ok) napi_set_named_property(env, error, "errno", errnum);
-  return error;
 }
 
 static void spawn_complete(napi_env env, napi_status status, void* data) {

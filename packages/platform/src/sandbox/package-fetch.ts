@@ -14,26 +14,13 @@
 
 import { HexrError } from "@hexr/core";
 import { lookup } from "node:dns/promises";
-import {
-  chmodSync,
-  chownSync,
-  closeSync,
-  copyFileSync,
-  existsSync,
-  lstatSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  readlinkSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, isAbsolute, join } from "node:path";
 import type { Logger } from "pino";
 import { EgressProxy, hostOfUrl, isPrivateAddress, parseAllowedHost, type AllowedHost } from "./egress-proxy.js";
+import { confinedRootArgs, removeStaleRuntimeDirs, writeSyntheticEtc } from "./namespace/runtime-dir.js";
 import { NativeProcess } from "./namespace/spawn.js";
 import { openCgroups, type CgroupLimits, type CgroupManager, type ExecCgroup } from "./cgroup.js";
 import { buildSeccompProgram, syscallTableFor } from "./namespace/seccomp.js";
@@ -152,45 +139,6 @@ interface Runtime {
   seccomp: Buffer;
 }
 
-/** `/bin` → `usr/bin` on merged-/usr systems; real directories are bound read-only. */
-function rootLinks(): string[] {
-  const args: string[] = [];
-  for (const name of ["bin", "sbin", "lib", "lib32", "lib64", "libx32"]) {
-    let st;
-    try {
-      st = lstatSync(`/${name}`);
-    } catch {
-      continue;
-    }
-    if (st.isSymbolicLink()) args.push("--symlink", readlinkSync(`/${name}`), `/${name}`);
-    else if (st.isDirectory()) args.push("--ro-bind", `/${name}`, `/${name}`);
-  }
-  return args;
-}
-
-const RUNTIME_NAME = /^hexr-pkgfetch-(\d+)-/;
-
-/** Runtime directories of platforms that are gone. */
-function removeStale(parent: string): void {
-  let names: string[] = [];
-  try {
-    names = readdirSync(parent);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    const m = RUNTIME_NAME.exec(name);
-    if (!m) continue;
-    try {
-      process.kill(Number(m[1]), 0);
-      continue;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "EPERM") continue;
-    }
-    rmSync(join(parent, name), { recursive: true, force: true });
-  }
-}
-
 /** Strips the userinfo (a private mirror's token) from URLs in text meant for callers and logs. */
 function redactor(urls: string[]): (text: string) => string {
   const secrets: string[] = [];
@@ -301,24 +249,12 @@ export class PackageFetcher implements PackageFetch {
       });
     }
     const parent = this.opts.runtimeParent ?? tmpdir();
-    removeStale(parent);
+    removeStaleRuntimeDirs(parent, "hexr-pkgfetch-");
     const dir = mkdtempSync(join(parent, `hexr-pkgfetch-${process.pid}-`));
     chmodSync(dir, 0o755);
     const etc = join(dir, "etc");
-    mkdirSync(etc, { mode: 0o755 });
-    const files: Record<string, string> = {
-      passwd: "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/tmp:/usr/sbin/nologin\n",
-      group: "root:x:0:\nnogroup:x:65534:\n",
-      hosts: "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-      hostname: "sandbox\n",
-      // Names are resolved by the proxy on the host: the sandbox has no resolver.
-      "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n",
-    };
-    for (const [name, content] of Object.entries(files)) writeFileSync(join(etc, name), content, { mode: 0o644 });
-    if (existsSync("/etc/ld.so.cache")) {
-      copyFileSync("/etc/ld.so.cache", join(etc, "ld.so.cache"));
-      chmodSync(join(etc, "ld.so.cache"), 0o644);
-    }
+    // Names are resolved by the proxy on the host: the sandbox has no resolver.
+    writeSyntheticEtc(etc, { dns: false });
     mkdirSync(join(etc, "ssl", "certs"), { recursive: true, mode: 0o755 }); // mount point for the CA certificates
     const scripts = join(dir, "scripts");
     mkdirSync(scripts, { mode: 0o755 });
@@ -469,24 +405,7 @@ export class PackageFetcher implements PackageFetch {
     proxy: EgressProxy,
   ): Promise<{ exitCode: number | null; timedOut: boolean; aborted: boolean; oomKilled: boolean; log: string }> {
     const args = [
-      "--unshare-all",
-      "--unshare-user",
-      "--disable-userns",
-      "--die-with-parent",
-      "--new-session",
-      "--uid",
-      "65534",
-      "--gid",
-      "65534",
-      "--hostname",
-      "sandbox",
-      "--ro-bind",
-      "/usr",
-      "/usr",
-      ...rootLinks(),
-      "--ro-bind",
-      rt.etc,
-      "/etc",
+      ...confinedRootArgs(rt.etc),
       // Public CA certificates, for an https index (Debian's pip and OpenSSL read them here).
       "--ro-bind-try",
       "/etc/ssl/certs",

@@ -25,10 +25,8 @@ import {
   closeSync,
   cpSync,
   existsSync,
-  lstatSync,
   mkdirSync,
   openSync,
-  readlinkSync,
   renameSync,
   rmSync,
   symlinkSync,
@@ -48,7 +46,7 @@ import type {
   SandboxBackend,
   SandboxLimits,
 } from "../types.js";
-import { prepareRuntimeDir, SANDBOX_PATHS, type RuntimeDir } from "./runtime-dir.js";
+import { confinedRootArgs, prepareRuntimeDir, SANDBOX_PATHS, type RuntimeDir } from "./runtime-dir.js";
 import { buildSeccompProgram, syscallTableFor } from "./seccomp.js";
 import { NativeProcess } from "./spawn.js";
 import { confinementProbeRequest, isConfined } from "../confinement.js";
@@ -99,23 +97,6 @@ function resolveExecutable(name: string): string | undefined {
     if (existsSync(p)) return p;
   }
   return undefined;
-}
-
-/** `/bin` → `usr/bin` on merged-/usr systems; real directories are bound read-only instead. */
-function rootLinks(): string[] {
-  const args: string[] = [];
-  for (const name of ["bin", "sbin", "lib", "lib32", "lib64", "libx32"]) {
-    const host = `/${name}`;
-    let st;
-    try {
-      st = lstatSync(host);
-    } catch {
-      continue;
-    }
-    if (st.isSymbolicLink()) args.push("--symlink", readlinkSync(host), host);
-    else if (st.isDirectory()) args.push("--ro-bind", host, host);
-  }
-  return args;
 }
 
 /** `'…'` quoting for the generated job.sh (single quotes cannot be escaped inside single quotes). */
@@ -460,24 +441,7 @@ export class NamespaceBackend implements SandboxBackend {
     const { limits } = this.opts;
     const rt = this.runtime!;
     const args = [
-      "--unshare-all",
-      "--unshare-user",
-      "--disable-userns",
-      "--die-with-parent",
-      "--new-session",
-      "--uid",
-      "65534",
-      "--gid",
-      "65534",
-      "--hostname",
-      "sandbox",
-      "--ro-bind",
-      "/usr",
-      "/usr",
-      ...rootLinks(),
-      "--ro-bind",
-      rt.etc,
-      "/etc",
+      ...confinedRootArgs(rt.etc),
       "--proc",
       "/proc",
       "--dev",

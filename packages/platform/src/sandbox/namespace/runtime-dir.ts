@@ -8,9 +8,11 @@ import {
   chmodSync,
   copyFileSync,
   existsSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
+  readlinkSync,
   rmSync,
   symlinkSync,
   writeFileSync,
@@ -125,10 +127,11 @@ exit 127
 `;
 }
 
-const RUNTIME_NAME = /^hexr-sandbox-rt-(\d+)-/;
-
-/** Runtime directories of platforms that are gone (killed before they could clean up). */
-function removeStale(parent: string): void {
+/**
+ * Removes runtime directories `<prefix><pid>-*` below parent whose platform process is gone (killed
+ * before it could clean up). The sandbox backend and the package fetcher each keep one.
+ */
+export function removeStaleRuntimeDirs(parent: string, prefix: string): void {
   let names: string[];
   try {
     names = readdirSync(parent);
@@ -136,10 +139,11 @@ function removeStale(parent: string): void {
     return;
   }
   for (const name of names) {
-    const m = RUNTIME_NAME.exec(name);
-    if (!m) continue;
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(/^(\d+)-/.exec(name.slice(prefix.length))?.[1]);
+    if (!Number.isInteger(pid) || pid <= 0) continue;
     try {
-      process.kill(Number(m[1]), 0);
+      process.kill(pid, 0);
       continue;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "EPERM") continue;
@@ -148,27 +152,79 @@ function removeStale(parent: string): void {
   }
 }
 
-export function prepareRuntimeDir(opts: { limits: RunnerLimits; parent?: string }): RuntimeDir {
-  const parent = opts.parent ?? tmpdir();
-  removeStale(parent);
-  const dir = mkdtempSync(join(parent, `hexr-sandbox-rt-${process.pid}-`));
-  chmodSync(dir, 0o755);
-  const etc = join(dir, "etc");
+/**
+ * A sandbox's synthetic /etc: users root and nobody, loopback hosts, no resolver unless asked, and
+ * the dynamic loader's cache so multiarch libraries are found as on the host.
+ */
+export function writeSyntheticEtc(etc: string, opts: { dns: boolean }): void {
   mkdirSync(etc, { mode: 0o755 });
   const files: Record<string, string> = {
     passwd: "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/tmp:/usr/sbin/nologin\n",
     group: "root:x:0:\nnogroup:x:65534:\n",
     hosts: "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n",
     hostname: "sandbox\n",
-    "nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n",
+    "nsswitch.conf": `passwd: files\ngroup: files\nshadow: files\nhosts: files${opts.dns ? " dns" : ""}\n`,
   };
   for (const [name, content] of Object.entries(files)) writeFileSync(join(etc, name), content, { mode: 0o644 });
-  // Library paths only; lets the dynamic loader find multiarch libraries as on the host.
   if (existsSync("/etc/ld.so.cache")) {
     copyFileSync("/etc/ld.so.cache", join(etc, "ld.so.cache"));
     chmodSync(join(etc, "ld.so.cache"), 0o644);
   }
   if (existsSync("/usr/lib/os-release")) symlinkSync("../usr/lib/os-release", join(etc, "os-release"));
+}
+
+/** `/bin` → `usr/bin` on merged-/usr systems; real directories are bound read-only instead. */
+export function rootLinks(): string[] {
+  const args: string[] = [];
+  for (const name of ["bin", "sbin", "lib", "lib32", "lib64", "libx32"]) {
+    const host = `/${name}`;
+    let st;
+    try {
+      st = lstatSync(host);
+    } catch {
+      continue;
+    }
+    if (st.isSymbolicLink()) args.push("--symlink", readlinkSync(host), host);
+    else if (st.isDirectory()) args.push("--ro-bind", host, host);
+  }
+  return args;
+}
+
+/**
+ * The bubblewrap options every Hexr sandbox starts with: every namespace unshared (no further user
+ * namespaces), uid/gid 65534, its own session, gone with its parent, and a root of the host's /usr,
+ * its merged-/usr links and the given synthetic /etc.
+ */
+export function confinedRootArgs(etc: string): string[] {
+  return [
+    "--unshare-all",
+    "--unshare-user",
+    "--disable-userns",
+    "--die-with-parent",
+    "--new-session",
+    "--uid",
+    "65534",
+    "--gid",
+    "65534",
+    "--hostname",
+    "sandbox",
+    "--ro-bind",
+    "/usr",
+    "/usr",
+    ...rootLinks(),
+    "--ro-bind",
+    etc,
+    "/etc",
+  ];
+}
+
+export function prepareRuntimeDir(opts: { limits: RunnerLimits; parent?: string }): RuntimeDir {
+  const parent = opts.parent ?? tmpdir();
+  removeStaleRuntimeDirs(parent, "hexr-sandbox-rt-");
+  const dir = mkdtempSync(join(parent, `hexr-sandbox-rt-${process.pid}-`));
+  chmodSync(dir, 0o755);
+  const etc = join(dir, "etc");
+  writeSyntheticEtc(etc, { dns: true });
   const runner = join(dir, "runner.sh");
   writeFileSync(runner, runnerScript(opts.limits), { mode: 0o644 });
   const jobs = join(dir, "jobs");
