@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureMicrovmImage, TEST_MICROVM_IMAGE } from "../test-support/backends.js";
 import type { BackendExecRequest } from "../types.js";
-import { jobMode, MicrovmBackend } from "./backend.js";
+import { jobMode } from "../job-mode.js";
+import { MicrovmBackend } from "./backend.js";
 
 const MiB = 1024 * 1024;
 const limits = { memoryBytes: 96 * MiB, pids: 32, cpus: 1, tmpfsBytes: 8 * MiB, maxOutputBytes: 4096 };

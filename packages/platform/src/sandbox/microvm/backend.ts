@@ -33,6 +33,7 @@ import type {
 import { machineArgs, Qmp, type MachineSpec } from "./qemu.js";
 import { IMAGE_FILES, qemuVersion, readMeta, staleImage, type ImageMeta } from "./setup.js";
 import { confinementProbeRequest, isConfined } from "../confinement.js";
+import { jobMode, type JobMode } from "../job-mode.js";
 
 export interface MicrovmBackendOptions {
   imageDir: string;
@@ -75,19 +76,6 @@ const WARM_UP: Array<{ mode: JobMode; language: SandboxLanguage; code: string }>
   { mode: "run", language: "python", code: "import sys\nprint('hello')\nsys.stderr.write('hello\\n')\n" },
   { mode: "exec", language: "shell", code: "echo hello\necho hello >&2\n" },
 ];
-
-/**
- * How the pre-started job process runs the job: "run" = the python interpreter already running
- * (waiting) executes the code itself; "exec" = it execs the job's program. Variables that python or
- * the C library read at startup (they would be ignored by an interpreter already started) make a
- * python job start a new interpreter.
- */
-type JobMode = "run" | "exec";
-const STARTUP_ENV = /^(PYTHON|LC_|LD_|MALLOC_|GLIBC_)|^(LANG|LANGUAGE|TZ|HOME)$/;
-
-export function jobMode(language: SandboxLanguage, env: Record<string, string>): JobMode {
-  return language === "python" && !Object.keys(env).some((k) => STARTUP_ENV.test(k)) ? "run" : "exec";
-}
 
 /**
  * Restoring and warming clones runs at this nice value, so that executions (their clone is set back

@@ -78,3 +78,72 @@ describe("namespace backend: packages fetched for one execution", () => {
     expect(existsSync(dir)).toBe(false);
   });
 });
+
+describe("namespace backend: python run by an interpreter started ahead", () => {
+  const backend = new NamespaceBackend({
+    limits: { memoryBytes: 256 * MiB, pids: 128, cpus: 1, tmpfsBytes: 64 * MiB, maxOutputBytes: 64 * 1024 },
+    warmPool: 1,
+  });
+  const py = (code: string, env: Record<string, string> = {}) => backend.exec(request({ code, env }));
+  /** A variable python reads at startup sends the job to a new interpreter: the plain `python3 main.py` to compare with. */
+  const fresh = (code: string) => py(code, { PYTHONNOUSERSITE: "1" });
+
+  beforeAll(async () => {
+    const health = await backend.start();
+    expect(health.available, health.summary).toBe(true);
+  });
+  afterAll(() => backend.stop());
+
+  it("serves python from an interpreter that was waiting in the stub (the one difference: a frame below the module)", async () => {
+    const code = "import sys\nprint(sys._getframe().f_back is not None)";
+    expect((await py(code)).stdout).toBe("True\n");
+    expect((await fresh(code)).stdout).toBe("False\n");
+  });
+
+  it("runs the code as the __main__ script, as python3 main.py does", async () => {
+    const code =
+      "import json, sys\nprint(json.dumps([__name__, __file__, sys.argv, sys.path[0], sorted(k for k in globals() if not k.startswith('__'))]))";
+    const [warm, cold] = [await py(code), await fresh(code)];
+    expect(JSON.parse(warm.stdout)).toEqual([
+      "__main__",
+      "/run/hexr/job/main.py",
+      ["/run/hexr/job/main.py"],
+      "/run/hexr/job",
+      ["json", "sys"],
+    ]);
+    expect(warm.stdout).toBe(cold.stdout);
+  });
+
+  it("reports uncaught exceptions, syntax errors and exit codes exactly as a new interpreter does", async () => {
+    for (const code of [
+      "x = 1\n\ndef f():\n    return 1 / 0\n\nf()\n",
+      "print('a')\nif True\n  pass\n",
+      "import sys\nsys.exit(3)",
+      "raise SystemExit('bye')",
+    ]) {
+      const [warm, cold] = [await py(code), await fresh(code)];
+      expect({ stdout: warm.stdout, stderr: warm.stderr, exitCode: warm.exitCode }, code).toEqual({
+        stdout: cold.stdout,
+        stderr: cold.stderr,
+        exitCode: cold.exitCode,
+      });
+      expect(warm.stderr).not.toContain("_hexr");
+    }
+  });
+
+  it("gives the code the execution's variables, and its subprocesses too", async () => {
+    const r = await py("import os, subprocess\nprint(os.environ['MY_VAR'])\nsubprocess.run(['/bin/sh', '-c', 'echo $MY_VAR'])", {
+      MY_VAR: "it's = here",
+    });
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("it's = here\nit's = here\n");
+  });
+
+  it("gives every execution an interpreter of its own (hash seed), and honours startup variables with a new one", async () => {
+    const code = "print(hash('hexr'))";
+    const seeds = new Set([(await py(code)).stdout, (await py(code)).stdout, (await py(code)).stdout]);
+    expect(seeds.size).toBe(3);
+    const fixed = [(await py(code, { PYTHONHASHSEED: "0" })).stdout, (await py(code, { PYTHONHASHSEED: "0" })).stdout];
+    expect(fixed[0]).toBe(fixed[1]);
+  });
+});

@@ -46,7 +46,8 @@ import type {
   SandboxBackend,
   SandboxLimits,
 } from "../types.js";
-import { confinedRootArgs, prepareRuntimeDir, SANDBOX_PATHS, type RuntimeDir } from "./runtime-dir.js";
+import { confinedRootArgs, prepareRuntimeDir, pythonStub, SANDBOX_PATHS, type RuntimeDir } from "./runtime-dir.js";
+import { jobMode } from "../job-mode.js";
 import { buildSeccompProgram, syscallTableFor } from "./seccomp.js";
 import { NativeProcess } from "./spawn.js";
 import { confinementProbeRequest, isConfined } from "../confinement.js";
@@ -109,6 +110,9 @@ interface StatusDoc {
   "exit-code"?: number;
 }
 
+/** A python sandbox's interpreter is started ahead and waits in a stub; a generic one waits in the runner. */
+type SandboxKind = "python" | "generic";
+
 /** What one sandbox reports when its process tree is gone. */
 interface SandboxEnd {
   exitDoc: number | undefined;
@@ -120,6 +124,7 @@ interface SandboxEnd {
  * the code writes can be missed.
  */
 class Sandbox {
+  readonly kind: SandboxKind;
   readonly proc: NativeProcess | undefined;
   readonly stdout: CappedOutput;
   readonly stderr: CappedOutput;
@@ -135,6 +140,7 @@ class Sandbox {
   private dead = false;
 
   constructor(
+    kind: SandboxKind,
     bwrap: string,
     args: string[],
     seccomp: Buffer,
@@ -144,12 +150,14 @@ class Sandbox {
     limits: SandboxLimits,
     runAs: { uid: number; gid: number } | undefined,
   ) {
+    this.kind = kind;
     this.jobDir = jobDir;
     this.stdout = new CappedOutput("stdout", limits.maxOutputBytes);
     this.stderr = new CappedOutput("stderr", limits.maxOutputBytes);
     let spawnError: Error | undefined;
     try {
-      this.proc = new NativeProcess(bwrap, [bwrap, "--args", "3", "--", "/bin/sh", SANDBOX_PATHS.runner], {
+      const runner = ["/bin/sh", SANDBOX_PATHS.runner, ...(kind === "python" ? ["python"] : [])];
+      this.proc = new NativeProcess(bwrap, [bwrap, "--args", "3", "--", ...runner], {
         // 0 stdin, 1/2 output, 3 options, 4 status, 5 block, 6 seccomp, 7 the runner's go, 8 runner reports
         fds: [
           { fd: devNull },
@@ -190,7 +198,7 @@ class Sandbox {
       cgError = err as Error;
     }
 
-    this.ready = new Promise<void>((resolve, reject) => {
+    const cgroupReady = new Promise<void>((resolve, reject) => {
       if (cgError) {
         this.kill();
         reject(
@@ -238,6 +246,24 @@ class Sandbox {
       });
       void exited.then(() => reject(this.setupFailure(spawnError)));
     });
+    // A python sandbox is ready once its interpreter waits in the stub (it has read main.py by then).
+    const stubReady =
+      kind === "python"
+        ? new Promise<void>((resolve, reject) => {
+            const check = () => {
+              if (/^ready$/m.test(this.runnerText)) {
+                this.onRunner = undefined;
+                resolve();
+              }
+            };
+            this.onRunner = check;
+            check();
+            void exited.then(() => reject(this.setupFailure(spawnError)));
+          })
+        : undefined;
+    this.ready = stubReady ? Promise.all([cgroupReady, stubReady]).then(() => undefined) : cgroupReady;
+    cgroupReady.catch(() => undefined);
+    stubReady?.catch(() => undefined);
     this.ready.catch(() => undefined);
     this.ended = exited.then(() => {
       this.dead = true;
@@ -259,9 +285,11 @@ class Sandbox {
   }
 
   /** Lets the sandbox run its runner (which reads the job written just before). */
-  release(): void {
+  /** Lets the sandbox run its job (written just before); a python sandbox's stub also gets the variables. */
+  release(env: Record<string, string>): void {
     this.released = true;
-    this.pipes[7]?.end("go\n");
+    if (this.kind === "python") this.pipes[7]?.end(["run", ...Object.entries(env).map(([k, v]) => `${k}=${v}`)].join("\0"));
+    else this.pipes[7]?.end("go\n");
   }
 
   kill(): void {
@@ -290,7 +318,9 @@ export class NamespaceBackend implements SandboxBackend {
   private staticArgs: string[] = [];
   private state: BackendHealth = { backend: "namespace", available: false, checks: [], summary: "not started" };
   private readonly cleanups = new Set<Promise<void>>();
-  private readonly pool: Sandbox[] = [];
+  /** Warm sandboxes per kind; a kind is kept warm once an execution has used it. */
+  private readonly pools: Record<SandboxKind, Sandbox[]> = { python: [], generic: [] };
+  private readonly wanted = new Set<SandboxKind>();
   private seq = 0;
   /** True from the probe on, while the backend is started and the probe did not fail. */
   private usable = false;
@@ -417,6 +447,7 @@ export class NamespaceBackend implements SandboxBackend {
       return fail(`a probe execution failed: ${(err as Error).message}`);
     }
 
+    this.wanted.clear(); // the probe's kind is not one executions asked for
     const langs = this.languages();
     for (const l of Object.keys(INTERPRETERS) as SandboxLanguage[]) {
       const there = langs.includes(l);
@@ -466,10 +497,11 @@ export class NamespaceBackend implements SandboxBackend {
     return args;
   }
 
-  private spawnSandbox(): Sandbox {
+  private spawnSandbox(kind: SandboxKind): Sandbox {
     const id = `s${++this.seq}`;
     const jobDir = join(this.runtime!.jobs, id);
     mkdirSync(jobDir, { mode: 0o755 });
+    if (kind === "python") writeFileSync(join(jobDir, `main.${EXT.python}`), pythonStub(), { mode: 0o644 });
     const args = [
       ...this.staticArgs,
       "--ro-bind",
@@ -489,7 +521,7 @@ export class NamespaceBackend implements SandboxBackend {
       "6",
     ];
     const runAs = process.getuid?.() === 0 ? { uid: this.opts.uid, gid: this.opts.gid } : undefined;
-    const sb = new Sandbox(this.bwrap!, args, this.seccomp!, this.devNull!, jobDir, this.cgroups, this.opts.limits, runAs);
+    const sb = new Sandbox(kind, this.bwrap!, args, this.seccomp!, this.devNull!, jobDir, this.cgroups, this.opts.limits, runAs);
     // Whatever happens to it, a sandbox's cgroup and job directory go when its processes are gone.
     this.track(
       sb.ended.then(async () => {
@@ -502,29 +534,32 @@ export class NamespaceBackend implements SandboxBackend {
 
   private refill(): void {
     if (!this.usable || !this.state.available) return; // not during the probe: a doctor run needs no pool
-    for (let i = this.pool.length - 1; i >= 0; i--) if (!this.pool[i]!.alive) this.pool.splice(i, 1);
-    while (this.pool.length < this.opts.warmPool) {
-      let sb: Sandbox;
-      try {
-        sb = this.spawnSandbox();
-      } catch (err) {
-        this.opts.log?.warn({ err }, "cannot set up a warm sandbox");
-        return;
+    for (const kind of this.wanted) {
+      const pool = this.pools[kind];
+      for (let i = pool.length - 1; i >= 0; i--) if (!pool[i]!.alive) pool.splice(i, 1);
+      while (pool.length < this.opts.warmPool) {
+        let sb: Sandbox;
+        try {
+          sb = this.spawnSandbox(kind);
+        } catch (err) {
+          this.opts.log?.warn({ err }, "cannot set up a warm sandbox");
+          return;
+        }
+        pool.push(sb);
+        sb.ended.then(
+          () => {
+            const i = pool.indexOf(sb);
+            if (i !== -1) pool.splice(i, 1);
+          },
+          () => undefined,
+        );
       }
-      this.pool.push(sb);
-      sb.ended.then(
-        () => {
-          const i = this.pool.indexOf(sb);
-          if (i !== -1) this.pool.splice(i, 1);
-        },
-        () => undefined,
-      );
     }
   }
 
-  private async take(): Promise<Sandbox> {
+  private async take(kind: SandboxKind): Promise<Sandbox> {
     for (;;) {
-      const sb = this.pool.shift() ?? this.spawnSandbox();
+      const sb = this.pools[kind].shift() ?? this.spawnSandbox(kind);
       try {
         await sb.ready;
       } catch (err) {
@@ -544,7 +579,7 @@ export class NamespaceBackend implements SandboxBackend {
     let sb: Sandbox;
     try {
       if (req.signal?.aborted) throw new HexrError("sandbox.aborted", "the execution was cancelled", { kind: "unavailable" });
-      sb = await this.take();
+      sb = await this.take(kindFor(req));
     } catch (err) {
       discardFetched(req);
       throw err;
@@ -605,10 +640,12 @@ export class NamespaceBackend implements SandboxBackend {
         sb.kill();
       });
     }
-    sb.release();
-    // With a warm sandbox still waiting, the next one is set up once this execution is over, so the
-    // setup does not take CPU from it; with none left, at once (after the release, so the two overlap).
-    if (this.pool.some((p) => p.alive)) void sb.ended.then(() => this.refill());
+    sb.release(req.env);
+    // With a warm sandbox of its kind still waiting, the next one is set up once this execution is
+    // over, so the setup does not take CPU from it; with none left, at once (after the release, so
+    // the two overlap).
+    this.wanted.add(sb.kind);
+    if (this.pools[sb.kind].some((p) => p.alive)) void sb.ended.then(() => this.refill());
     else setImmediate(() => this.refill());
 
     const { exitDoc, spawnError } = await sb.ended;
@@ -659,7 +696,8 @@ export class NamespaceBackend implements SandboxBackend {
 
   async stop(): Promise<void> {
     this.usable = false;
-    for (const sb of this.pool.splice(0)) sb.kill();
+    for (const pool of Object.values(this.pools)) for (const sb of pool.splice(0)) sb.kill();
+    this.wanted.clear();
     while (this.cleanups.size) await Promise.all([...this.cleanups]);
     await this.cgroups?.close();
     this.cgroups = undefined;
@@ -668,6 +706,11 @@ export class NamespaceBackend implements SandboxBackend {
     if (this.devNull !== undefined) closeSync(this.devNull);
     this.devNull = undefined;
   }
+}
+
+/** Python jobs the interpreter can run as started (no packages, no startup variables) get a python sandbox. */
+function kindFor(req: BackendExecRequest): SandboxKind {
+  return jobMode(req.language, req.env, { installs: req.install !== undefined }) === "run" ? "python" : "generic";
 }
 
 /** The job as the runner reads it; written before the sandbox is released. */

@@ -54,10 +54,11 @@ export const SANDBOX_PATHS = {
 } as const;
 
 /**
- * The runner (POSIX sh, run by dash). It starts ahead of time inside the finished sandbox and waits
- * on fd 7; once the platform has written the job (job.sh: the language and the user's environment
- * as a function; packages when there are any; main.*) and released it, the runner sets
- * rlimits, installs the packages into the private /tmp, reports on fd 8 (`start` when the code
+ * The runner (POSIX sh, run by dash). It starts ahead of time inside the finished sandbox, sets the
+ * rlimits and waits on fd 7 (in a python sandbox it execs the interpreter at once, whose stub waits
+ * instead: `pythonStub`); once the platform has written the job (job.sh: the language and the user's environment
+ * as a function; packages when there are any; main.*) and released it, the runner installs the
+ * packages into the private /tmp, reports on fd 8 (`start` when the code
  * begins, `install-failed` otherwise), closes fd 8 so the code never sees it, applies the user's
  * environment and execs the interpreter. Paths are literal: after hexr_env no variable is trusted.
  */
@@ -65,14 +66,17 @@ export function runnerScript(l: RunnerLimits): string {
   const blocks = Math.max(1, Math.floor(l.fileSizeBytes / 512));
   const P = SANDBOX_PATHS;
   return `# hexr sandbox runner (generated)
-read -r hexr_go <&7 || exit 127
-exec 7<&-
-. ${P.job}/job.sh || exit 127
 ulimit -c 0
 ulimit -n ${l.nofile}
 ulimit -p ${l.nproc}
 ulimit -f ${blocks}
 ulimit -t ${l.cpuSeconds}
+case $1 in
+  # A python sandbox: the interpreter starts now and main.py (still the stub) waits for its go.
+  python) exec /usr/bin/python3 ${P.code.python} ;;
+  *) read -r hexr_go <&7 || exit 127; exec 7<&- ;;
+esac
+. ${P.job}/job.sh || exit 127
 if [ -s ${P.job}/packages ]; then
   set --
   while IFS= read -r p; do set -- "$@" "$p"; done < ${P.job}/packages
@@ -236,4 +240,50 @@ export function prepareRuntimeDir(opts: { limits: RunnerLimits; parent?: string 
     jobs,
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
+}
+
+/**
+ * main.py of a python sandbox until its job comes: the interpreter (started ahead, confined, with the
+ * sandbox's base environment and rlimits) reports `ready` on fd 8 and reads its go from fd 7 until
+ * EOF: `run` and the execution's variables (NUL-separated `K=V`). It closes both descriptors, applies
+ * the variables and runs the code the platform has meanwhile written over main.py as the `__main__`
+ * script, reporting an uncaught exception as the interpreter does (without this stub's frame).
+ * Python jobs that need more (packages to install, variables read at interpreter startup) go to a
+ * sandbox whose runner starts a new interpreter instead (`jobMode`).
+ */
+export function pythonStub(): string {
+  return String.raw`def _hexr_main(g):
+    import os, sys
+    os.write(8, b"ready\n")
+    data = b""
+    while True:
+        chunk = os.read(7, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(7)
+    parts = data.split(b"\0")
+    if parts[0] != b"run":
+        os._exit(127)  # released without a job (the platform went away)
+    os.close(8)
+    for kv in parts[1:]:
+        k, _, v = kv.partition(b"=")
+        os.environb[k] = v
+    del g["_hexr_main"]
+    try:
+        with open(g["__file__"], "rb") as f:
+            code = compile(f.read(), g["__file__"], "exec", dont_inherit=True)
+        exec(code, g)
+    except SystemExit:
+        raise
+    except BaseException as e:
+        e.__traceback__ = e.__traceback__.tb_next  # without this stub's frame
+        sys.excepthook(type(e), e, e.__traceback__)
+        if isinstance(e, KeyboardInterrupt):
+            import signal
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+        sys.exit(1)
+_hexr_main(globals())
+`;
 }

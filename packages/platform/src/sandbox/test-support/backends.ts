@@ -26,6 +26,9 @@ export interface BackendUnderTest {
   instanceDirs(): string[];
 }
 
+/** Command lines of a warm namespace sandbox's process that waits for its job. */
+const WAITING = ["/bin/sh /run/hexr/runner.sh", "/usr/bin/python3 /run/hexr/job/main.py"];
+
 const NAMESPACE_ENV = ["HOME", "LANG", "PATH", "PWD", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "TMPDIR", "USER"];
 
 function instanceDirs(): string[] {
@@ -77,18 +80,15 @@ const namespace: BackendUnderTest = {
   config: { namespace: { warmPool: 1 } },
   expectedEnvKeys: (user) => [...NAMESPACE_ENV, ...user].sort(),
   ownProcess:
-    /^((\/usr\/bin\/)?bwrap --args 3 -- \/bin\/sh \/run\/hexr\/runner\.sh|\/usr\/bin\/python3 \/run\/hexr\/job\/main\.py)$/,
+    /^((\/usr\/bin\/)?bwrap --args 3 -- \/bin\/sh \/run\/hexr\/runner\.sh( python)?|\/usr\/bin\/python3 \/run\/hexr\/job\/main\.py)$/,
   setuidRootError: "EINVAL",
   async expectNoLeftovers() {
-    // Only sandboxes waiting for an execution may remain: bwrap, and a runner that still waits for
-    // its go on fd 7 (it closes fd 7 before it reads a job).
+    // Only sandboxes waiting for an execution may remain: bwrap, and a runner or a python stub that
+    // still waits for its go on fd 7 (each closes fd 7 before it reads a job).
     let left: string[] = [];
     for (let i = 0; i < 100; i++) {
       left = sandboxProcesses()
-        .filter(
-          ({ pid, cmd }) =>
-            !/^(\S*\/)?bwrap /.test(cmd) && !(cmd === "/bin/sh /run/hexr/runner.sh" && existsSync(`/proc/${pid}/fd/7`)),
-        )
+        .filter(({ pid, cmd }) => !/^(\S*\/)?bwrap /.test(cmd) && !(WAITING.includes(cmd) && existsSync(`/proc/${pid}/fd/7`)))
         .map((p) => p.cmd);
       if (left.length === 0) return;
       await new Promise((r) => setTimeout(r, 50));
