@@ -284,7 +284,6 @@ class Sandbox {
     });
   }
 
-  /** Lets the sandbox run its runner (which reads the job written just before). */
   /** Lets the sandbox run its job (written just before); a python sandbox's stub also gets the variables. */
   release(env: Record<string, string>): void {
     this.released = true;

@@ -56,11 +56,11 @@ export const SANDBOX_PATHS = {
 /**
  * The runner (POSIX sh, run by dash). It starts ahead of time inside the finished sandbox, sets the
  * rlimits and waits on fd 7 (in a python sandbox it execs the interpreter at once, whose stub waits
- * instead: `pythonStub`); once the platform has written the job (job.sh: the language and the user's environment
- * as a function; packages when there are any; main.*) and released it, the runner installs the
- * packages into the private /tmp, reports on fd 8 (`start` when the code
- * begins, `install-failed` otherwise), closes fd 8 so the code never sees it, applies the user's
- * environment and execs the interpreter. Paths are literal: after hexr_env no variable is trusted.
+ * instead: `pythonStub`). Once the platform has written the job (job.sh: the language and the user's
+ * environment as a function; packages when there are any; main.*) and released it, the runner
+ * installs the packages into the private /tmp, reports on fd 8 (`start` when the code begins,
+ * `install-failed` otherwise), closes fd 8 so the code never sees it, applies the user's environment
+ * and execs the interpreter. Paths are literal: after hexr_env no variable is trusted.
  */
 export function runnerScript(l: RunnerLimits): string {
   const blocks = Math.max(1, Math.floor(l.fileSizeBytes / 512));
