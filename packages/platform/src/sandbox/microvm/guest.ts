@@ -19,6 +19,8 @@
  * job, and `{"t":"kill"}` at the timeout.
  */
 
+import { pythonStubScript } from "../job-mode.js";
+
 /** Kernel modules the agent's port needs, in load order (Debian builds virtio as modules). */
 export const GUEST_MODULES = ["virtio_ring", "virtio", "virtio_mmio", "virtio_console"] as const;
 
@@ -63,9 +65,7 @@ exec /usr/bin/python3 -I /hexr/agent.py "$port"
  * an uncaught exception the way the interpreter does (without this stub's frame).
  */
 export function stubScript(): string {
-  return String.raw`def _hexr_main(g):
-    import os, sys
-    os.close(4)  # tells the agent this script has been read and is waiting
+  return pythonStubScript(String.raw`    os.close(4)  # tells the agent this script has been read and is waiting
     data = b""
     while True:
         chunk = os.read(3, 65536)
@@ -82,23 +82,7 @@ export function stubScript(): string {
     os.environ.clear()
     for k, v in env:
         os.environb[k] = v
-    del g["_hexr_main"]
-    try:
-        with open(g["__file__"], "rb") as f:
-            code = compile(f.read(), g["__file__"], "exec", dont_inherit=True)
-        exec(code, g)
-    except SystemExit:
-        raise
-    except BaseException as e:
-        e.__traceback__ = e.__traceback__.tb_next  # without this stub's frame (the hook prints the exception's own)
-        sys.excepthook(type(e), e, e.__traceback__)
-        if isinstance(e, KeyboardInterrupt):
-            import signal
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGINT)
-        sys.exit(1)
-_hexr_main(globals())
-`;
+`);
 }
 
 export function agentScript(): string {

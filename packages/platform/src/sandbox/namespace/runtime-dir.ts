@@ -19,6 +19,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pythonStubScript } from "../job-mode.js";
 
 export interface RuntimeDir {
   readonly dir: string;
@@ -252,9 +253,7 @@ export function prepareRuntimeDir(opts: { limits: RunnerLimits; parent?: string 
  * sandbox whose runner starts a new interpreter instead (`jobMode`).
  */
 export function pythonStub(): string {
-  return String.raw`def _hexr_main(g):
-    import os, sys
-    os.write(8, b"ready\n")
+  return pythonStubScript(String.raw`    os.write(8, b"ready\n")
     data = b""
     while True:
         chunk = os.read(7, 65536)
@@ -269,21 +268,5 @@ export function pythonStub(): string {
     for kv in parts[1:]:
         k, _, v = kv.partition(b"=")
         os.environb[k] = v
-    del g["_hexr_main"]
-    try:
-        with open(g["__file__"], "rb") as f:
-            code = compile(f.read(), g["__file__"], "exec", dont_inherit=True)
-        exec(code, g)
-    except SystemExit:
-        raise
-    except BaseException as e:
-        e.__traceback__ = e.__traceback__.tb_next  # without this stub's frame
-        sys.excepthook(type(e), e, e.__traceback__)
-        if isinstance(e, KeyboardInterrupt):
-            import signal
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGINT)
-        sys.exit(1)
-_hexr_main(globals())
-`;
+`);
 }
