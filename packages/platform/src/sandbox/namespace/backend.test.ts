@@ -147,3 +147,78 @@ describe("namespace backend: python run by an interpreter started ahead", () => 
     expect(fixed[0]).toBe(fixed[1]);
   });
 });
+
+describe("namespace backend: rlimits", () => {
+  const limits = { memoryBytes: 256 * MiB, pids: 48, cpus: 1, tmpfsBytes: 32 * MiB, maxOutputBytes: 64 * 1024 };
+  const backend = new NamespaceBackend({ limits, warmPool: 1 });
+  /** Soft and hard limits as the kernel reports them, by name. */
+  const parse = (text: string) =>
+    Object.fromEntries(
+      text
+        .split("\n")
+        .slice(1)
+        .filter(Boolean)
+        .map((l) => {
+          const m = /^(.+?)\s{2,}(\S+)\s+(\S+)/.exec(l)!;
+          return [m[1]!, [m[2]!, m[3]!]];
+        }),
+    );
+  const expected = {
+    "Max cpu time": ["7200", "7200"],
+    "Max file size": [String(limits.tmpfsBytes + MiB), String(limits.tmpfsBytes + MiB)],
+    "Max core file size": ["0", "0"],
+    "Max processes": ["48", "48"],
+    "Max open files": ["1024", "1024"],
+  };
+
+  beforeAll(async () => {
+    const health = await backend.start();
+    expect(health.available, health.summary).toBe(true);
+  });
+  afterAll(() => backend.stop());
+
+  it("holds for the code of every kind of sandbox, and for what it starts", async () => {
+    const runs = [
+      // the interpreter started ahead, a new interpreter (startup variable), a shell and a child of python
+      request({ code: "print(open('/proc/self/limits').read(), end='')" }),
+      request({ code: "print(open('/proc/self/limits').read(), end='')", env: { PYTHONNOUSERSITE: "1" } }),
+      request({ language: "shell", code: "cat /proc/self/limits" }),
+      request({ code: "import subprocess\nsubprocess.run(['cat', '/proc/self/limits'])" }),
+    ];
+    for (const req of runs) {
+      const r = await backend.exec(req);
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(parse(r.stdout), req.code).toMatchObject(expected);
+    }
+  });
+
+  it("counts processes per sandbox: a sandbox at its limit does not stop another", async () => {
+    const hog = backend.exec(
+      request({
+        code: [
+          "import os, time",
+          "n = 0",
+          "for _ in range(80):",
+          "    try:",
+          "        pid = os.fork()",
+          "    except OSError:",
+          "        break",
+          "    if pid == 0:",
+          "        time.sleep(3)",
+          "        os._exit(0)",
+          "    n += 1",
+          "print(n, flush=True)",
+          "time.sleep(2)",
+        ].join("\n"),
+        timeoutMs: 20_000,
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 1000));
+    const other = await backend.exec(request({ code: "print('fine')" }));
+    expect(other.stdout).toBe("fine\n");
+    const r = await hog;
+    const forked = Number(r.stdout);
+    expect(forked).toBeGreaterThan(30);
+    expect(forked).toBeLessThan(48);
+  });
+});

@@ -5,8 +5,9 @@
  * capabilities, no-new-privs, a seccomp filter, a fresh cgroup (memory, pids, CPU quota) and
  * rlimits. A timeout SIGKILLs the sandbox's pid-namespace init and every process of its cgroup.
  *
- * Sandboxes are set up ahead of time (a small warm pool) and wait with only the runner started (it
- * reads nothing of a job before the release); an execution takes one, writes its job into the
+ * Sandboxes are set up ahead of time (a small warm pool) and wait with only their first process
+ * started: the runner, or in a python sandbox the interpreter in its stub (neither reads anything
+ * of a job before the release); an execution takes one, writes its job into the
  * sandbox's read-only job directory, releases it, and the sandbox is destroyed when the code ends.
  * Each sandbox serves one execution.
  *
@@ -14,8 +15,8 @@
  * these descriptors: it reads its options from fd 3 (an in-memory file, so nothing shows in `ps`),
  * reports the sandbox pid on fd 4 (`--json-status-fd`) and then waits on fd 5 (`--block-fd`); by
  * then the platform has moved that pid into the sandbox's cgroup and unblocks it. fd 6 carries the
- * seccomp program. The runner then starts inside the finished sandbox and waits for its go on fd 7
- * (the release; it closes fd 7 and reads the job), and reports on fd 8.
+ * seccomp program. The first process then starts inside the finished sandbox, sets the rlimits,
+ * waits for its go on fd 7 (the release; it closes fd 7 and reads the job), and reports on fd 8.
  */
 
 import { HexrError, type SandboxLanguage } from "@hexr/core";
@@ -156,9 +157,10 @@ class Sandbox {
     this.stderr = new CappedOutput("stderr", limits.maxOutputBytes);
     let spawnError: Error | undefined;
     try {
-      const runner = ["/bin/sh", SANDBOX_PATHS.runner, ...(kind === "python" ? ["python"] : [])];
-      this.proc = new NativeProcess(bwrap, [bwrap, "--args", "3", "--", ...runner], {
-        // 0 stdin, 1/2 output, 3 options, 4 status, 5 block, 6 seccomp, 7 the runner's go, 8 runner reports
+      // A python sandbox starts its interpreter at once (the stub waits); others start the runner.
+      const first = kind === "python" ? [INTERPRETERS.python, SANDBOX_PATHS.code.python] : ["/bin/sh", SANDBOX_PATHS.runner];
+      this.proc = new NativeProcess(bwrap, [bwrap, "--args", "3", "--", ...first], {
+        // 0 stdin, 1/2 output, 3 options, 4 status, 5 block, 6 seccomp, 7 the go, 8 reports (runner or stub)
         fds: [
           { fd: devNull },
           "read",
@@ -226,8 +228,8 @@ class Sandbox {
             this.sandboxPid = doc["child-pid"];
             (this.cgroup?.add(this.sandboxPid) ?? Promise.resolve()).then(
               () => {
-                // Inside its cgroup now: bwrap may finish (seccomp, init, the runner's exec), so the
-                // runner is already waiting for its job when an execution takes the sandbox.
+                // Inside its cgroup now: bwrap may finish (seccomp, init, the first process's exec),
+                // so that process already waits when an execution takes the sandbox.
                 this.pipes[5]?.end("x");
                 resolve();
               },
@@ -315,6 +317,8 @@ export class NamespaceBackend implements SandboxBackend {
   private cgroups: CgroupManager | undefined;
   private devNull: number | undefined;
   private staticArgs: string[] = [];
+  /** main.py of a python sandbox until its job comes. */
+  private stub = "";
   private state: BackendHealth = { backend: "namespace", available: false, checks: [], summary: "not started" };
   private readonly cleanups = new Set<Promise<void>>();
   /** Warm sandboxes per kind; a kind is kept warm once an execution has used it. */
@@ -393,10 +397,12 @@ export class NamespaceBackend implements SandboxBackend {
     this.seccomp = buildSeccompProgram(table);
 
     const { limits } = this.opts;
+    const rlimits = { nofile: 1024, nproc: limits.pids, fileSizeBytes: limits.tmpfsBytes + 1024 * 1024, cpuSeconds: 2 * 3600 };
     this.runtime = prepareRuntimeDir({
       ...(this.opts.runtimeParent ? { parent: this.opts.runtimeParent } : {}),
-      limits: { nofile: 1024, nproc: limits.pids, fileSizeBytes: limits.tmpfsBytes + 1024 * 1024, cpuSeconds: 2 * 3600 },
+      limits: rlimits,
     });
+    this.stub = pythonStub(rlimits);
     this.devNull = openSync("/dev/null", "r");
 
     const cg = openCgroups();
@@ -500,7 +506,7 @@ export class NamespaceBackend implements SandboxBackend {
     const id = `s${++this.seq}`;
     const jobDir = join(this.runtime!.jobs, id);
     mkdirSync(jobDir, { mode: 0o755 });
-    if (kind === "python") writeFileSync(join(jobDir, `main.${EXT.python}`), pythonStub(), { mode: 0o644 });
+    if (kind === "python") writeFileSync(join(jobDir, `main.${EXT.python}`), this.stub, { mode: 0o644 });
     const args = [
       ...this.staticArgs,
       "--ro-bind",
@@ -641,10 +647,10 @@ export class NamespaceBackend implements SandboxBackend {
     }
     sb.release(req.env);
     // With a warm sandbox of its kind still waiting, the next one is set up once this execution is
-    // over, so the setup does not take CPU from it; with none left, at once (after the release, so
-    // the two overlap).
+    // over and its result is on its way (setImmediate: after the reply), so the setup takes neither
+    // CPU nor event-loop time from it; with none left, at once (after the release, so the two overlap).
     this.wanted.add(sb.kind);
-    if (this.pools[sb.kind].some((p) => p.alive)) void sb.ended.then(() => this.refill());
+    if (this.pools[sb.kind].some((p) => p.alive)) void sb.ended.then(() => setImmediate(() => this.refill()));
     else setImmediate(() => this.refill());
 
     const { exitDoc, spawnError } = await sb.ended;

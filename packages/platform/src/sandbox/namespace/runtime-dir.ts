@@ -30,7 +30,8 @@ export interface RuntimeDir {
   remove(): void;
 }
 
-export interface RunnerLimits {
+/** Per-process limits of everything in a sandbox (rlimits). */
+export interface SandboxRlimits {
   /** RLIMIT_NOFILE. */
   nofile: number;
   /** RLIMIT_NPROC (per sandbox: each has its own user namespace). */
@@ -39,6 +40,11 @@ export interface RunnerLimits {
   fileSizeBytes: number;
   /** RLIMIT_CPU in seconds: a backstop behind the wall-clock timeout. */
   cpuSeconds: number;
+}
+
+/** RLIMIT_FSIZE as sh's `ulimit -f` counts it (512-byte blocks); the python stub sets the same bytes. */
+function fileSizeBlocks(l: SandboxRlimits): number {
+  return Math.max(1, Math.floor(l.fileSizeBytes / 512));
 }
 
 /** Paths inside the sandbox. */
@@ -55,28 +61,26 @@ export const SANDBOX_PATHS = {
 } as const;
 
 /**
- * The runner (POSIX sh, run by dash). It starts ahead of time inside the finished sandbox, sets the
- * rlimits and waits on fd 7 (in a python sandbox it execs the interpreter at once, whose stub waits
- * instead: `pythonStub`). Once the platform has written the job (job.sh: the language and the user's
- * environment as a function; packages when there are any; main.*) and released it, the runner
- * installs the packages into the private /tmp, reports on fd 8 (`start` when the code begins,
- * `install-failed` otherwise), closes fd 8 so the code never sees it, applies the user's environment
- * and execs the interpreter. Paths are literal: after hexr_env no variable is trusted.
+ * The runner (POSIX sh, run by dash) of sandboxes that start a new program for their job (a python
+ * sandbox starts its interpreter at once instead, whose stub waits: `pythonStub`). It starts ahead
+ * of time inside the finished sandbox, sets the rlimits (inside the sandbox's own user namespace, so
+ * RLIMIT_NPROC counts this sandbox's processes only) and waits on fd 7. Once the platform has written
+ * the job (job.sh: the language and the user's environment as a function; packages when there are
+ * any; main.*) and released it, the runner installs the packages into the private /tmp, reports on
+ * fd 8 (`start` when the code begins, `install-failed` otherwise), closes fd 8 so the code never sees
+ * it, applies the user's environment and execs the interpreter. Paths are literal: after hexr_env no
+ * variable is trusted.
  */
-export function runnerScript(l: RunnerLimits): string {
-  const blocks = Math.max(1, Math.floor(l.fileSizeBytes / 512));
+export function runnerScript(l: SandboxRlimits): string {
   const P = SANDBOX_PATHS;
   return `# hexr sandbox runner (generated)
 ulimit -c 0
 ulimit -n ${l.nofile}
 ulimit -p ${l.nproc}
-ulimit -f ${blocks}
+ulimit -f ${fileSizeBlocks(l)}
 ulimit -t ${l.cpuSeconds}
-case $1 in
-  # A python sandbox: the interpreter starts now and main.py (still the stub) waits for its go.
-  python) exec /usr/bin/python3 ${P.code.python} ;;
-  *) read -r hexr_go <&7 || exit 127; exec 7<&- ;;
-esac
+read -r hexr_go <&7 || exit 127
+exec 7<&-
 . ${P.job}/job.sh || exit 127
 if [ -s ${P.job}/packages ]; then
   set --
@@ -223,7 +227,7 @@ export function confinedRootArgs(etc: string): string[] {
   ];
 }
 
-export function prepareRuntimeDir(opts: { limits: RunnerLimits; parent?: string }): RuntimeDir {
+export function prepareRuntimeDir(opts: { limits: SandboxRlimits; parent?: string }): RuntimeDir {
   const parent = opts.parent ?? tmpdir();
   removeStaleRuntimeDirs(parent, "hexr-sandbox-rt-");
   const dir = mkdtempSync(join(parent, `hexr-sandbox-rt-${process.pid}-`));
@@ -245,15 +249,28 @@ export function prepareRuntimeDir(opts: { limits: RunnerLimits; parent?: string 
 
 /**
  * main.py of a python sandbox until its job comes: the interpreter (started ahead, confined, with the
- * sandbox's base environment and rlimits) reports `ready` on fd 8 and reads its go from fd 7 until
- * EOF: `run` and the execution's variables (NUL-separated `K=V`). It closes both descriptors, applies
- * the variables and runs the code the platform has meanwhile written over main.py as the `__main__`
- * script, reporting an uncaught exception as the interpreter does (without this stub's frame).
- * Python jobs that need more (packages to install, variables read at interpreter startup) go to a
- * sandbox whose runner starts a new interpreter instead (`jobMode`).
+ * sandbox's base environment) sets the rlimits the runner sets in other sandboxes, reports `ready` on
+ * fd 8 and reads its go from fd 7 until EOF: `run` and the execution's variables (NUL-separated
+ * `K=V`). It closes both descriptors, applies the variables and runs the code the platform has
+ * meanwhile written over main.py as the `__main__` script, reporting an uncaught exception as the
+ * interpreter does (without this stub's frame). Python jobs that need more (packages to install,
+ * variables read at interpreter startup) go to a sandbox whose runner starts a new interpreter
+ * instead (`jobMode`).
  */
-export function pythonStub(): string {
-  return pythonStubScript(String.raw`    os.write(8, b"ready\n")
+export function pythonStub(l: SandboxRlimits): string {
+  const limits = [
+    ["CORE", 0],
+    ["NOFILE", l.nofile],
+    ["NPROC", l.nproc],
+    ["FSIZE", fileSizeBlocks(l) * 512],
+    ["CPU", l.cpuSeconds],
+  ]
+    .map(([name, v]) => `(resource.RLIMIT_${name}, ${v})`)
+    .join(", ");
+  return pythonStubScript(String.raw`    import resource
+    for r, v in (${limits}):
+        resource.setrlimit(r, (v, v))
+    os.write(8, b"ready\n")
     data = b""
     while True:
         chunk = os.read(7, 65536)

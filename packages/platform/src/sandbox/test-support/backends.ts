@@ -80,7 +80,7 @@ const namespace: BackendUnderTest = {
   config: { namespace: { warmPool: 1 } },
   expectedEnvKeys: (user) => [...NAMESPACE_ENV, ...user].sort(),
   ownProcess:
-    /^((\/usr\/bin\/)?bwrap --args 3 -- \/bin\/sh \/run\/hexr\/runner\.sh( python)?|\/usr\/bin\/python3 \/run\/hexr\/job\/main\.py)$/,
+    /^((\/usr\/bin\/)?bwrap --args 3 -- (\/bin\/sh \/run\/hexr\/runner\.sh|\/usr\/bin\/python3 \/run\/hexr\/job\/main\.py)|\/usr\/bin\/python3 \/run\/hexr\/job\/main\.py)$/,
   setuidRootError: "EINVAL",
   async expectNoLeftovers() {
     // Only sandboxes waiting for an execution may remain: bwrap, and a runner or a python stub that
