@@ -1,5 +1,6 @@
 import { ExecResult, HexrError, SandboxStatus, type ErrorKind, type SandboxLanguage } from "@hexr/core";
 import { defaultIdentity } from "../identity/default.js";
+import { fetchTransport, nodeTransport, type TransportResponse } from "./transport.js";
 
 /** A JWT-SVID for an audience: the SDK's Workload API client is one. */
 export interface SandboxJwtSource {
@@ -30,6 +31,7 @@ export interface SandboxClientOptions {
   jwtSource?: SandboxJwtSource;
   /** Execute on behalf of this tenant (its route); by default the caller's own tenant. */
   tenant?: string;
+  /** A `fetch` to send requests with (tests, proxies); by default node:http over keep-alive connections. */
   fetch?: typeof fetch;
   clock?: () => number;
 }
@@ -104,9 +106,10 @@ export class SandboxClient {
   private async call(method: string, path: string, body: unknown, timeoutMs: number, signal?: AbortSignal): Promise<unknown> {
     const url = this.platformUrl + path;
     const timeout = AbortSignal.timeout(timeoutMs);
-    let res: Response;
+    const send = this.opts.fetch ? fetchTransport(this.opts.fetch) : nodeTransport;
+    let res: TransportResponse;
     try {
-      res = await (this.opts.fetch ?? fetch)(url, {
+      res = await send(url, {
         method,
         headers: {
           authorization: `Bearer ${await this.bearer()}`,
@@ -121,22 +124,19 @@ export class SandboxClient {
       if (signal?.aborted)
         throw new HexrError("sandbox.aborted", "the execution was cancelled", { kind: "unavailable", cause: err });
       const e = err as Error & { cause?: Error };
-      throw new HexrError(
-        "sandbox.unreachable",
-        `cannot reach the sandbox service at ${this.platformUrl}: ${e.cause?.message ?? e.message}`,
-        {
-          kind: "unavailable",
-        },
-      );
+      const why = timeout.aborted ? `no answer within ${Math.round(timeoutMs / 1000)} s` : (e.cause?.message ?? e.message);
+      throw new HexrError("sandbox.unreachable", `cannot reach the sandbox service at ${this.platformUrl}: ${why}`, {
+        kind: "unavailable",
+      });
     }
-    const text = await res.text();
+    const text = res.text;
     let json: unknown;
     try {
       json = text ? JSON.parse(text) : undefined;
     } catch {
       json = undefined;
     }
-    if (!res.ok) {
+    if (res.status < 200 || res.status > 299) {
       const p = (json ?? {}) as { code?: string; detail?: string };
       throw new HexrError(p.code ?? "sandbox.http_error", p.detail ?? `HTTP ${res.status} from ${path}`, {
         kind: KIND_BY_STATUS[res.status] ?? "internal",
