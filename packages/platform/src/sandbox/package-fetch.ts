@@ -16,11 +16,10 @@ import { HexrError } from "@hexr/core";
 import { lookup } from "node:dns/promises";
 import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
-import { tmpdir } from "node:os";
 import { delimiter, isAbsolute, join } from "node:path";
 import type { Logger } from "pino";
 import { EgressProxy, hostOfUrl, isPrivateAddress, parseAllowedHost, type AllowedHost } from "./egress-proxy.js";
-import { confinedRootArgs, removeStaleRuntimeDirs, writeSyntheticEtc } from "./namespace/runtime-dir.js";
+import { confinedRootArgs, defaultRuntimeParent, removeStaleRuntimeDirs, writeSyntheticEtc } from "./namespace/runtime-dir.js";
 import { NativeProcess } from "./namespace/spawn.js";
 import { openCgroups, type CgroupLimits, type CgroupManager, type ExecCgroup } from "./cgroup.js";
 import { buildSeccompProgram, syscallTableFor } from "./namespace/seccomp.js";
@@ -248,7 +247,7 @@ export class PackageFetcher implements PackageFetch {
         kind: "failed_precondition",
       });
     }
-    const parent = this.opts.runtimeParent ?? tmpdir();
+    const parent = this.opts.runtimeParent ?? defaultRuntimeParent();
     removeStaleRuntimeDirs(parent, "hexr-pkgfetch-");
     const dir = mkdtempSync(join(parent, `hexr-pkgfetch-${process.pid}-`));
     chmodSync(dir, 0o755);
