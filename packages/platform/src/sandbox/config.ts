@@ -85,6 +85,13 @@ export const SandboxConfig = z.strictObject({
        * which must be able to reach it).
        */
       cacheDir: z.string().min(1).optional(),
+      /** The caches' size cap: after fetches (at most once a minute), the least recently used files go until they hold 90% of it. */
+      cacheMaxMb: z
+        .number()
+        .int()
+        .min(64)
+        .max(1024 * 1024)
+        .default(4096),
       /** A directory of wheels (and sdists) for `pip install --no-index --find-links`. */
       pythonDir: z.string().min(1).optional(),
       /** A directory of npm tarballs as `npm pack` names them (`<name>-<version>.tgz`, `<scope>-<name>-<version>.tgz`). */

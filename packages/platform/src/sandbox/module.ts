@@ -64,6 +64,7 @@ export function packageFetcherFrom(config: SandboxConfig, dataDir: string, log: 
     ...(python ? { python: { url: python.indexUrl, allowHosts: python.allowHosts } } : {}),
     ...(npm ? { npm: { url: npm.registry, allowHosts: npm.allowHosts } } : {}),
     cacheDir: packageCacheDir(config, dataDir),
+    cacheMaxBytes: config.packages.cacheMaxMb * 1024 * 1024,
     bwrapPath: config.namespace.bwrapPath,
     uid: config.namespace.uid,
     gid: config.namespace.gid,

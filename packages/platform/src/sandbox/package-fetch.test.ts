@@ -79,6 +79,28 @@ describe("package fetch from an index, confined", () => {
     expect(fileRequests()).toBe(2); // the wheels came from the cache; only the index pages were asked again
   });
 
+  it("keeps its cache within cacheMaxBytes: files go after a fetch, the fetch itself is not affected", async () => {
+    const smallCache = worldReadableTempDir("hexr-fetch-smallcache-");
+    const small = new PackageFetcher({ python: { url: `${pyIndex.origin}/simple/` }, cacheDir: smallCache, cacheMaxBytes: 1 });
+    try {
+      const r = await small.fetch({ id: id(), language: "python", specs: ["hexr-top"], timeoutMs: 60_000 });
+      outputs.push(r.sourceDir);
+      expect(readdirSync(r.sourceDir).length).toBe(2);
+    } finally {
+      await small.stop(); // waits for the prune the fetch started
+    }
+    const left: string[] = [];
+    const walk = (d: string) => {
+      for (const e of readdirSync(d, { withFileTypes: true })) {
+        if (e.isDirectory()) walk(join(d, e.name));
+        else left.push(join(d, e.name));
+      }
+    };
+    walk(smallCache);
+    expect(left).toEqual([]);
+    rmSync(smallCache, { recursive: true, force: true });
+  });
+
   it("installs an npm package with its dependency into a node_modules tree; the second time from the cache", async () => {
     const first = await fetcher.fetch({ id: id(), language: "javascript", specs: ["hexr-npm-top"], timeoutMs: 60_000 });
     outputs.push(first.sourceDir);

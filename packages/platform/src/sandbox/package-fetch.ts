@@ -19,6 +19,7 @@ import { isIP } from "node:net";
 import { delimiter, isAbsolute, join } from "node:path";
 import type { Logger } from "pino";
 import { EgressProxy, hostOfUrl, isPrivateAddress, parseAllowedHost, type AllowedHost } from "./egress-proxy.js";
+import { CachePruner } from "./package-cache.js";
 import { confinedRootArgs, defaultRuntimeParent, removeStaleRuntimeDirs, writeSyntheticEtc } from "./namespace/runtime-dir.js";
 import { NativeProcess } from "./namespace/spawn.js";
 import { openCgroups, type CgroupLimits, type CgroupManager, type ExecCgroup } from "./cgroup.js";
@@ -40,6 +41,8 @@ export interface PackageFetcherOptions {
    * fetch user must be able to reach it: bubblewrap resolves bind sources as that user.
    */
   cacheDir: string;
+  /** The caches' size cap in bytes: after fetches, the least recently used files go (default: no cap). */
+  cacheMaxBytes?: number;
   bwrapPath?: string;
   /** Host uid/gid of the fetch sandbox when the platform runs as root. */
   uid?: number;
@@ -170,16 +173,30 @@ export class PackageFetcher implements PackageFetch {
   private inspections = 0;
   private readonly redact: (text: string) => string;
   private readonly runAs: { uid: number; gid: number } | undefined;
+  private readonly pruner: CachePruner | undefined;
 
   constructor(private readonly opts: PackageFetcherOptions) {
     this.redact = redactor([opts.python?.url, opts.npm?.url].filter((u): u is string => !!u));
     this.runAs = process.getuid?.() === 0 ? { uid: opts.uid ?? 65534, gid: opts.gid ?? 65534 } : undefined;
+    if (opts.cacheMaxBytes !== undefined) {
+      this.pruner = new CachePruner(
+        opts.cacheDir,
+        opts.cacheMaxBytes,
+        (r) =>
+          opts.log?.info(
+            { dir: opts.cacheDir, beforeMb: mb(r.before), afterMb: mb(r.after), removedFiles: r.removedFiles },
+            "package cache pruned",
+          ),
+        (err) => opts.log?.warn({ err, dir: opts.cacheDir }, "cannot prune the package cache"),
+      );
+    }
   }
 
   /** Removes the runtime directory (outputs not yet taken over by a backend go with it). */
   async stop(): Promise<void> {
     const rt = this.runtime;
     this.runtime = undefined;
+    await this.pruner?.idle();
     if (!rt) return;
     await rt.cgroups?.close();
     rmSync(rt.dir, { recursive: true, force: true });
@@ -225,6 +242,7 @@ export class PackageFetcher implements PackageFetch {
     } finally {
       await proxy.close();
       if (!ok) rmSync(out, { recursive: true, force: true });
+      this.pruner?.poke();
     }
   }
 
@@ -611,4 +629,8 @@ export class PackageFetcher implements PackageFetch {
     const tail = log.trim().split("\n").slice(-8).join("\n").slice(-2000);
     return new HexrError("sandbox.package_install_failed", `fetching packages failed:\n${tail}`, { kind: "failed_precondition" });
   }
+}
+
+function mb(bytes: number): number {
+  return Math.round((bytes / 1048576) * 10) / 10;
 }
