@@ -6,11 +6,8 @@
  *   npm run build && npx tsx bench/api/run.ts [--requests 20000] [--concurrency 16]
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, existsSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { runLoad } from "../lib/http-load.js";
+import { startPlatform, type BenchPlatform } from "../lib/platform.js";
 import { fmtMs, printTable } from "../lib/stats.js";
 
 const arg = (name: string, def: number) => {
@@ -19,16 +16,6 @@ const arg = (name: string, def: number) => {
 };
 const REQUESTS = arg("requests", 20_000);
 const CONCURRENCY = arg("concurrency", 16);
-const BIN = fileURLToPath(new URL("../../packages/cli/dist/bin.js", import.meta.url));
-
-async function waitFor(fn: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (await fn().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 const BARE_SERVER = `
 const http = require("node:http");
@@ -41,22 +28,11 @@ server.listen(0, "127.0.0.1", () => process.stdout.write(String(server.address()
 `;
 
 async function main() {
-  const dataDir = mkdtempSync(join(tmpdir(), "hexr-bench-api-"));
   const children: ChildProcess[] = [];
+  let platform: BenchPlatform | undefined;
   try {
-    const platform = spawn(
-      process.execPath,
-      [BIN, "up", "--data-dir", dataDir, "--port", "0", "--log-format", "json", "--log-level", "warn"],
-      {
-        stdio: "ignore",
-      },
-    );
-    children.push(platform);
-    const infoPath = join(dataDir, "platform.json");
-    await waitFor(async () => existsSync(infoPath), "hexr up");
-    const { url } = JSON.parse(readFileSync(infoPath, "utf8")) as { url: string };
-    const adminKey = readFileSync(join(dataDir, "admin.key"), "utf8").trim();
-    await waitFor(async () => (await fetch(url + "/readyz")).ok, "readiness");
+    platform = await startPlatform({ name: "hexr-bench-api" });
+    const { url, adminKey } = platform;
     const auth = { authorization: `Bearer ${adminKey}`, "content-type": "application/json" };
     await fetch(url + "/api/v1/tenants", { method: "POST", headers: auth, body: JSON.stringify({ name: "acme-corp" }) });
     const keyRes = await fetch(url + "/api/v1/keys", {
@@ -113,7 +89,7 @@ async function main() {
     );
   } finally {
     for (const c of children) c.kill("SIGKILL");
-    rmSync(dataDir, { recursive: true, force: true });
+    await platform?.stop();
   }
 }
 

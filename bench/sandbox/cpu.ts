@@ -9,11 +9,10 @@
  *   npm run build && npx tsx bench/sandbox/cpu.ts [--language python|shell] [--iterations 300]
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { SandboxClient } from "../../packages/sdk/src/sandbox/index.js";
+import { startPlatform } from "../lib/platform.js";
 
 const arg = (name: string, def: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -23,7 +22,6 @@ const LANGUAGE = arg("language", "python") as "python" | "shell";
 const N = Number(arg("iterations", "300"));
 const CODE = LANGUAGE === "python" ? "print('hello')" : "echo hi";
 const BARE = LANGUAGE === "python" ? ["/usr/bin/python3", "-c", CODE] : ["/bin/sh", "-c", CODE];
-const BIN = fileURLToPath(new URL("../../packages/cli/dist/bin.js", import.meta.url));
 const ACCT = "/sys/fs/cgroup/cpuacct";
 
 if (!existsSync(join(ACCT, "cpuacct.usage"))) {
@@ -57,47 +55,16 @@ function bare(): Promise<void> {
   });
 }
 
-const dataDir = mkdtempSync(join(tmpdir(), "hexr-bench-cpu-"));
-const config = join(dataDir, "hexr.config.json");
-writeFileSync(config, JSON.stringify({ sandbox: { backend: "namespace", maxConcurrent: 2, namespace: { warmPool: 2 } } }));
 // The platform joins its group before it execs, so all of it is counted from the start.
-const platform = spawn(
-  "/bin/sh",
-  [
-    "-c",
-    `echo $$ > ${group("platform")}/cgroup.procs && exec "$0" "$@"`,
-    process.execPath,
-    BIN,
-    "up",
-    "--data-dir",
-    dataDir,
-    "--port",
-    "0",
-    "--log-level",
-    "warn",
-    "--config",
-    config,
-  ],
-  { stdio: ["ignore", "ignore", "inherit"] },
-);
+const platform = await startPlatform({
+  name: "hexr-bench-cpu",
+  config: { sandbox: { backend: "namespace", maxConcurrent: 2, namespace: { warmPool: 2 } } },
+  shellPrefix: `echo $$ > ${group("platform")}/cgroup.procs`,
+  readyTimeoutMs: 60_000,
+});
 try {
-  const info = join(dataDir, "platform.json");
-  for (let i = 0; !existsSync(info); i++) {
-    if (i > 1200) throw new Error("hexr up did not start");
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const { url } = JSON.parse(readFileSync(info, "utf8")) as { url: string };
-  for (;;) {
-    if (
-      await fetch(url + "/readyz").then(
-        (r) => r.ok,
-        () => false,
-      )
-    )
-      break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const client = new SandboxClient({ platformUrl: url, apiKey: readFileSync(join(dataDir, "admin.key"), "utf8").trim() });
+  const { url } = platform;
+  const client = new SandboxClient({ platformUrl: url, apiKey: platform.adminKey });
   const exec = async () => {
     const r = await client.exec(CODE, { language: LANGUAGE });
     if (r.exitCode !== 0) throw new Error(`unexpected result: ${JSON.stringify(r)}`);
@@ -128,9 +95,7 @@ try {
   console.log(`\nCPU per execution, sandbox.exec (all in) / bare: ${((platformCpu + clientCpu) / bareCpu).toFixed(2)}x`);
 } finally {
   moveSelf(undefined);
-  platform.kill("SIGTERM");
-  await new Promise((r) => platform.once("exit", r));
-  rmSync(dataDir, { recursive: true, force: true });
+  await platform.stop();
   for (const g of ["platform", "client", "bare"]) {
     for (let i = 0; i < 50; i++) {
       try {

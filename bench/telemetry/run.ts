@@ -8,10 +8,8 @@
  *   npm run build && npx tsx bench/telemetry/run.ts [--invocations 2000] [--rounds 2]
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { startPlatform } from "../lib/platform.js";
 import { fmtMs, printTable, summarize, type LatencySummary } from "../lib/stats.js";
 
 const arg = (name: string, def: number) => {
@@ -20,17 +18,7 @@ const arg = (name: string, def: number) => {
 };
 const N = arg("invocations", 2000);
 const ROUNDS = arg("rounds", 2);
-const BIN = fileURLToPath(new URL("../../packages/cli/dist/bin.js", import.meta.url));
 const WORKER = fileURLToPath(new URL("./worker.ts", import.meta.url));
-
-async function waitFor(fn: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (await fn().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 interface Loop {
   ms: number[];
@@ -56,20 +44,9 @@ function runWorker(mode: "with" | "without", url: string, key: string): Promise<
 }
 
 async function main() {
-  const dataDir = mkdtempSync(join(tmpdir(), "hexr-bench-telemetry-"));
-  const platform = spawn(
-    process.execPath,
-    [BIN, "up", "--data-dir", dataDir, "--port", "0", "--log-format", "json", "--log-level", "warn"],
-    {
-      stdio: "ignore",
-    },
-  );
+  const platform = await startPlatform({ name: "hexr-bench-telemetry" });
   try {
-    const infoPath = join(dataDir, "platform.json");
-    await waitFor(async () => existsSync(infoPath), "hexr up");
-    const { url } = JSON.parse(readFileSync(infoPath, "utf8")) as { url: string };
-    const key = readFileSync(join(dataDir, "admin.key"), "utf8").trim();
-    await waitFor(async () => (await fetch(url + "/readyz")).ok, "readiness");
+    const { url, adminKey: key } = platform;
 
     console.log(
       `bench/telemetry: ${N} sequential invocations of a 1 ms hexrAgent handler per side and round, ${ROUNDS} rounds, each side in its own process`,
@@ -133,9 +110,7 @@ async function main() {
       `spans exported over OTLP: ${exported} (${failed} failed); the platform lists ${received.items.length}+ bench traces`,
     );
   } finally {
-    platform.kill("SIGTERM");
-    await new Promise((r) => platform.once("exit", r));
-    rmSync(dataDir, { recursive: true, force: true });
+    await platform.stop();
   }
 }
 

@@ -11,11 +11,8 @@
  *
  *   npm run build && npx tsx bench/vault/run.ts [--requests 20000] [--concurrency 16] [--evaluations 20000]
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { readBootId, readProcStat } from "../../packages/platform/src/identity/attestation/proc.js";
 import { processSelectors } from "../../packages/platform/src/identity/attestation/unix-attestor.js";
 import { CedarPolicyEngine } from "../../packages/platform/src/policy/cedar-engine.js";
@@ -25,6 +22,7 @@ import { toCedarRequest } from "../../packages/platform/src/policy/entities.js";
 import type { PolicyRequest } from "../../packages/platform/src/policy/types.js";
 import { Identity } from "../../packages/sdk/src/identity/identity.js";
 import { runLoad } from "../lib/http-load.js";
+import { HEXR_BIN, startPlatform, type BenchPlatform } from "../lib/platform.js";
 import { fmtMs, percentile, printTable, type LatencySummary } from "../lib/stats.js";
 
 const arg = (name: string, def: number) => {
@@ -34,21 +32,11 @@ const arg = (name: string, def: number) => {
 const REQUESTS = arg("requests", 20_000);
 const CONCURRENCY = arg("concurrency", 16);
 const EVALUATIONS = arg("evaluations", 20_000);
-const BIN = fileURLToPath(new URL("../../packages/cli/dist/bin.js", import.meta.url));
 const AGENT = "spiffe://hexr.local/agent/acme/bench/main";
 const VAULT = "spiffe://hexr.local/system/vault";
 const POLICY = `@id("no-prod")
 forbid (principal is Hexr::Agent, action == Hexr::Action::"vault:read", resource is Hexr::Secret)
 when { resource.name like "prod/*" && principal.role != "deployer" };`;
-
-async function waitFor(fn: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (await fn().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 async function check(res: Promise<Response>, what: string): Promise<Response> {
   const r = await res;
@@ -57,29 +45,15 @@ async function check(res: Promise<Response>, what: string): Promise<Response> {
 }
 
 async function httpBench(): Promise<void> {
-  if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run 'npm run build' first`);
-  const dataDir = mkdtempSync(join(tmpdir(), "hexr-bench-vault-"));
-  const children: ChildProcess[] = [];
+  if (!existsSync(HEXR_BIN)) throw new Error(`${HEXR_BIN} is missing: run 'npm run build' first`);
+  let platform: BenchPlatform | undefined;
   let identity: Identity | undefined;
   try {
-    const platform = spawn(
-      process.execPath,
-      [BIN, "up", "--data-dir", dataDir, "--port", "0", "--log-format", "json", "--log-level", "warn"],
-      {
-        stdio: "ignore",
-      },
-    );
-    children.push(platform);
-    const infoPath = join(dataDir, "platform.json");
-    await waitFor(
-      async () => existsSync(infoPath) && (JSON.parse(readFileSync(infoPath, "utf8")) as { pid: number }).pid === platform.pid,
-      "hexr up",
-    );
-    const info = JSON.parse(readFileSync(infoPath, "utf8")) as { url: string; workloadSocket: string };
-    const url = info.url;
-    await waitFor(async () => (await fetch(url + "/readyz")).ok, "readiness");
+    platform = await startPlatform({ name: "hexr-bench-vault" });
+    const info = JSON.parse(readFileSync(join(platform.dataDir, "platform.json"), "utf8")) as { workloadSocket: string };
+    const url = platform.url;
     const admin = {
-      authorization: `Bearer ${readFileSync(join(dataDir, "admin.key"), "utf8").trim()}`,
+      authorization: `Bearer ${platform.adminKey}`,
       "content-type": "application/json",
     };
 
@@ -157,8 +131,7 @@ async function httpBench(): Promise<void> {
     for (const r of ratios) console.log(r);
   } finally {
     identity?.close();
-    for (const c of children) c.kill("SIGKILL");
-    rmSync(dataDir, { recursive: true, force: true });
+    await platform?.stop();
   }
 }
 
