@@ -127,7 +127,7 @@ describe("per-execution cgroups on this kernel", () => {
   });
 
   it("writes the limits, contains a process, kills it and removes the cgroup", async () => {
-    const cg = manager.create({ memoryBytes: 64 * 1024 * 1024, pids: 17, cpus: 0.5 });
+    const cg = await manager.create({ memoryBytes: 64 * 1024 * 1024, pids: 17, cpus: 0.5 });
     const read = (name: string) => {
       for (const d of cg.dirs) if (existsSync(join(d, name))) return readFileSync(join(d, name), "utf8").trim();
       throw new Error(`${name} not found`);
@@ -152,7 +152,7 @@ describe("per-execution cgroups on this kernel", () => {
   });
 
   it("counts the kernel's OOM kill when a process outgrows the memory limit", async () => {
-    const cg = manager.create({ memoryBytes: 32 * 1024 * 1024, pids: 16, cpus: 1 });
+    const cg = await manager.create({ memoryBytes: 32 * 1024 * 1024, pids: 16, cpus: 1 });
     // The process waits on stdin until it is inside the cgroup, then touches 200 MiB.
     const child = spawn("/usr/bin/python3", ["-c", "import sys; sys.stdin.read(1); s = b'x' * (200 * 2**20); print(len(s))"], {
       stdio: ["pipe", "pipe", "ignore"],
@@ -166,7 +166,7 @@ describe("per-execution cgroups on this kernel", () => {
   });
 
   it("caps the number of processes", async () => {
-    const cg = manager.create({ memoryBytes: 64 * 1024 * 1024, pids: 8, cpus: 1 });
+    const cg = await manager.create({ memoryBytes: 64 * 1024 * 1024, pids: 8, cpus: 1 });
     const child = spawn(
       "/usr/bin/python3",
       [
@@ -303,7 +303,7 @@ describe("cgroup v2 on this kernel's unified hierarchy", () => {
     });
 
     it("contains a process tree: children are born inside, populated follows it, killAll empties it", async () => {
-      const cg = manager.create(limits);
+      const cg = await manager.create(limits);
       const dir = cg.dirs[0]!;
       expect(existsSync(dir)).toBe(true);
       expect(existsSync(join(dir, "memory.max"))).toBe(false); // no memory controller: nothing to write
@@ -339,7 +339,7 @@ describe("cgroup v2 on this kernel's unified hierarchy", () => {
       ["the per-pid loop (kernels before 5.14)", false],
     ])("killAll with %s stops processes that fork while being killed", async (_how, killFile) => {
       const m = killFile ? manager : open(scratch.dir(`loop`), { v2KillFile: false });
-      const cg = m.create(limits);
+      const cg = await m.create(limits);
       const dir = cg.dirs[0]!;
       // Bounded (no pids controller here): up to 400 sleepers, plus 8 pid hoppers.
       const py = gatedPython(
@@ -358,7 +358,7 @@ describe("cgroup v2 on this kernel's unified hierarchy", () => {
 
     it("destroy kills what is inside and removes the directory; close removes the instance", async () => {
       const m = open(scratch.dir("close"));
-      const live: ExecCgroup[] = [m.create(limits), m.create(limits)];
+      const live: ExecCgroup[] = [await m.create(limits), await m.create(limits)];
       const sleepers: number[] = [];
       for (const cg of live) {
         const c = spawn("sleep", ["60"], { stdio: "ignore" });
@@ -400,11 +400,11 @@ describe("cgroup v2 on this kernel's unified hierarchy", () => {
       scratch.enable("hugetlb");
     });
 
-    it("enables the controller for the instance and each execution", () => {
+    it("enables the controller for the instance and each execution", async () => {
       const m = open(scratch.dir("deleg"), { v2Controllers: ["hugetlb"] });
       expect(readCg(m.parents[0]!, "cgroup.controllers")).toBe("hugetlb");
       expect(readCg(m.parents[0]!, "cgroup.subtree_control")).toBe("hugetlb");
-      const cg = m.create(limits);
+      const cg = await m.create(limits);
       expect(readCg(cg.dirs[0]!, "cgroup.controllers")).toBe("hugetlb");
       expect(existsSync(join(cg.dirs[0]!, "memory.max"))).toBe(false);
     });
@@ -425,7 +425,7 @@ describe("cgroup v2 on this kernel's unified hierarchy", () => {
       const leaf = join(own, `hexr-platform-${process.pid}`);
       expect(v2PathOf("self")).toBe(leaf.slice(scratch.mount.length));
       expect(readCg(own, "cgroup.subtree_control")).toBe("hugetlb");
-      const cg = m.create(limits);
+      const cg = await m.create(limits);
       const c = spawn("sleep", ["60"], { stdio: "ignore" });
       await cg.add(c.pid!);
       expect(populated(cg.dirs[0]!)).toBe(true);

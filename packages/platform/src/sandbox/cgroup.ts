@@ -8,7 +8,7 @@
 import { HexrError } from "@hexr/core";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statfsSync, writeFileSync } from "node:fs";
-import { rmdir, writeFile } from "node:fs/promises";
+import { mkdir, rmdir, writeFile } from "node:fs/promises";
 import { isAbsolute, join, posix } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -45,7 +45,8 @@ export interface CgroupManager {
   readonly version: CgroupVersion;
   /** This instance's parent directories, where per-execution cgroups are created. */
   readonly parents: readonly string[];
-  create(limits: CgroupLimits): ExecCgroup;
+  /** A new cgroup with these limits (made on the thread pool: cgroupfs calls wait for the kernel's cgroup lock). */
+  create(limits: CgroupLimits): Promise<ExecCgroup>;
   /** Destroys what is left and removes the instance directories. */
   close(): Promise<void>;
 }
@@ -144,9 +145,13 @@ export function v2LimitWrites(limits: CgroupLimits, controllers: readonly string
   return all.filter((w) => controllers.includes(w.controller));
 }
 
-function writeLimit(dir: string, w: LimitWrite): void {
-  if (w.optional) writeIfExists(join(dir, w.file), w.value);
-  else writeFileSync(join(dir, w.file), w.value);
+async function writeLimit(dir: string, w: LimitWrite): Promise<void> {
+  try {
+    // r+: cgroupfs files cannot be created, so a missing one is ENOENT rather than an attempt to make it.
+    await writeFile(join(dir, w.file), w.value, { flag: "r+" });
+  } catch (err) {
+    if (!(w.optional && (err as NodeJS.ErrnoException).code === "ENOENT")) throw err;
+  }
 }
 
 interface MountInfo {
@@ -692,7 +697,31 @@ abstract class BaseManager implements CgroupManager {
     return `x${++this.seq}-${randomBytes(3).toString("hex")}`;
   }
 
-  abstract create(limits: CgroupLimits): ExecCgroup;
+  /** The directories of a new cgroup called `name`, and the limit files each gets. */
+  protected abstract plan(name: string, limits: CgroupLimits): { dirs: string[]; writes: Array<[dir: string, w: LimitWrite]> };
+  protected abstract wrap(name: string, dirs: string[], onGone: (c: ExecCgroup) => void): ExecCgroup;
+
+  async create(limits: CgroupLimits): Promise<ExecCgroup> {
+    const name = this.nextName();
+    const { dirs, writes } = this.plan(name, limits);
+    const made = await Promise.allSettled(dirs.map((d) => mkdir(d)));
+    try {
+      const failed = made.find((r): r is PromiseRejectedResult => r.status === "rejected");
+      if (failed) throw failed.reason;
+      // In order within a directory (v1's memsw limit may not be set below the memory limit), directories in parallel.
+      await Promise.all(
+        dirs.map(async (d) => {
+          for (const [dir, w] of writes) if (dir === d) await writeLimit(dir, w);
+        }),
+      );
+    } catch (err) {
+      await Promise.all(dirs.filter((_, i) => made[i]!.status === "fulfilled").map((d) => tryRmdirAsync(d)));
+      throw err;
+    }
+    const cg = this.wrap(name, dirs, (c) => this.live.delete(c));
+    this.live.add(cg);
+    return cg;
+  }
 
   async close(): Promise<void> {
     await Promise.all([...this.live].map((c) => c.destroy()));
@@ -703,25 +732,13 @@ abstract class BaseManager implements CgroupManager {
 class V1Manager extends BaseManager {
   readonly version = "v1" as const;
 
-  create(limits: CgroupLimits): ExecCgroup {
-    const writes = v1LimitWrites(limits);
-    const name = this.nextName();
-    const [memParent, pidsParent, cpuParent] = this.parents as [string, string, string];
-    const dirs = [join(memParent, name), join(pidsParent, name), join(cpuParent, name)];
-    const made: string[] = [];
-    try {
-      for (const d of dirs) {
-        mkdirSync(d);
-        made.push(d);
-      }
-      for (const w of writes) writeLimit(dirs[CONTROLLERS.indexOf(w.controller)]!, w);
-    } catch (err) {
-      for (const d of made.reverse()) tryRmdir(d);
-      throw err;
-    }
-    const cg = new V1Cgroup(name, dirs, (c) => this.live.delete(c));
-    this.live.add(cg);
-    return cg;
+  protected plan(name: string, limits: CgroupLimits): { dirs: string[]; writes: Array<[string, LimitWrite]> } {
+    const dirs = this.parents.map((p) => join(p, name)); // memory, pids, cpu (CONTROLLERS' order)
+    return { dirs, writes: v1LimitWrites(limits).map((w) => [dirs[CONTROLLERS.indexOf(w.controller)]!, w]) };
+  }
+
+  protected wrap(name: string, dirs: string[], onGone: (c: ExecCgroup) => void): ExecCgroup {
+    return new V1Cgroup(name, dirs, onGone);
   }
 }
 
@@ -737,19 +754,12 @@ class V2Manager extends BaseManager {
     super([parent]);
   }
 
-  create(limits: CgroupLimits): ExecCgroup {
-    const writes = v2LimitWrites(limits, this.limited);
-    const name = this.nextName();
+  protected plan(name: string, limits: CgroupLimits): { dirs: string[]; writes: Array<[string, LimitWrite]> } {
     const dir = join(this.parents[0]!, name);
-    mkdirSync(dir);
-    try {
-      for (const w of writes) writeLimit(dir, w);
-    } catch (err) {
-      tryRmdir(dir);
-      throw err;
-    }
-    const cg = new V2Cgroup(name, [dir], (c) => this.live.delete(c), this.killFile);
-    this.live.add(cg);
-    return cg;
+    return { dirs: [dir], writes: v2LimitWrites(limits, this.limited).map((w) => [dir, w]) };
+  }
+
+  protected wrap(name: string, dirs: string[], onGone: (c: ExecCgroup) => void): ExecCgroup {
+    return new V2Cgroup(name, dirs, onGone, this.killFile);
   }
 }

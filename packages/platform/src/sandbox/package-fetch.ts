@@ -414,7 +414,7 @@ export class PackageFetcher implements PackageFetch {
     });
   }
 
-  private runSandbox(
+  private async runSandbox(
     rt: Runtime,
     req: FetchRequest,
     command: string[],
@@ -510,7 +510,7 @@ export class PackageFetcher implements PackageFetch {
     let cgroup: ExecCgroup | undefined;
     let createFailed = false;
     try {
-      cgroup = rt.cgroups?.create(this.opts.limits ?? DEFAULT_LIMITS);
+      cgroup = await rt.cgroups?.create(this.opts.limits ?? DEFAULT_LIMITS);
     } catch (err) {
       collect(`cannot create a cgroup for the fetch: ${(err as Error).message}\n`);
       createFailed = true;

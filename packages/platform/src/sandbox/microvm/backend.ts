@@ -357,7 +357,7 @@ export class MicrovmBackend implements SandboxBackend {
     let qmp: Qmp | undefined;
     try {
       if (this.cgroups && qemu.pid) {
-        cgroup = this.cgroups.create({
+        cgroup = await this.cgroups.create({
           memoryBytes: (this.spec.memoryMb + 256) * 1048576,
           pids: 64,
           cpus: this.opts.limits.cpus,

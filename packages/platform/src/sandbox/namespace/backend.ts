@@ -33,6 +33,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from "node:fs";
+import { rm } from "node:fs/promises";
 import { delimiter, isAbsolute, join } from "node:path";
 import type { Socket } from "node:net";
 import { promisify } from "node:util";
@@ -132,7 +133,9 @@ class Sandbox {
   readonly jobDir: string;
   readonly ready: Promise<void>;
   readonly ended: Promise<SandboxEnd>;
+  /** Set once made (`cgroupMade`); the cleanup waits for it, so a cgroup made late is removed too. */
   cgroup: ExecCgroup | undefined;
+  readonly cgroupMade: Promise<ExecCgroup | undefined>;
   sandboxPid: number | undefined;
   runnerText = "";
   onRunner: (() => void) | undefined;
@@ -192,24 +195,24 @@ class Sandbox {
         })
       : Promise.resolve();
 
-    // Made while bwrap sets up its namespaces, so it costs no latency.
-    let cgError: Error | undefined;
-    try {
-      this.cgroup = cgroups?.create({ memoryBytes: limits.memoryBytes, pids: limits.pids, cpus: limits.cpus });
-    } catch (err) {
-      cgError = err as Error;
-    }
+    // Made on the thread pool while bwrap sets up its namespaces, so it costs no latency.
+    this.cgroupMade = cgroups
+      ? cgroups.create({ memoryBytes: limits.memoryBytes, pids: limits.pids, cpus: limits.cpus }).then((cg) => {
+          this.cgroup = cg;
+          return cg;
+        })
+      : Promise.resolve(undefined);
+    this.cgroupMade.catch(() => undefined);
 
     const cgroupReady = new Promise<void>((resolve, reject) => {
-      if (cgError) {
+      this.cgroupMade.catch((err: unknown) => {
         this.kill();
         reject(
-          new HexrError("sandbox.cgroup_failed", `cannot create a cgroup for the sandbox: ${cgError.message}`, {
+          new HexrError("sandbox.cgroup_failed", `cannot create a cgroup for the sandbox: ${(err as Error).message}`, {
             kind: "unavailable",
           }),
         );
-        return;
-      }
+      });
       let statusBuf = "";
       this.pipes[4]?.setEncoding("utf8");
       this.pipes[4]?.on("data", (chunk: string) => {
@@ -226,7 +229,8 @@ class Sandbox {
           }
           if (typeof doc["child-pid"] === "number" && this.sandboxPid === undefined) {
             this.sandboxPid = doc["child-pid"];
-            (this.cgroup?.add(this.sandboxPid) ?? Promise.resolve()).then(
+            const pid = this.sandboxPid;
+            this.cgroupMade.then((cg) => cg?.add(pid)).then(
               () => {
                 // Inside its cgroup now: bwrap may finish (seccomp, init, the first process's exec),
                 // so that process already waits when an execution takes the sandbox.
@@ -530,8 +534,11 @@ export class NamespaceBackend implements SandboxBackend {
     // Whatever happens to it, a sandbox's cgroup and job directory go when its processes are gone.
     this.track(
       sb.ended.then(async () => {
-        await sb.cgroup?.destroy();
-        rmSync(jobDir, { recursive: true, force: true });
+        try {
+          await (await sb.cgroupMade.catch(() => undefined))?.destroy();
+        } finally {
+          await rm(jobDir, { recursive: true, force: true });
+        }
       }),
     );
     return sb;
