@@ -573,10 +573,6 @@ function tryWrite(file: string, value: string): void {
   }
 }
 
-function writeIfExists(file: string, value: string): void {
-  if (existsSync(file)) writeFileSync(file, value);
-}
-
 abstract class BaseCgroup implements ExecCgroup {
   private destroyed: Promise<void> | undefined;
 

@@ -230,22 +230,24 @@ class Sandbox {
           if (typeof doc["child-pid"] === "number" && this.sandboxPid === undefined) {
             this.sandboxPid = doc["child-pid"];
             const pid = this.sandboxPid;
-            this.cgroupMade.then((cg) => cg?.add(pid)).then(
-              () => {
-                // Inside its cgroup now: bwrap may finish (seccomp, init, the first process's exec),
-                // so that process already waits when an execution takes the sandbox.
-                this.pipes[5]?.end("x");
-                resolve();
-              },
-              (err: unknown) => {
-                this.kill();
-                reject(
-                  new HexrError("sandbox.cgroup_failed", `cannot move the sandbox into its cgroup: ${(err as Error).message}`, {
-                    kind: "unavailable",
-                  }),
-                );
-              },
-            );
+            this.cgroupMade
+              .then((cg) => cg?.add(pid))
+              .then(
+                () => {
+                  // Inside its cgroup now: bwrap may finish (seccomp, init, the first process's exec),
+                  // so that process already waits when an execution takes the sandbox.
+                  this.pipes[5]?.end("x");
+                  resolve();
+                },
+                (err: unknown) => {
+                  this.kill();
+                  reject(
+                    new HexrError("sandbox.cgroup_failed", `cannot move the sandbox into its cgroup: ${(err as Error).message}`, {
+                      kind: "unavailable",
+                    }),
+                  );
+                },
+              );
           }
           if (typeof doc["exit-code"] === "number") exitDoc = doc["exit-code"];
         }
