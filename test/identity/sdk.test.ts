@@ -1,3 +1,4 @@
+import { X509Certificate } from "node:crypto";
 import { once } from "node:events";
 import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from "node:tls";
 import type { AddressInfo } from "node:net";
@@ -42,9 +43,8 @@ afterEach(() => {
 });
 
 /**
- * The SVID of one of this process's identities. Never undefined: `svidTlsOptions(identity, undefined)`
- * would silently use the default SVID, which is another identity. While a stream update replaces the
- * set (the rotation test re-mints), wait for it to list the identity again.
+ * The SVID of one of this process's identities (`svidTlsOptions` refuses undefined). While a stream
+ * update replaces the set (the rotation test re-mints), wait for it to list the identity again.
  */
 async function svid(id: string) {
   for (let i = 0; i < 200; i++) {
@@ -64,6 +64,15 @@ describe("SDK Identity", () => {
     const chain = identity.x509Svid.certificates;
     expect(roots.some((r) => chain[chain.length - 1]!.checkIssued(r))).toBe(true);
     expect(identity.x509Svid.expiresAt).toBeGreaterThan(Date.now());
+  });
+
+  it("builds TLS options from a given SVID or the default one, and refuses an explicit undefined", () => {
+    const writer = identity.x509Svids.find((s) => s.spiffeId === WRITER)!;
+    const certOf = (o: { cert?: unknown }) => new X509Certificate(String(o.cert)).subjectAltName;
+    expect(certOf(svidTlsOptions(identity, writer))).toBe(`URI:${WRITER}`);
+    expect(certOf(svidTlsOptions(identity))).toBe(`URI:${identity.x509Svid.spiffeId}`);
+    const missing = identity.x509Svids.find((s) => s.spiffeId === "spiffe://hexr.local/agent/nobody/x/y");
+    expect(() => svidTlsOptions(identity, missing)).toThrow(expect.objectContaining({ code: "identity.svid_missing" }));
   });
 
   it("caches JWT-SVIDs per audience and validates them locally and through the Workload API", async () => {

@@ -40,8 +40,19 @@ export function authorizeAny(): Authorizer {
 
 const pem = (cert: X509Certificate) => cert.toString();
 
-/** Key, certificate chain and the trust bundle of the SVID's own trust domain, for `tls` options. */
-export function svidTlsOptions(identity: Identity, svid: X509Svid = identity.x509Svid): SecureContextOptions {
+/**
+ * Key, certificate chain and the trust bundle of the SVID's own trust domain, for `tls` options:
+ * of `svid` when one is passed, else of the identity's default SVID. An explicit `undefined` (say, a
+ * lookup in `identity.x509Svids` that found nothing) is an error, never the default SVID: that would
+ * present another workload's identity.
+ */
+export function svidTlsOptions(identity: Identity, ...which: [svid?: X509Svid]): SecureContextOptions {
+  if (which.length > 0 && which[0] === undefined) {
+    throw new HexrError("identity.svid_missing", "svidTlsOptions was given no SVID (undefined); pass one of identity.x509Svids", {
+      kind: "invalid_argument",
+    });
+  }
+  const svid = which[0] ?? identity.x509Svid;
   const td = parseSpiffeId(svid.spiffeId).trustDomain;
   return {
     key: svid.privateKey.export({ format: "pem", type: "pkcs8" }),
