@@ -151,6 +151,7 @@ describe("package index configuration", () => {
       python: { indexUrl: "https://pypi.org/simple", allowHosts: ["files.pythonhosted.org"] },
       npm: { registry: "https://registry.npmjs.org", allowHosts: [] },
       pythonDir: "/srv/wheels",
+      cacheMaxMb: 4096,
     });
     expect(packageCacheDir(c, "/data", false)).toBe("/data/sandbox/package-cache");
     expect(packageCacheDir(c, "/root/.hexr", true)).toBe("/var/cache/hexr/packages");
@@ -162,6 +163,8 @@ describe("package index configuration", () => {
     [{ npm: { registry: "https://registry.npmjs.org", allowHosts: ["https://evil.example"] } }, "packages.npm.allowHosts.0"],
     [{ npm: { registry: "https://registry.npmjs.org", allowHosts: ["x:99999"] } }, "packages.npm.allowHosts.0"],
     [{ python: { url: "https://pypi.org/simple" } }, "packages.python"],
+    [{ cacheMaxMb: 8 }, "packages.cacheMaxMb"],
+    [{ cacheMaxMb: 100.5 }, "packages.cacheMaxMb"],
   ])("rejects %j at %s", (packages, path) => {
     const r = SandboxConfig.safeParse({ packages });
     expect(r.success).toBe(false);
