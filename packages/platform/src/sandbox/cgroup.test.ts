@@ -1,6 +1,6 @@
 import { isHexrError } from "@hexr/core";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -187,6 +187,24 @@ describe("per-execution cgroups on this kernel", () => {
     await cg.destroy(); // kills the sleeping children too
     for (const d of cg.dirs) expect(existsSync(d)).toBe(false);
   });
+
+  it("tells its owner about a cgroup it cannot remove, and keeps what it could not", async () => {
+    const cg = await manager.create({ memoryBytes: 64 * 1024 * 1024, pids: 8, cpus: 1 });
+    // A cgroup with a child cgroup cannot be removed (EBUSY), as one with an unkillable process cannot.
+    const stuck = join(cg.dirs[0]!, "held");
+    mkdirSync(stuck);
+    const told: Array<{ name: string; dirs: readonly string[]; pids: number[] }> = [];
+    manager.onLeftBehind = (c) => told.push(c);
+    try {
+      await cg.destroy();
+    } finally {
+      manager.onLeftBehind = undefined;
+      rmdirSync(stuck);
+      rmdirSync(cg.dirs[0]!);
+    }
+    expect(told).toEqual([{ name: cg.name, dirs: [cg.dirs[0]], pids: [] }]);
+    for (const d of cg.dirs.slice(1)) expect(existsSync(d)).toBe(false);
+  }, 15_000);
 
   it("removes instance directories of platforms that died", async () => {
     const dead = spawnSync("true").pid!; // exited: its pid is free

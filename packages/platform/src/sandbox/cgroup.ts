@@ -49,6 +49,18 @@ export interface CgroupManager {
   create(limits: CgroupLimits): Promise<ExecCgroup>;
   /** Destroys what is left and removes the instance directories. */
   close(): Promise<void>;
+  /**
+   * Told when `destroy` gives up on a cgroup (~4 s of SIGKILLs, then ~4 s of removal attempts):
+   * processes the kernel does not let go of (stuck in uninterruptible sleep) keep it. It stays
+   * until a later platform's stale-instance cleanup removes it.
+   */
+  onLeftBehind?: (c: { name: string; dirs: readonly string[]; pids: number[] }) => void;
+}
+
+/** What a cgroup tells its manager. */
+interface CgroupOwner {
+  gone(c: ExecCgroup): void;
+  leftBehind(c: ExecCgroup, dirs: readonly string[]): void;
 }
 
 export type CgroupProbe = { ok: true; manager: CgroupManager; detail: string } | { ok: false; detail: string };
@@ -579,7 +591,7 @@ abstract class BaseCgroup implements ExecCgroup {
   constructor(
     readonly name: string,
     readonly dirs: readonly string[],
-    private readonly onGone: (c: ExecCgroup) => void,
+    private readonly owner: CgroupOwner,
   ) {}
 
   abstract add(pid: number): Promise<void>;
@@ -601,11 +613,14 @@ abstract class BaseCgroup implements ExecCgroup {
     return (this.destroyed ??= (async () => {
       await this.killAll();
       // A killed process leaves its cgroup a moment after its parent saw it exit.
-      for (let i = 0; i < 200; i++) {
-        if ((await Promise.all(this.dirs.map((d) => tryRmdirAsync(d)))).every(Boolean)) break;
-        await sleep(i < 10 ? 2 : 20);
+      let left: readonly string[] = this.dirs;
+      for (let i = 0; i < 200 && left.length; i++) {
+        if (i > 0) await sleep(i < 10 ? 2 : 20);
+        const removed = await Promise.all(left.map((d) => tryRmdirAsync(d)));
+        left = left.filter((_, j) => !removed[j]);
       }
-      this.onGone(this);
+      if (left.length) this.owner.leftBehind(this, left);
+      this.owner.gone(this);
     })());
   }
 }
@@ -614,8 +629,8 @@ class V1Cgroup extends BaseCgroup {
   private readonly memory: string;
   private readonly pidsDir: string;
 
-  constructor(name: string, dirs: string[], onGone: (c: ExecCgroup) => void) {
-    super(name, dirs, onGone);
+  constructor(name: string, dirs: string[], owner: CgroupOwner) {
+    super(name, dirs, owner);
     this.memory = dirs[0]!;
     this.pidsDir = dirs[1]!;
   }
@@ -649,10 +664,10 @@ class V2Cgroup extends BaseCgroup {
   constructor(
     name: string,
     dirs: string[],
-    onGone: (c: ExecCgroup) => void,
+    owner: CgroupOwner,
     private readonly killFile: boolean,
   ) {
-    super(name, dirs, onGone);
+    super(name, dirs, owner);
   }
 
   async add(pid: number): Promise<void> {
@@ -686,6 +701,11 @@ abstract class BaseManager implements CgroupManager {
   abstract readonly version: CgroupVersion;
   protected readonly live = new Set<ExecCgroup>();
   private seq = 0;
+  onLeftBehind?: (c: { name: string; dirs: readonly string[]; pids: number[] }) => void;
+  private readonly owner: CgroupOwner = {
+    gone: (c) => this.live.delete(c),
+    leftBehind: (c, dirs) => this.onLeftBehind?.({ name: c.name, dirs, pids: c.pids() }),
+  };
 
   constructor(readonly parents: readonly string[]) {}
 
@@ -695,7 +715,7 @@ abstract class BaseManager implements CgroupManager {
 
   /** The directories of a new cgroup called `name`, and the limit files each gets. */
   protected abstract plan(name: string, limits: CgroupLimits): { dirs: string[]; writes: Array<[dir: string, w: LimitWrite]> };
-  protected abstract wrap(name: string, dirs: string[], onGone: (c: ExecCgroup) => void): ExecCgroup;
+  protected abstract wrap(name: string, dirs: string[], owner: CgroupOwner): ExecCgroup;
 
   async create(limits: CgroupLimits): Promise<ExecCgroup> {
     const name = this.nextName();
@@ -714,7 +734,7 @@ abstract class BaseManager implements CgroupManager {
       await Promise.all(dirs.filter((_, i) => made[i]!.status === "fulfilled").map((d) => tryRmdirAsync(d)));
       throw err;
     }
-    const cg = this.wrap(name, dirs, (c) => this.live.delete(c));
+    const cg = this.wrap(name, dirs, this.owner);
     this.live.add(cg);
     return cg;
   }
@@ -733,8 +753,8 @@ class V1Manager extends BaseManager {
     return { dirs, writes: v1LimitWrites(limits).map((w) => [dirs[CONTROLLERS.indexOf(w.controller)]!, w]) };
   }
 
-  protected wrap(name: string, dirs: string[], onGone: (c: ExecCgroup) => void): ExecCgroup {
-    return new V1Cgroup(name, dirs, onGone);
+  protected wrap(name: string, dirs: string[], owner: CgroupOwner): ExecCgroup {
+    return new V1Cgroup(name, dirs, owner);
   }
 }
 
@@ -755,7 +775,7 @@ class V2Manager extends BaseManager {
     return { dirs: [dir], writes: v2LimitWrites(limits, this.limited).map((w) => [dir, w]) };
   }
 
-  protected wrap(name: string, dirs: string[], onGone: (c: ExecCgroup) => void): ExecCgroup {
-    return new V2Cgroup(name, dirs, onGone, this.killFile);
+  protected wrap(name: string, dirs: string[], owner: CgroupOwner): ExecCgroup {
+    return new V2Cgroup(name, dirs, owner, this.killFile);
   }
 }

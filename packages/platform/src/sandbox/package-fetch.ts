@@ -289,6 +289,13 @@ export class PackageFetcher implements PackageFetch {
     }
     const cg = openCgroups();
     if (!cg.ok) this.opts.log?.warn({ detail: cg.detail }, "package fetches run without a cgroup (rlimits only)");
+    else {
+      cg.manager.onLeftBehind = (c) =>
+        this.opts.log?.warn(
+          { cgroup: c.name, dirs: c.dirs, pids: c.pids },
+          "a package fetch's cgroup could not be emptied and removed; it stays until a later platform's cleanup",
+        );
+    }
     this.runtime = {
       dir,
       cgroups: cg.ok ? cg.manager : undefined,

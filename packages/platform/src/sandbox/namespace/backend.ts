@@ -414,6 +414,11 @@ export class NamespaceBackend implements SandboxBackend {
     const cg = openCgroups();
     if (cg.ok) {
       this.cgroups = cg.manager;
+      this.cgroups.onLeftBehind = (c) =>
+        this.opts.log?.warn(
+          { cgroup: c.name, dirs: c.dirs, pids: c.pids },
+          "a sandbox's cgroup could not be emptied and removed; it stays until a later platform's cleanup",
+        );
       checks.push({ name: "cgroups", ok: true, severity: "error", detail: cg.detail });
     } else if (this.opts.cgroups === "required") {
       checks.push({
