@@ -234,16 +234,21 @@ export function confinedRootArgs(etc: string): string[] {
 
 const TMPFS_MAGIC = 0x01021994;
 
+/** Free space a tmpfs needs to hold runtime directories: fetched packages pass through them. */
+const MIN_TMPFS_FREE = 1024 * 1024 * 1024;
+
 /**
  * Where runtime directories go unless configured: the OS temp dir when it is a tmpfs, else /dev/shm
- * when that is a writable tmpfs, else the OS temp dir. Job directories are made, written and
- * removed for every execution; on a disk filesystem (ext4 /tmp) those operations cost several times
- * the CPU, on the platform's event loop.
+ * when that is a writable tmpfs, in either case only with at least 1 GiB free (containers often get
+ * a 64 MiB /dev/shm, too small for fetched packages); else the OS temp dir. Job directories are
+ * made, written and removed for every execution; on a disk filesystem (ext4 /tmp) those calls cost
+ * several times the CPU, on the platform's event loop.
  */
 export function defaultRuntimeParent(): string {
   for (const dir of [tmpdir(), "/dev/shm"]) {
     try {
-      if (statfsSync(dir).type !== TMPFS_MAGIC) continue;
+      const fs = statfsSync(dir);
+      if (fs.type !== TMPFS_MAGIC || fs.bavail * fs.bsize < MIN_TMPFS_FREE) continue;
       accessSync(dir, constants.W_OK);
       return dir;
     } catch {
