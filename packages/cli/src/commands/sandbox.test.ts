@@ -108,6 +108,26 @@ describe("hexr sandbox", { timeout: 120_000 }, () => {
     const text = hexr(["sandbox", "doctor"]);
     expect(text.stdout).toContain("namespace: OK");
     expect(text.stdout).toContain("executions run on: namespace");
+    expect(text.stdout).not.toContain("packages:"); // no package index configured
+  });
+
+  it("doctor says when a configured package index cannot be reached (a warning: executions without packages still run)", () => {
+    const config = join(dataDir, "doctor-packages.json");
+    writeFileSync(
+      config,
+      JSON.stringify({ sandbox: { backend: "namespace", packages: { python: { indexUrl: "http://127.0.0.1:9/simple/" } } } }),
+    );
+    const r = hexr(["sandbox", "doctor", "--json", "--config", config]);
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as { packages: Array<{ name: string; ok: boolean; detail: string }> };
+    expect(report.packages.map((c) => [c.name, c.ok])).toEqual([
+      ["packages:python", false],
+      ["packages:cache", true],
+    ]);
+    expect(report.packages[0]!.detail).toContain("cannot reach 127.0.0.1:9 from this host");
+    const text = hexr(["sandbox", "doctor", "--config", config]);
+    expect(text.stdout).toContain("packages: PROBLEMS - installs from a package index");
+    expect(text.stdout).toMatch(/\[warn\] packages:python: cannot reach 127\.0\.0\.1:9/);
   });
 
   it("has --help for every command", () => {

@@ -1,5 +1,14 @@
 import { HexrError, type ExecResult, type SandboxLanguage } from "@hexr/core";
-import { backendsFrom, createLogger, microvmImageDir, resolveConfig, setupMicrovm, type BackendHealth } from "@hexr/platform";
+import {
+  backendsFrom,
+  createLogger,
+  microvmImageDir,
+  packageFetcherFrom,
+  resolveConfig,
+  setupMicrovm,
+  type BackendCheck,
+  type BackendHealth,
+} from "@hexr/platform";
 import type { Command } from "commander";
 import { readFileSync } from "node:fs";
 import { ApiClient, resolveTarget } from "../client.js";
@@ -105,20 +114,30 @@ export function registerSandbox(program: Command): void {
           await b.stop();
         }
       }
+      // Package installs from an index: reachable from here, and a cache the fetch user can use.
+      const fetcher = packageFetcherFrom(config.sandbox, config.dataDir, log);
+      const packages: BackendCheck[] = fetcher ? await fetcher.check() : [];
       const usable = healths.filter((h) => h.available);
       const chosen =
         config.sandbox.backend === "auto"
           ? usable[0]?.backend
           : usable.find((h) => h.backend === config.sandbox.backend)?.backend;
       if (o.json) {
-        printJson({ backend: chosen ?? null, configured: config.sandbox.backend, backends: healths });
+        printJson({ backend: chosen ?? null, configured: config.sandbox.backend, backends: healths, packages });
       } else {
-        for (const h of healths) {
-          process.stdout.write(`${h.backend}: ${h.available ? "OK" : "NOT AVAILABLE"} - ${h.summary}\n`);
-          for (const c of h.checks) {
+        const printChecks = (checks: BackendCheck[]) => {
+          for (const c of checks) {
             const mark = c.ok ? "ok  " : c.severity === "warning" ? "warn" : "FAIL";
             process.stdout.write(`  [${mark}] ${c.name}: ${c.detail}\n`);
           }
+        };
+        for (const h of healths) {
+          process.stdout.write(`${h.backend}: ${h.available ? "OK" : "NOT AVAILABLE"} - ${h.summary}\n`);
+          printChecks(h.checks);
+        }
+        if (packages.length) {
+          process.stdout.write(`packages: ${packages.every((c) => c.ok) ? "OK" : "PROBLEMS"} - installs from a package index\n`);
+          printChecks(packages);
         }
         process.stdout.write(
           chosen ? `executions run on: ${chosen}\n` : "executions cannot run: no sandbox backend works here\n",

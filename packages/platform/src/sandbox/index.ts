@@ -4,6 +4,7 @@ export {
   backendsFrom,
   limitsFrom,
   microvmImageDir,
+  packageFetcherFrom,
   SANDBOX_SERVICE,
   type SandboxModule,
   type SandboxModuleDeps,

@@ -79,6 +79,36 @@ describe("package fetch from an index, confined", () => {
     expect(fileRequests()).toBe(2); // the wheels came from the cache; only the index pages were asked again
   });
 
+  it("checks for the doctor that each index answers and the fetch user can reach the cache", async () => {
+    const checks = await fetcher.check();
+    expect(checks.map((c) => [c.name, c.ok])).toEqual([
+      ["packages:python", true],
+      ["packages:npm", true],
+      ["packages:cache", true],
+    ]);
+    expect(checks[0]!.detail).toMatch(/^127\.0\.0\.1:\d+ answers \(HTTP 200 in \d+ ms\)$/);
+
+    const hidden = mkdtempSync(join(tmpdir(), "hexr-fetch-hidden-")); // 0700, as /root is
+    const down = new PackageFetcher({
+      python: { url: "http://user:s3cr3t-pass@127.0.0.1:9/simple/" },
+      npm: { url: `${npmReg.origin}/nested/path` },
+      cacheDir: join(hidden, "cache"),
+    });
+    try {
+      const [py, npm, cache] = await down.check(2000);
+      expect(py).toMatchObject({ name: "packages:python", ok: false, severity: "warning" });
+      expect(py!.detail).toContain("cannot reach 127.0.0.1:9 from this host");
+      expect(py!.detail).not.toContain("s3cr3t-pass");
+      expect(npm).toMatchObject({ ok: false });
+      expect(npm!.detail).toContain("answers HTTP 404: is sandbox.packages.npm.registry the index's URL?");
+      // As root the fetch runs as uid 65534, which cannot pass a 0700 directory; otherwise as this user.
+      expect(cache!.ok).toBe(process.getuid?.() !== 0);
+      if (!cache!.ok) expect(cache!.detail).toContain(`uid 65534 cannot pass through ${hidden}`);
+    } finally {
+      rmSync(hidden, { recursive: true, force: true });
+    }
+  });
+
   it("keeps its cache within cacheMaxBytes: files go after a fetch, the fetch itself is not affected", async () => {
     const smallCache = worldReadableTempDir("hexr-fetch-smallcache-");
     const small = new PackageFetcher({ python: { url: `${pyIndex.origin}/simple/` }, cacheDir: smallCache, cacheMaxBytes: 1 });

@@ -14,9 +14,20 @@
 
 import { HexrError } from "@hexr/core";
 import { lookup } from "node:dns/promises";
-import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { isIP } from "node:net";
-import { delimiter, isAbsolute, join } from "node:path";
+import { delimiter, dirname, isAbsolute, join } from "node:path";
 import type { Logger } from "pino";
 import { EgressProxy, hostOfUrl, isPrivateAddress, parseAllowedHost, type AllowedHost } from "./egress-proxy.js";
 import { CachePruner } from "./package-cache.js";
@@ -24,7 +35,7 @@ import { confinedRootArgs, defaultRuntimeParent, removeStaleRuntimeDirs, writeSy
 import { NativeProcess } from "./namespace/spawn.js";
 import { openCgroups, type CgroupLimits, type CgroupManager, type ExecCgroup } from "./cgroup.js";
 import { buildSeccompProgram, syscallTableFor } from "./namespace/seccomp.js";
-import type { PackageInstall } from "./types.js";
+import type { BackendCheck, PackageInstall } from "./types.js";
 
 export interface PackageIndex {
   /** python: a PEP 503 simple index; javascript: an npm registry. */
@@ -200,6 +211,84 @@ export class PackageFetcher implements PackageFetch {
     if (!rt) return;
     await rt.cgroups?.close();
     rmSync(rt.dir, { recursive: true, force: true });
+  }
+
+  /**
+   * What `hexr sandbox doctor` reports for package installs: each configured index answers from
+   * this host (a HEAD of the simple index; npm's `/-/ping`), and the fetch user can reach the cache
+   * directory (bubblewrap binds it as that user, so every directory above it must let others through).
+   */
+  async check(timeoutMs = 5000): Promise<BackendCheck[]> {
+    const checks: BackendCheck[] = [];
+    const indexes: Array<[string, PackageIndex | undefined]> = [
+      ["python", this.opts.python],
+      ["npm", this.opts.npm],
+    ];
+    for (const [name, index] of indexes) {
+      if (!index) continue;
+      const setting = name === "python" ? "sandbox.packages.python.indexUrl" : "sandbox.packages.npm.registry";
+      const url = name === "python" ? index.url : `${index.url.replace(/\/+$/, "")}/-/ping`;
+      const { host, ports } = hostOfUrl(index.url);
+      const started = performance.now();
+      try {
+        const res = await fetch(url, { method: name === "python" ? "HEAD" : "GET", signal: AbortSignal.timeout(timeoutMs) });
+        await res.arrayBuffer();
+        const ms = Math.round(performance.now() - started);
+        const ok = res.status < 400;
+        checks.push({
+          name: `packages:${name}`,
+          ok,
+          severity: "warning",
+          detail: ok
+            ? `${host}:${ports[0]} answers (HTTP ${res.status} in ${ms} ms)`
+            : `${host}:${ports[0]} answers HTTP ${res.status}: is ${setting} the index's URL?`,
+        });
+      } catch (err) {
+        const e = err as Error & { cause?: Error };
+        checks.push({
+          name: `packages:${name}`,
+          ok: false,
+          severity: "warning",
+          detail: this.redact(
+            `cannot reach ${host}:${ports[0]} from this host (${e.name === "TimeoutError" ? `no answer in ${timeoutMs} ms` : (e.cause?.message ?? e.message)}): executions with ${name} packages will fail; check ${setting} and the host's network`,
+          ),
+        });
+      }
+    }
+    if (this.opts.python || this.opts.npm) checks.push(this.cacheCheck());
+    return checks;
+  }
+
+  /** Whether the fetch user can reach the cache directory (the nearest existing ancestor, when it is not made yet). */
+  private cacheCheck(): BackendCheck {
+    const dir = this.opts.cacheDir;
+    const blocked: string[] = [];
+    if (this.runAs) {
+      for (let d = dirname(dir); ; d = dirname(d)) {
+        try {
+          const st = statSync(d);
+          const through =
+            st.uid === this.runAs.uid ? st.mode & 0o100 : st.gid === this.runAs.gid ? st.mode & 0o010 : st.mode & 0o001;
+          if (!through) blocked.push(d);
+        } catch {
+          // not made yet: prepare() creates it
+        }
+        if (d === dirname(d)) break;
+      }
+    }
+    return blocked.length
+      ? {
+          name: "packages:cache",
+          ok: false,
+          severity: "warning",
+          detail: `uid ${this.runAs!.uid} cannot pass through ${blocked.reverse().join(", ")} to reach ${dir}: set sandbox.packages.cacheDir elsewhere (e.g. /var/cache/hexr/packages)`,
+        }
+      : {
+          name: "packages:cache",
+          ok: true,
+          severity: "warning",
+          detail: `${dir} (${this.opts.cacheMaxBytes !== undefined ? `kept within ${mb(this.opts.cacheMaxBytes)} MiB` : "no size cap"})`,
+        };
   }
 
   async fetch(req: FetchRequest): Promise<PackageInstall> {

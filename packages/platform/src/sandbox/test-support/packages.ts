@@ -140,6 +140,12 @@ export function startSimpleIndex(
   const files = new Map(wheels.map((w) => [basename(w), readFileSync(w)]));
   const norm = (n: string) => n.toLowerCase().replace(/[-_.]+/g, "-");
   return serve((path) => {
+    if (path === "/simple/") {
+      // PEP 503's root page: one anchor per project.
+      const projects = [...new Set([...files.keys()].map((f) => norm(f.slice(0, f.indexOf("-")))))];
+      const anchors = projects.map((p) => `<a href="/simple/${p}/">${p}</a>`).join("<br/>\n");
+      return { status: 200, type: "text/html", body: `<!DOCTYPE html><html><body>\n${anchors}\n</body></html>\n` };
+    }
     const page = /^\/simple\/([^/]+)\/$/.exec(path);
     if (page) {
       const name = norm(decodeURIComponent(page[1]!));
@@ -174,6 +180,7 @@ export async function startNpmRegistry(tarballs: string[], opts: TestIndexOption
   }
   let origin = "";
   const index = await serve((path) => {
+    if (path === "/-/ping") return { status: 200, type: "application/json", body: "{}" }; // what `npm ping` asks
     const tarball = /^\/(.+)\/-\/([^/]+\.tgz)$/.exec(path);
     if (tarball) {
       const hit = byName.get(decodeURIComponent(tarball[1]!))?.find((v) => v.file === tarball[2]);
