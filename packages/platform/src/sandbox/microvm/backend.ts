@@ -8,7 +8,8 @@
  *
  * Inside the VM the guest agent runs the code as uid 65534 with no capabilities, no-new-privs, the
  * platform's seccomp program and a guest cgroup; the VM has no network device (loopback only), no
- * disk and no shared folder.
+ * disk and no shared folder. Packages are picked on the host (./packages.ts), streamed to the agent
+ * with the job and installed by the job's own confined process into the execution's /tmp.
  */
 
 import { HexrError, type SandboxLanguage } from "@hexr/core";
@@ -34,6 +35,8 @@ import { machineArgs, Qmp, type MachineSpec } from "./qemu.js";
 import { IMAGE_FILES, qemuVersion, readMeta, staleImage, type ImageMeta } from "./setup.js";
 import { confinementProbeRequest, isConfined } from "../confinement.js";
 import { jobMode, type JobMode } from "../job-mode.js";
+import { isEsModule } from "./javascript-format.js";
+import { MAX_PACKAGE_BYTES, packagePayload, type PackagePayload } from "./packages.js";
 
 export interface MicrovmBackendOptions {
   imageDir: string;
@@ -47,12 +50,16 @@ export interface MicrovmBackendOptions {
   now?: () => number;
 }
 
-export const MICROVM_LANGUAGES: SandboxLanguage[] = ["python", "shell"];
+export const MICROVM_LANGUAGES: SandboxLanguage[] = ["python", "shell", "javascript"];
 
-const ARGV: Partial<Record<SandboxLanguage, string[]>> = {
+const ARGV: Record<SandboxLanguage, string[]> = {
   python: ["/usr/bin/python3", "/run/hexr/job/main.py"],
   shell: ["/bin/sh", "/run/hexr/job/main.sh"],
+  javascript: ["/usr/bin/node", "/run/hexr/job/main.js"],
 };
+
+/** Raw bytes per package chunk on the port (base64 in a JSON line). */
+const CHUNK_BYTES = 48 * 1024;
 
 const BASE_ENV: Record<string, string> = {
   PATH: "/usr/local/bin:/usr/bin:/bin",
@@ -65,7 +72,7 @@ const BASE_ENV: Record<string, string> = {
   PYTHONDONTWRITEBYTECODE: "1",
 };
 
-/** Memory the guest kernel and agent keep for themselves. */
+/** Memory the guest kernel and agent keep for themselves (besides the root filesystem, which lives in RAM). */
 const GUEST_RESERVE_MB = 64;
 /**
  * The warm-up jobs every clone runs before it waits in the pool: the host's own trivial scripts,
@@ -75,6 +82,7 @@ const GUEST_RESERVE_MB = 64;
 const WARM_UP: Array<{ mode: JobMode; language: SandboxLanguage; code: string }> = [
   { mode: "run", language: "python", code: "import sys\nprint('hello')\nsys.stderr.write('hello\\n')\n" },
   { mode: "exec", language: "shell", code: "echo hello\necho hello >&2\n" },
+  { mode: "exec", language: "javascript", code: "console.log('hello');\nconsole.error('hello');\n" },
 ];
 
 /**
@@ -97,6 +105,7 @@ interface GuestMessage {
   oom?: number;
   timedOut?: boolean;
   dropped?: [number, number];
+  installFailed?: string;
 }
 
 /** How long one clone took to become ready, in milliseconds. */
@@ -158,7 +167,7 @@ class Clone {
 
 export class MicrovmBackend implements SandboxBackend {
   readonly name = "microvm" as const;
-  readonly installsPackages = false;
+  readonly installsPackages = true;
   private readonly opts: Required<Omit<MicrovmBackendOptions, "log">> & Pick<MicrovmBackendOptions, "log">;
   private state: BackendHealth = { backend: "microvm", available: false, checks: [], summary: "not started" };
   private meta: ImageMeta | undefined;
@@ -446,7 +455,8 @@ export class MicrovmBackend implements SandboxBackend {
   }
 
   private memoryBytes(): number {
-    return Math.min(this.opts.limits.memoryBytes, (this.spec.memoryMb - GUEST_RESERVE_MB) * 1048576);
+    const free = this.spec.memoryMb - GUEST_RESERVE_MB - (this.meta?.rootfsMb ?? 0);
+    return Math.min(this.opts.limits.memoryBytes, free * 1048576);
   }
 
   /** How the pool stands, and how long the last clones took to restore and warm up. */
@@ -525,23 +535,16 @@ export class MicrovmBackend implements SandboxBackend {
       });
     }
     const argv = ARGV[req.language];
-    if (!argv) {
-      throw new HexrError(
-        "sandbox.language_unavailable",
-        `${req.language} is not available on the microvm backend (it runs ${MICROVM_LANGUAGES.join(", ")})`,
-        {
-          kind: "failed_precondition",
-        },
-      );
-    }
+    let payload: PackagePayload | undefined;
     if (req.install) {
-      throw new HexrError(
-        "sandbox.packages_unsupported",
-        "the microvm backend cannot install packages; use the namespace backend for executions with packages",
-        {
-          kind: "failed_precondition",
-        },
-      );
+      const t0 = this.opts.now();
+      // Picking the files counts against the install timeout, as the install itself does.
+      payload = await packagePayload(req.install, {
+        maxBytes: Math.min(MAX_PACKAGE_BYTES, this.opts.limits.tmpfsBytes),
+        timeoutMs: req.installTimeoutMs,
+        ...(req.signal ? { signal: req.signal } : {}),
+      });
+      req = { ...req, installTimeoutMs: Math.max(1000, req.installTimeoutMs - (this.opts.now() - t0)) };
     }
     if (req.signal?.aborted) throw new HexrError("sandbox.aborted", "the execution was cancelled", { kind: "unavailable" });
     const clone = await this.take(req.signal);
@@ -551,7 +554,7 @@ export class MicrovmBackend implements SandboxBackend {
     // or soon into a long one.
     const early = setTimeout(() => this.refill(), REFILL_DELAY_MS);
     try {
-      return await this.runIn(clone, req, argv);
+      return await this.runIn(clone, req, argv, payload);
     } finally {
       clearTimeout(early);
       setImmediate(() => this.refill());
@@ -559,31 +562,36 @@ export class MicrovmBackend implements SandboxBackend {
     }
   }
 
-  private runIn(clone: Clone, req: BackendExecRequest, argv: string[]): Promise<BackendExecResult> {
+  private runIn(clone: Clone, req: BackendExecRequest, argv: string[], payload?: PackagePayload): Promise<BackendExecResult> {
     const { limits, now } = this.opts;
     const memoryBytes = this.memoryBytes();
     const stdout = new CappedOutput("stdout", limits.maxOutputBytes);
     const stderr = new CappedOutput("stderr", limits.maxOutputBytes);
     const job = {
       t: "job",
-      mode: jobMode(req.language, req.env),
+      mode: payload ? "install" : jobMode(req.language, req.env),
       code: Buffer.from(req.code).toString("base64"),
       argv,
       env: { ...BASE_ENV, ...req.env },
+      esm: req.language === "javascript" && isEsModule(req.code),
       seed: randomBytes(64).toString("base64"),
       now: Date.now(),
+      ...(payload
+        ? { install: { kind: payload.kind, files: payload.files.map((f) => ({ name: f.name, size: f.data.length })) } }
+        : {}),
     };
     return new Promise<BackendExecResult>((resolve, reject) => {
       const sent = now();
       let started: number | undefined;
       let read = 0;
       let settled = false;
-      const timers: { backstop?: NodeJS.Timeout; kill?: NodeJS.Timeout } = {};
+      const timers: { backstop?: NodeJS.Timeout; kill?: NodeJS.Timeout; install?: NodeJS.Timeout } = {};
       const finish = (fn: () => void) => {
         if (settled) return;
         settled = true;
         clearTimeout(timers.backstop);
         clearTimeout(timers.kill);
+        clearTimeout(timers.install);
         req.signal?.removeEventListener("abort", onAbort);
         fn();
       };
@@ -602,16 +610,36 @@ export class MicrovmBackend implements SandboxBackend {
             truncated: { stdout: stdout.truncated, stderr: stderr.truncated },
           }),
         );
-      timers.backstop = setTimeout(killedAtTimeout, req.timeoutMs + BACKSTOP_MS);
+      if (payload) {
+        // The install (sending the files included) has its own time; the code's timeout starts with the code.
+        timers.install = setTimeout(
+          () =>
+            finish(() =>
+              reject(
+                new HexrError(
+                  "sandbox.package_install_timeout",
+                  `installing packages took longer than ${fmtSeconds(req.installTimeoutMs)}`,
+                  { kind: "timeout" },
+                ),
+              ),
+            ),
+          req.installTimeoutMs,
+        );
+      } else timers.backstop = setTimeout(killedAtTimeout, req.timeoutMs + BACKSTOP_MS);
       clone.onMessage = () => {
         for (; read < clone.messages.length; read++) {
           const m = clone.messages[read]!;
           if (m.t === "started") {
             started = now();
+            clearTimeout(timers.install);
+            timers.backstop ??= setTimeout(killedAtTimeout, req.timeoutMs + BACKSTOP_MS);
             timers.kill = setTimeout(() => clone.sock.write('{"t":"kill"}\n'), req.timeoutMs);
           } else if (m.t === "o" && m.d) stdout.push(Buffer.from(m.d, "base64"));
           else if (m.t === "e" && m.d) stderr.push(Buffer.from(m.d, "base64"));
-          else if (m.t === "x") {
+          else if (m.t === "x" && m.installFailed !== undefined) {
+            const log = Buffer.from(m.installFailed, "base64").toString();
+            finish(() => reject(installError(log)));
+          } else if (m.t === "x") {
             const end = now();
             stdout.addDropped(m.dropped?.[0] ?? 0);
             stderr.addDropped(m.dropped?.[1] ?? 0);
@@ -652,6 +680,11 @@ export class MicrovmBackend implements SandboxBackend {
         ),
       );
       clone.sock.write(JSON.stringify(job) + "\n");
+      for (const f of payload?.files ?? []) {
+        for (let off = 0; off < f.data.length; off += CHUNK_BYTES) {
+          clone.sock.write(`{"t":"p","d":"${f.data.subarray(off, off + CHUNK_BYTES).toString("base64")}"}\n`);
+        }
+      }
       clone.onMessage();
     });
   }
@@ -682,6 +715,19 @@ function renice(pid: number | undefined, nice: number): void {
   } catch {
     // gone, or not allowed: the clone still works, only less favoured over the executions
   }
+}
+
+/** A failed install as the caller sees it: the package that cannot be had, or the installer's words. */
+function installError(log: string): HexrError {
+  const missing = /package '([^']+)' \(a dependency of [^)]+\) cannot be had/.exec(log)?.[1];
+  const tail = log.trim().split("\n").slice(-5).join("\n").slice(-1500);
+  if (missing) {
+    return new HexrError("sandbox.package_unavailable", `package '${missing}' cannot be had:\n${tail}`, {
+      kind: "failed_precondition",
+      details: { package: missing },
+    });
+  }
+  return new HexrError("sandbox.package_install_failed", `installing packages failed:\n${tail}`, { kind: "failed_precondition" });
 }
 
 function fmtSeconds(ms: number): string {

@@ -10,13 +10,18 @@
  * 3. starts the job process ahead of the job in a fresh environment (empty /tmp, /dev/shm and job
  *    directory, a new cgroup): confined (uid 65534, no capabilities, no-new-privs, seccomp) and
  *    waiting in the stub (`stubScript`) for its go; reports `warm`;
- * 4. receives exactly one job, reseeds again, sets the clock, writes the code, lets the job process
- *    go, streams stdout/stderr back and reports the exit. The host destroys the VM afterwards.
+ * 4. receives exactly one job (and its package files, if any), reseeds again, sets the clock, writes
+ *    the code, lets the job process go, streams stdout/stderr back and reports the exit. A job with
+ *    packages is told "install": its process (already confined, uid 65534) unpacks them into the
+ *    execution's /tmp before it execs the interpreter (`installScript`). The host destroys the VM
+ *    afterwards.
  *
  * Wire protocol on the port: one JSON object per line. Guest → host: `{"t":"ready"}` (boot),
- * `{"t":"warm","failures":[...]}`, `{"t":"started"}`, `{"t":"o"|"e","d":<base64>}`,
- * `{"t":"x","code":n,"oom":n,"timedOut":b,"dropped":[o,e]}`. Host → guest: the configuration, the
- * job, and `{"t":"kill"}` at the timeout.
+ * `{"t":"warm","failures":[...]}`, `{"t":"started"}` (the code runs: at once, or after the
+ * install), `{"t":"o"|"e","d":<base64>}`, `{"t":"x","code":n,"oom":n,"timedOut":b,"dropped":[o,e],
+ * "installFailed":<base64 log, when the install failed>}`. Host → guest: the configuration, the
+ * job, its package files as `{"t":"p","d":<base64>}` chunks in the order the job lists them, and
+ * `{"t":"kill"}` at the timeout.
  */
 
 import { pythonStubScript } from "../job-mode.js";
@@ -57,14 +62,111 @@ exec /usr/bin/python3 -I /hexr/agent.py "$port"
 `;
 }
 
+/** Where a job's packages arrive and go (in the execution's own /tmp, as in the namespace sandbox). */
+export const GUEST_PACKAGE_PATHS = {
+  incoming: "/tmp/.hexr/pkgs",
+  python: "/tmp/.hexr/python",
+  node: "/tmp/.hexr/node/node_modules",
+} as const;
+
+/**
+ * The install step of a job with packages (python, run by the stub as uid 65534 inside the job's
+ * cgroup and seccomp filter, before it execs the interpreter): wheels are unpacked into a private
+ * site directory that goes first on PYTHONPATH (as `pip install --target` would lay them out);
+ * npm tarballs are unpacked to node_modules/<name> with every dependency checked; a fetched
+ * node_modules tree is unpacked as it is. Paths that would leave the target are refused. Returns
+ * the variables to add.
+ */
+export function installScript(): string {
+  const P = GUEST_PACKAGE_PATHS;
+  return String.raw`def _hexr_install(env):
+    import json, tarfile, zipfile
+    src = "${P.incoming}"
+    with open(src + "/manifest.json") as f:
+        m = json.load(f)
+
+    def safe(base, rel, origin):
+        parts = rel.split("/")
+        if rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise ValueError("%s: refusing the path %r" % (origin, rel))
+        return os.path.join(base, *parts)
+
+    def put(dest, reader, executable):
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        with open(dest, "wb") as w:
+            while True:
+                chunk = reader.read(1 << 16)
+                if not chunk:
+                    break
+                w.write(chunk)
+        os.chmod(dest, 0o755 if executable else 0o644)
+
+    if m["kind"] == "wheels":
+        target = "${P.python}"
+        for name in m["files"]:
+            with zipfile.ZipFile(src + "/" + name) as z:
+                for info in z.infolist():
+                    rel = info.filename.rstrip("/")
+                    if info.is_dir():
+                        continue
+                    head, _, rest = rel.partition("/")
+                    if head.endswith(".data"):
+                        kind, _, rest = rest.partition("/")
+                        if kind not in ("purelib", "platlib"):
+                            continue  # scripts, headers, data: not for an import path
+                        rel = rest
+                    with z.open(info) as r:
+                        put(safe(target, rel, name), r, (info.external_attr >> 16) & 0o111)
+        old = env.get(b"PYTHONPATH")
+        env[b"PYTHONPATH"] = target.encode() + (b":" + old if old else b"")
+    elif m["kind"] == "npm-tree":
+        base = os.path.dirname("${P.node}")
+        with tarfile.open(src + "/" + m["files"][0]) as t:
+            for info in t:
+                dest = safe(base, info.name.rstrip("/"), m["files"][0])
+                if info.isdir():
+                    os.makedirs(dest, exist_ok=True)
+                elif info.isfile():
+                    put(dest, t.extractfile(info), info.mode & 0o111)
+                elif info.issym() and not info.linkname.startswith("/"):
+                    os.makedirs(os.path.dirname(dest), exist_ok=True)
+                    os.symlink(info.linkname, dest)
+    else:
+        have, wants = set(), []
+        for name in m["files"]:
+            with tarfile.open(src + "/" + name) as t:
+                pkg = json.load(t.extractfile("package/package.json"))
+                dest_root = safe("${P.node}", pkg["name"], name)
+                have.add(pkg["name"])
+                wants += [(dep, pkg["name"]) for dep in (pkg.get("dependencies") or {})]
+                for info in t:
+                    head, _, rel = info.name.partition("/")
+                    if not rel or not info.isfile():
+                        continue
+                    put(safe(dest_root, rel, name), t.extractfile(info), info.mode & 0o111)
+        for dep, by in wants:
+            if dep not in have:
+                raise LookupError("package '%s' (a dependency of %s) cannot be had: it is not among the packages requested from the npm package directory" % (dep, by))
+    for name in os.listdir(src):
+        os.unlink(src + "/" + name)
+    os.rmdir(src)
+`;
+}
+
 /**
  * The job process's first program when it is started ahead of the job: it runs confined, as
  * `/usr/bin/python3 /run/hexr/job/main.py`, and waits on fd 3 for the job's go (mode, argv, env;
- * NUL-separated). "exec" replaces it by the job's program; "run" applies the environment and runs
- * the code, which the agent has meanwhile written over main.py, as the `__main__` module, reporting
- * an uncaught exception the way the interpreter does (without this stub's frame).
+ * NUL-separated). "exec" replaces it by the job's program; "install" first installs the job's
+ * packages (reporting on fd 5: `start`, or `install-failed` and the error) and then execs it; "run"
+ * applies the environment and runs the code, which the agent has meanwhile written over main.py, as
+ * the `__main__` module, reporting an uncaught exception the way the interpreter does (without this
+ * stub's frame).
  */
 export function stubScript(): string {
+  const install = installScript()
+    .split("\n")
+    .map((l) => (l ? "    " + l : l))
+    .join("\n");
   return pythonStubScript(String.raw`    os.close(4)  # tells the agent this script has been read and is waiting
     data = b""
     while True:
@@ -76,11 +178,20 @@ export function stubScript(): string {
     parts = data.split(b"\0")
     n = int(parts[1])
     argv = parts[2:2 + n]
-    env = [p.split(b"=", 1) for p in parts[2 + n:]]
+    env = dict(p.split(b"=", 1) for p in parts[2 + n:])
+${install}
+    if parts[0] == b"install":
+        try:
+            _hexr_install(env)
+        except BaseException as e:
+            os.write(5, b"install-failed\n" + ("%s: %s" % (type(e).__name__, e)).encode(errors="replace")[-4000:])
+            os._exit(125)
+        os.write(5, b"start\n")
+    os.close(5)
     if parts[0] != b"run":
-        os.execve(argv[0], argv, dict(env))
+        os.execve(argv[0], argv, env)
     os.environ.clear()
-    for k, v in env:
+    for k, v in env.items():
         os.environb[k] = v
 `);
 }
@@ -92,6 +203,8 @@ import base64, ctypes, fcntl, json, os, resource, select, signal, struct, sys, t
 CGROOT = "/hexr/cgroup"
 JOBDIR = "/run/hexr/job"
 STUB = "/hexr/stub.py"
+PKGS = "${GUEST_PACKAGE_PATHS.incoming}"
+NODE_MODULES = "${GUEST_PACKAGE_PATHS.node}"
 PY = ["/usr/bin/python3", JOBDIR + "/main.py"]
 MS_NOSUID, MS_NODEV, MNT_DETACH = 0x2, 0x4, 0x2
 libc = ctypes.CDLL(None, use_errno=True)
@@ -179,7 +292,7 @@ def reap(pid, status):
         if wpid == pid:
             status = st
 
-def child(cfg, cg, go_r, ready_w, out_w, err_w):
+def child(cfg, cg, go_r, ready_w, status_w, out_w, err_w):
     try:
         os.setsid()
         write(cg + "/cgroup.procs", str(os.getpid()))
@@ -189,7 +302,8 @@ def child(cfg, cg, go_r, ready_w, out_w, err_w):
         os.dup2(err_w, 2)
         os.dup2(go_r, 3)
         os.dup2(ready_w, 4)
-        os.closerange(5, 65536)
+        os.dup2(status_w, 5)
+        os.closerange(6, 65536)
         for cap in range(64):
             libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP (fails harmlessly past the last cap)
         os.setgroups([])
@@ -227,23 +341,29 @@ class Job:
             write_file(PY[1], f.read())
         go_r, self.go = os.pipe()
         ready_r, ready_w = os.pipe()
+        self.status, status_w = os.pipe()
         self.out, out_w = os.pipe()
         self.err, err_w = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:
-            child(cfg, self.cg, go_r, ready_w, out_w, err_w)
-        for fd in (go_r, ready_w, out_w, err_w):
+            child(cfg, self.cg, go_r, ready_w, status_w, out_w, err_w)
+        for fd in (go_r, ready_w, status_w, out_w, err_w):
             os.close(fd)
         # Waits until the stub has read main.py (or died): only then may main.py be replaced.
         while os.read(ready_r, 1):
             pass
         os.close(ready_r)
 
-    def start(self, mode, argv, env, code):
+    def start(self, mode, argv, env, code, esm=False):
         """Writes the job's code where its argv names it, then lets the waiting process go."""
         if argv[-1] != PY[1]:
             os.unlink(PY[1])  # the stub has read it (see __init__); the job sees only its own files
         write_file(argv[-1], code)
+        if argv[-1].endswith(".js"):
+            # As in the namespace sandbox: packages resolve from main.js's directory; a module is scoped as one.
+            os.symlink(NODE_MODULES, JOBDIR + "/node_modules")
+            if esm:
+                write_file(JOBDIR + "/package.json", b'{"type":"module"}\n')
         msg = [mode.encode(), str(len(argv)).encode()] + [a.encode() for a in argv]
         msg += [(k + "=" + v).encode() for k, v in env.items()]
         try:
@@ -252,22 +372,23 @@ class Job:
             pass  # it died waiting: its status says how
         os.close(self.go)
 
-    def supervise(self, cfg, wake, emit, port=None):
+    def supervise(self, cfg, wake, emit, port=None, on_start=None):
         """Relays the output until the process and everything it started are gone; returns the exit message."""
         cap = cfg["maxOutputBytes"]
-        out_r, err_r, cg, pid = self.out, self.err, self.cg, self.pid
+        out_r, err_r, status_r, cg, pid = self.out, self.err, self.status, self.cg, self.pid
         sent = {out_r: 0, err_r: 0}
         dropped = {out_r: 0, err_r: 0}
         tag = {out_r: "o", err_r: "e"}
-        open_fds = [out_r, err_r]
+        open_fds = [out_r, err_r, status_r]
+        status = b""
         watch = [wake] + ([port.fd] if port else [])
         # The host's clock decides the timeout (a TCG guest's clock is not to be trusted): it sends "kill".
-        status = None
+        exited = None
         timed_out = False
-        while open_fds or status is None:
-            if status is None:
-                status = reap(pid, None)
-                if status is not None:
+        while open_fds or exited is None:
+            if exited is None:
+                exited = reap(pid, None)
+                if exited is not None:
                     write(cg + "/cgroup.kill", "1")  # the main process is done: nothing else survives it
                     continue
             r, _, _ = select.select(open_fds + watch, [], [])
@@ -281,6 +402,16 @@ class Job:
                     elif any(m.get("t") == "kill" for m in msgs) and not timed_out:
                         timed_out = True
                         write(cg + "/cgroup.kill", "1")
+                elif fd == status_r:
+                    data = os.read(fd, 65536)
+                    if not data:
+                        open_fds.remove(fd)
+                        os.close(fd)
+                        continue
+                    status += data
+                    if status.startswith(b"start\n") and on_start:
+                        on_start()
+                        on_start = None
                 else:
                     data = os.read(fd, 65536)
                     if not data:
@@ -293,7 +424,7 @@ class Job:
                     if keep:
                         sent[fd] += len(keep)
                         emit(tag[fd], keep)
-        code = os.waitstatus_to_exitcode(status)
+        code = os.waitstatus_to_exitcode(exited)
         if code < 0:
             code = 128 - code
         oom = 0
@@ -301,7 +432,10 @@ class Job:
             k, v = line.split()
             if k == "oom_kill":
                 oom = int(v)
-        return {"t": "x", "code": code, "oom": oom, "timedOut": timed_out, "dropped": [dropped[out_r], dropped[err_r]]}
+        x = {"t": "x", "code": code, "oom": oom, "timedOut": timed_out, "dropped": [dropped[out_r], dropped[err_r]]}
+        if status.startswith(b"install-failed\n"):
+            x["installFailed"] = base64.b64encode(status[len(b"install-failed\n"):]).decode()
+        return x
 
     def remove(self):
         write(self.cg + "/cgroup.kill", "1")
@@ -325,6 +459,27 @@ def configure(cfg):
     write("/proc/sys/kernel/randomize_va_space", "2" if cfg["aslr"] else "0")
     os.makedirs(JOBDIR, mode=0o755, exist_ok=True)
 
+def receive_packages(port, install):
+    """The job's package files, streamed after it: written into the execution's /tmp for its process to install."""
+    os.makedirs(PKGS, mode=0o755)
+    for d in (os.path.dirname(PKGS), PKGS):
+        os.chown(d, 65534, 65534)
+    names = []
+    for f in install["files"]:
+        name = os.path.basename(f["name"])
+        left = f["size"]
+        fd = os.open(PKGS + "/" + name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            while left > 0:
+                m = port.recv()
+                data = base64.b64decode(m["d"])
+                write_all(fd, data)
+                left -= len(data)
+        finally:
+            os.close(fd)
+        names.append(name)
+    write_file(PKGS + "/manifest.json", json.dumps({"kind": install["kind"], "files": names}).encode())
+
 def warm_up(cfg, wake):
     """
     Runs each of the host's warm-up jobs (its own trivial scripts, no user code) exactly as a job
@@ -335,7 +490,7 @@ def warm_up(cfg, wake):
     for w in cfg["warm"]:
         job = Job(cfg)
         out = []
-        job.start(w["mode"], w["argv"], cfg["env"], base64.b64decode(w["code"]))
+        job.start(w["mode"], w["argv"], cfg["env"], base64.b64decode(w["code"]), w.get("esm", False))
         x = job.supervise(cfg, wake, lambda t, d: out.append(d))
         job.remove()
         if x["code"] != 0:
@@ -356,15 +511,20 @@ def main():
     job = Job(cfg)
     port.send({"t": "warm", "failures": failures})
     msg = port.recv()
-    port.send({"t": "started"})
+    install = msg.get("install")
+    started = lambda: port.send({"t": "started"})
+    if not install:
+        started()
     reseed(base64.b64decode(msg["seed"]))
     try:
         time.clock_settime(time.CLOCK_REALTIME, msg["now"] / 1000)
     except OSError:
         pass
-    job.start(msg["mode"], msg["argv"], msg["env"], base64.b64decode(msg["code"]))
+    if install:
+        receive_packages(port, install)
+    job.start(msg["mode"], msg["argv"], msg["env"], base64.b64decode(msg["code"]), msg.get("esm", False))
     emit = lambda t, d: port.send({"t": t, "d": base64.b64encode(d).decode()})
-    port.send(job.supervise(cfg, wake_r, emit, port))
+    port.send(job.supervise(cfg, wake_r, emit, port, started if install else None))
     while True:
         time.sleep(3600)
 
