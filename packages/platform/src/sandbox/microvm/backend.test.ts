@@ -249,9 +249,6 @@ describe("microvm backend on this machine", () => {
     expect(syntax.exitCode).toBe(1);
     expect(syntax.stderr).toContain("/run/hexr/job/main.js:1");
     expect(syntax.stderr).toContain("SyntaxError: missing ) after argument list");
-    const rejected = await js("await Promise.reject(new TypeError('nope'));");
-    expect(rejected.exitCode).toBe(1);
-    expect(rejected.stderr).toContain("TypeError: nope");
     const killed = await js("process.kill(process.pid, 'SIGKILL');");
     expect(killed.exitCode).toBe(137);
   });
@@ -415,8 +412,9 @@ describe("microvm backend packages", () => {
     } finally {
       rmSync(big, { recursive: true, force: true });
     }
+    // Not resolved before (no answer to reuse): pip cannot resolve within 1 ms.
     const slow = await errorCode(
-      b.exec(req("import hexr_math", { install: local("python", ["hexr-math"]), installTimeoutMs: 1 })),
+      b.exec(req("import hexr_math", { install: local("python", ["hexr-math>=0.1"]), installTimeoutMs: 1 })),
     );
     expect(slow).toBe("sandbox.package_install_timeout");
   });

@@ -12,15 +12,16 @@
  *    waiting in the stub (`stubScript`) for its go; reports `warm`;
  * 4. receives exactly one job (and its package files, if any), reseeds again, sets the clock, writes
  *    the code, lets the job process go, streams stdout/stderr back and reports the exit. A job with
- *    packages is told "install": its process (already confined, uid 65534) unpacks them into the
- *    execution's /tmp before it execs the interpreter (`installScript`). The host destroys the VM
+ *    packages is told "install": its process (already confined, uid 65534) writes the host's
+ *    bundle of their files into the execution's /tmp before it execs the interpreter
+ *    (`installScript`). The host destroys the VM
  *    afterwards.
  *
  * Wire protocol on the port: one JSON object per line. Guest → host: `{"t":"ready"}` (boot),
  * `{"t":"warm","failures":[...]}`, `{"t":"started"}` (the code runs: at once, or after the
  * install), `{"t":"o"|"e","d":<base64>}`, `{"t":"x","code":n,"oom":n,"timedOut":b,"dropped":[o,e],
  * "installFailed":<base64 log, when the install failed>}`. Host → guest: the configuration, the
- * job, its package files as `{"t":"p","d":<base64>}` chunks in the order the job lists them, and
+ * job, its package bundle as `{"t":"p","d":<base64>}` chunks, and
  * `{"t":"kill"}` at the timeout.
  */
 
@@ -62,7 +63,7 @@ exec /usr/bin/python3 -I /hexr/agent.py "$port"
 `;
 }
 
-/** Where a job's packages arrive and go (in the execution's own /tmp, as in the namespace sandbox). */
+/** Where a job's packages arrive and go (in the execution's own /tmp, as in the namespace sandbox; bundle paths start with python/ or node/). */
 export const GUEST_PACKAGE_PATHS = {
   incoming: "/tmp/.hexr/pkgs",
   python: "/tmp/.hexr/python",
@@ -70,86 +71,50 @@ export const GUEST_PACKAGE_PATHS = {
 } as const;
 
 /**
- * The install step of a job with packages (python, run by the stub as uid 65534 inside the job's
- * cgroup and seccomp filter, before it execs the interpreter): wheels are unpacked into a private
- * site directory that goes first on PYTHONPATH (as `pip install --target` would lay them out);
- * npm tarballs are unpacked to node_modules/<name> with every dependency checked; a fetched
- * node_modules tree is unpacked as it is. Paths that would leave the target are refused. Returns
- * the variables to add.
+ * The install step of a job with packages (run by the stub as uid 65534 inside the job's cgroup and
+ * seccomp filter, before it execs the interpreter): it writes out the bundle the host made
+ * (microvm/archive.ts: `<x|-> <size> <path>\n` and the bytes, per file) below /tmp/.hexr, refusing
+ * paths that would leave python/ or node/, and puts the python packages first on PYTHONPATH. Plain
+ * file calls only: under TCG, importing zipfile or tarfile alone takes about a second.
  */
 export function installScript(): string {
   const P = GUEST_PACKAGE_PATHS;
   return String.raw`def _hexr_install(env):
-    import json, tarfile, zipfile
-    src = "${P.incoming}"
-    with open(src + "/manifest.json") as f:
-        m = json.load(f)
-
-    def safe(base, rel, origin):
-        parts = rel.split("/")
-        if rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            raise ValueError("%s: refusing the path %r" % (origin, rel))
-        return os.path.join(base, *parts)
-
-    def put(dest, reader, executable):
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        with open(dest, "wb") as w:
-            while True:
-                chunk = reader.read(1 << 16)
-                if not chunk:
-                    break
-                w.write(chunk)
-        os.chmod(dest, 0o755 if executable else 0o644)
-
-    if m["kind"] == "wheels":
-        target = "${P.python}"
-        for name in m["files"]:
-            with zipfile.ZipFile(src + "/" + name) as z:
-                for info in z.infolist():
-                    rel = info.filename.rstrip("/")
-                    if info.is_dir():
-                        continue
-                    head, _, rest = rel.partition("/")
-                    if head.endswith(".data"):
-                        kind, _, rest = rest.partition("/")
-                        if kind not in ("purelib", "platlib"):
-                            continue  # scripts, headers, data: not for an import path
-                        rel = rest
-                    with z.open(info) as r:
-                        put(safe(target, rel, name), r, (info.external_attr >> 16) & 0o111)
+    base = b"/tmp/.hexr"
+    made = set()
+    python = False
+    with open("${P.incoming}/bundle", "rb") as f:
+        while True:
+            line = f.readline()
+            if not line:
+                break
+            flag, size, rel = line.rstrip(b"\n").split(b" ", 2)
+            size = int(size)
+            parts = rel.split(b"/")
+            if parts[0] not in (b"python", b"node") or any(p in (b"", b".", b"..") for p in parts):
+                raise ValueError("refusing the path %r" % rel)
+            python = python or parts[0] == b"python"
+            dest = base + b"/" + rel
+            parent = dest.rsplit(b"/", 1)[0]
+            if parent not in made:
+                os.makedirs(parent, exist_ok=True)
+                made.add(parent)
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755 if flag == b"x" else 0o644)
+            try:
+                while size > 0:
+                    chunk = f.read(min(size, 1 << 16))
+                    if not chunk:
+                        raise ValueError("the package bundle ends early")
+                    size -= len(chunk)
+                    while chunk:
+                        chunk = chunk[os.write(fd, chunk):]
+            finally:
+                os.close(fd)
+    os.unlink("${P.incoming}/bundle")
+    os.rmdir("${P.incoming}")
+    if python:
         old = env.get(b"PYTHONPATH")
-        env[b"PYTHONPATH"] = target.encode() + (b":" + old if old else b"")
-    elif m["kind"] == "npm-tree":
-        base = os.path.dirname("${P.node}")
-        with tarfile.open(src + "/" + m["files"][0]) as t:
-            for info in t:
-                dest = safe(base, info.name.rstrip("/"), m["files"][0])
-                if info.isdir():
-                    os.makedirs(dest, exist_ok=True)
-                elif info.isfile():
-                    put(dest, t.extractfile(info), info.mode & 0o111)
-                elif info.issym() and not info.linkname.startswith("/"):
-                    os.makedirs(os.path.dirname(dest), exist_ok=True)
-                    os.symlink(info.linkname, dest)
-    else:
-        have, wants = set(), []
-        for name in m["files"]:
-            with tarfile.open(src + "/" + name) as t:
-                pkg = json.load(t.extractfile("package/package.json"))
-                dest_root = safe("${P.node}", pkg["name"], name)
-                have.add(pkg["name"])
-                wants += [(dep, pkg["name"]) for dep in (pkg.get("dependencies") or {})]
-                for info in t:
-                    head, _, rel = info.name.partition("/")
-                    if not rel or not info.isfile():
-                        continue
-                    put(safe(dest_root, rel, name), t.extractfile(info), info.mode & 0o111)
-        for dep, by in wants:
-            if dep not in have:
-                raise LookupError("package '%s' (a dependency of %s) cannot be had: it is not among the packages requested from the npm package directory" % (dep, by))
-    for name in os.listdir(src):
-        os.unlink(src + "/" + name)
-    os.rmdir(src)
+        env[b"PYTHONPATH"] = b"${P.python}" + (b":" + old if old else b"")
 `;
 }
 
@@ -460,25 +425,19 @@ def configure(cfg):
     os.makedirs(JOBDIR, mode=0o755, exist_ok=True)
 
 def receive_packages(port, install):
-    """The job's package files, streamed after it: written into the execution's /tmp for its process to install."""
+    """The job's package bundle, streamed after it: written into the execution's /tmp for its process to install."""
     os.makedirs(PKGS, mode=0o755)
     for d in (os.path.dirname(PKGS), PKGS):
         os.chown(d, 65534, 65534)
-    names = []
-    for f in install["files"]:
-        name = os.path.basename(f["name"])
-        left = f["size"]
-        fd = os.open(PKGS + "/" + name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            while left > 0:
-                m = port.recv()
-                data = base64.b64decode(m["d"])
-                write_all(fd, data)
-                left -= len(data)
-        finally:
-            os.close(fd)
-        names.append(name)
-    write_file(PKGS + "/manifest.json", json.dumps({"kind": install["kind"], "files": names}).encode())
+    left = install["size"]
+    fd = os.open(PKGS + "/bundle", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        while left > 0:
+            data = base64.b64decode(port.recv()["d"])
+            write_all(fd, data)
+            left -= len(data)
+    finally:
+        os.close(fd)
 
 def warm_up(cfg, wake):
     """

@@ -1,32 +1,37 @@
 /**
  * What a microVM execution's packages become before they go to the guest: the guest has no pip and
- * no npm, so the host picks the exact files and the guest agent's job process unpacks them into the
- * execution's private /tmp (see guest.ts).
+ * no npm, so the host picks the exact files, reads the archives in memory (./archive.ts; nothing is
+ * written on the host) and sends one flat bundle that the execution's own confined process writes
+ * into its private /tmp (see guest.ts).
  *
  * - python from a local directory: pip's own resolver decides which wheels the requested specs and
  *   their dependencies need (`pip install --dry-run --report` against the directory, wheels only, so
- *   no package code runs); only those wheels are sent.
- * - python fetched from an index: the fetch left exactly the wheels it resolved; all are sent.
- * - javascript from a local directory: the tarballs planPackages picked; the guest unpacks each into
- *   node_modules and checks that every dependency is among them (as an offline npm install would).
- * - javascript fetched from a registry: the fetch's complete node_modules tree, as one tar.
+ *   no package code runs; the answer is kept while the directory does not change); those wheels
+ *   are laid out as `pip install --target` would (their .data purelib/platlib merged in, scripts
+ *   and headers left out) in /tmp/.hexr/python, which goes first on PYTHONPATH.
+ * - python fetched from an index: the fetch left exactly the wheels it resolved; all are used.
+ * - javascript from a local directory: the tarballs planPackages picked, each unpacked to
+ *   node_modules/<name>; a dependency that is not among them is named (an offline npm install fails
+ *   the same way).
+ * - javascript fetched from a registry: the fetch's complete node_modules tree (its files; links
+ *   such as .bin/ are left out).
  */
 
 import { HexrError } from "@hexr/core";
 import { execFile } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { PackageInstall } from "../types.js";
-
-/** How the guest installs the files. */
-export type PayloadKind = "wheels" | "npm-tree" | "npm-tarballs";
+import { Budget, bundle, readTarGz, readZip, safePath, type ArchiveFile } from "./archive.js";
 
 export interface PackagePayload {
   language: "python" | "javascript";
-  kind: PayloadKind;
-  files: Array<{ name: string; data: Buffer }>;
+  /** The files under /tmp/.hexr (`python/…`, `node/node_modules/…`), as guest.ts's install step reads them. */
+  bundle: Buffer;
+  /** Files in the bundle. */
+  files: number;
 }
 
 /** The most package bytes one execution may send into its VM (further bounded by its /tmp size). */
@@ -43,14 +48,15 @@ interface PayloadOptions {
   signal?: AbortSignal;
 }
 
-function tooLarge(bytes: number, max: number): HexrError {
-  return new HexrError(
-    "sandbox.packages_too_large",
-    `the packages of this execution are ${(bytes / 1048576).toFixed(1)} MiB; the microvm backend takes at most ${(
-      max / 1048576
-    ).toFixed(1)} MiB (bounded by sandbox.tmpfsMb, where they are installed)`,
-    { kind: "payload_too_large", details: { limit: max } },
-  );
+function tooLarge(max: number): (bytes: number) => HexrError {
+  return (bytes) =>
+    new HexrError(
+      "sandbox.packages_too_large",
+      `the packages of this execution unpack to more than ${(max / 1048576).toFixed(1)} MiB (${(bytes / 1048576).toFixed(
+        1,
+      )} MiB so far), the most the microvm backend installs (bounded by sandbox.tmpfsMb, where they go)`,
+      { kind: "payload_too_large", details: { limit: max } },
+    );
 }
 
 function run(
@@ -166,42 +172,106 @@ export async function resolveWheels(dir: string, specs: string[], opts: PayloadO
   }
 }
 
-/** Reads the files, within the size limit. */
-function readAll(paths: string[], maxBytes: number): Array<{ name: string; data: Buffer }> {
-  let total = 0;
-  for (const p of paths) total += statSync(p).size;
-  if (total > maxBytes) throw tooLarge(total, maxBytes);
-  return paths.map((p) => ({ name: basename(p), data: readFileSync(p) }));
+/** pip's answers per directory listing and specs: a local directory rarely changes between executions. */
+const resolved = new Map<string, string[]>();
+const RESOLVED_MAX = 64;
+
+async function cachedResolve(dir: string, specs: string[], opts: PayloadOptions): Promise<string[]> {
+  const listing = readdirSync(dir)
+    .sort()
+    .map((f) => {
+      const st = statSync(join(dir, f));
+      return `${f}:${st.size}:${st.mtimeMs}`;
+    });
+  const key = JSON.stringify([dir, specs, listing]);
+  const hit = resolved.get(key);
+  if (hit) return hit;
+  const wheels = await resolveWheels(dir, specs, opts);
+  resolved.set(key, wheels);
+  if (resolved.size > RESOLVED_MAX) resolved.delete(resolved.keys().next().value!);
+  return wheels;
 }
 
-/** The node_modules tree a registry fetch produced, as one tar (symlinks such as .bin are kept as links). */
-async function tarTree(dir: string, opts: PayloadOptions): Promise<Buffer> {
-  const r = await run("tar", ["--create", "--file=-", "--directory", dir, "--", "node_modules"], {
-    cwd: dir,
-    timeoutMs: opts.timeoutMs,
-    maxBuffer: opts.maxBytes + 1024 * 1024,
-  });
-  if (r.code !== 0) {
-    if (/maxBuffer/i.test(r.stderr)) throw tooLarge(opts.maxBytes + 1, opts.maxBytes);
-    throw new HexrError(
-      "sandbox.package_install_failed",
-      `packing the fetched node_modules failed: ${r.stderr.trim().slice(-500)}`,
-      {
+/** A wheel's files as `pip install --target` lays them out. */
+function wheelFiles(path: string, budget: Budget): ArchiveFile[] {
+  const out: ArchiveFile[] = [];
+  for (const f of readZip(readFileSync(path), basename(path), budget)) {
+    const [head, kind, ...rest] = f.path.split("/");
+    if (head!.endsWith(".data")) {
+      if ((kind === "purelib" || kind === "platlib") && rest.length) out.push({ ...f, path: rest.join("/") });
+      continue; // scripts, headers, data: not for an import path
+    }
+    out.push(f);
+  }
+  return out;
+}
+
+/** npm tarballs unpacked to node_modules/<name>, every dependency among them. */
+function npmTarballFiles(paths: string[], budget: Budget): ArchiveFile[] {
+  const out: ArchiveFile[] = [];
+  const names = new Set<string>();
+  const wants: Array<{ dep: string; by: string }> = [];
+  for (const p of paths) {
+    const files = readTarGz(readFileSync(p), basename(p), budget);
+    // npm pack puts everything under one top directory (`package/`).
+    const top = files[0]?.path.split("/")[0];
+    const manifest = files.find((f) => f.path === `${top}/package.json`);
+    let pkg: { name?: unknown; dependencies?: Record<string, unknown> } = {};
+    try {
+      pkg = manifest ? (JSON.parse(manifest.data.toString("utf8")) as typeof pkg) : {};
+    } catch {
+      // reported below
+    }
+    const name = typeof pkg.name === "string" ? safePath(pkg.name) : undefined;
+    if (!name || name.split("/").length > 2) {
+      throw new HexrError("sandbox.package_install_failed", `${basename(p)} has no usable package.json name`, {
         kind: "failed_precondition",
-      },
+      });
+    }
+    names.add(name);
+    for (const dep of Object.keys(pkg.dependencies ?? {})) wants.push({ dep, by: name });
+    for (const f of files) {
+      if (f.path.startsWith(`${top}/`)) out.push({ ...f, path: `${name}/${f.path.slice(top!.length + 1)}` });
+    }
+  }
+  const missing = wants.find((w) => !names.has(w.dep));
+  if (missing) {
+    throw new HexrError(
+      "sandbox.package_unavailable",
+      `package '${missing.dep}' (a dependency of ${missing.by}) cannot be had: it is not among the packages requested from the npm package directory`,
+      { kind: "failed_precondition", details: { package: missing.dep } },
     );
   }
-  if (r.stdout.length > opts.maxBytes) throw tooLarge(r.stdout.length, opts.maxBytes);
-  return r.stdout;
+  return out;
+}
+
+/** The files of a fetched node_modules tree (links left out). */
+function treeFiles(root: string, budget: Budget, rel = ""): ArchiveFile[] {
+  const out: ArchiveFile[] = [];
+  for (const name of readdirSync(join(root, rel)).sort()) {
+    const r = rel ? `${rel}/${name}` : name;
+    const st = lstatSync(join(root, r));
+    if (st.isDirectory()) out.push(...treeFiles(root, budget, r));
+    else if (st.isFile()) {
+      const path = safePath(r);
+      if (!path) continue;
+      budget.take(st.size);
+      out.push({ path, executable: (st.mode & 0o111) !== 0, data: readFileSync(join(root, r)) });
+    }
+  }
+  return out;
 }
 
 /**
- * The files an execution's packages need in the guest. A fetched directory is the backend's to
+ * The bundle an execution's packages become in the guest. A fetched directory is the backend's to
  * remove, whatever happens here.
  */
 export async function packagePayload(install: PackageInstall, opts: PayloadOptions): Promise<PackagePayload> {
   const dir = install.sourceDir;
+  const budget = new Budget(opts.maxBytes, tooLarge(opts.maxBytes));
+  const under = (prefix: string, files: ArchiveFile[]) => files.map((f) => ({ ...f, path: `${prefix}/${f.path}` }));
   try {
+    let files: ArchiveFile[];
     if (install.language === "python") {
       const wheels =
         install.origin === "fetched"
@@ -209,20 +279,23 @@ export async function packagePayload(install: PackageInstall, opts: PayloadOptio
               .filter((f) => f.endsWith(".whl"))
               .sort()
               .map((f) => join(dir, f))
-          : await resolveWheels(dir, install.items, opts);
-      return { language: "python", kind: "wheels", files: readAll(wheels, opts.maxBytes) };
+          : await cachedResolve(dir, install.items, opts);
+      files = under(
+        "python",
+        wheels.flatMap((w) => wheelFiles(w, budget)),
+      );
+    } else if (install.origin === "fetched") {
+      files = under("node/node_modules", treeFiles(join(dir, "node_modules"), budget));
+    } else {
+      files = under(
+        "node/node_modules",
+        npmTarballFiles(
+          install.items.map((f) => join(dir, basename(f))),
+          budget,
+        ),
+      );
     }
-    if (install.origin === "fetched") {
-      return { language: "javascript", kind: "npm-tree", files: [{ name: "node_modules.tar", data: await tarTree(dir, opts) }] };
-    }
-    return {
-      language: "javascript",
-      kind: "npm-tarballs",
-      files: readAll(
-        install.items.map((f) => join(dir, basename(f))),
-        opts.maxBytes,
-      ),
-    };
+    return { language: install.language, bundle: bundle(files), files: files.length };
   } finally {
     if (install.origin === "fetched") rmSync(dir, { recursive: true, force: true });
   }

@@ -117,6 +117,8 @@ export interface ImageMeta {
   rootfsMb: number;
   tscKhz: number;
   initrdSha256: string;
+  /** Digest of the guest's own scripts (init, agent, stub): a snapshot whose agent differs is stale. */
+  guestSha256: string;
   bootMs: number;
   createdAt: string;
 }
@@ -488,10 +490,22 @@ export async function probeKvm(
   }
 }
 
+/** Digest of what Hexr itself puts into the guest (the rest comes from Debian packages). */
+export function guestDigest(): string {
+  return createHash("sha256")
+    .update(initScript())
+    .update("\0")
+    .update(agentScript())
+    .update("\0")
+    .update(stubScript())
+    .digest("hex");
+}
+
 /** Why an image cannot be used with this QEMU and this Hexr, or undefined when it can. */
 export function staleImage(meta: ImageMeta, qemuVersion: string): string | undefined {
   if (meta.version !== IMAGE_VERSION)
     return `the image was built by another version of Hexr (format ${meta.version}, this one reads ${IMAGE_VERSION})`;
+  if (meta.guestSha256 !== guestDigest()) return "the image's guest agent is from another version of Hexr";
   if (meta.qemuVersion !== qemuVersion) return `the snapshot was made with '${meta.qemuVersion}', this is '${qemuVersion}'`;
   return undefined;
 }
@@ -604,6 +618,7 @@ export async function setupMicrovm(opts: SetupOptions): Promise<ImageMeta> {
       rootfsMb,
       tscKhz: base.tscKhz,
       initrdSha256: createHash("sha256").update(initrd).digest("hex"),
+      guestSha256: guestDigest(),
       bootMs,
       createdAt: new Date().toISOString(),
     };
