@@ -239,9 +239,14 @@ describe("microvm backend on this machine", () => {
     const boom = await js("function f() {\n  throw new Error('boom');\n}\nf();\n");
     expect(boom.exitCode).toBe(1);
     expect(boom.stdout).toBe("");
-    expect(boom.stderr).toMatch(
-      /^\/run\/hexr\/job\/main\.js:2\n  throw new Error\('boom'\);\n  \^\n\nError: boom\n    at f \(\/run\/hexr\/job\/main\.js:2:9\)/,
-    );
+    expect(boom.stderr.split("\n").slice(0, 6)).toEqual([
+      "/run/hexr/job/main.js:2",
+      "  throw new Error('boom');",
+      "  ^",
+      "",
+      "Error: boom",
+      "    at f (/run/hexr/job/main.js:2:9)",
+    ]);
     expect(boom.stderr).toMatch(/\n\nNode\.js v18\.\d+\.\d+\n$/);
     const exit = await js("console.log('bye');\nprocess.exit(3);\nconsole.log('never');");
     expect(exit).toMatchObject({ stdout: "bye\n", stderr: "", exitCode: 3 });
