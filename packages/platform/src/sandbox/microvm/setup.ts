@@ -172,19 +172,21 @@ async function kernelPackage(): Promise<string> {
 }
 
 /**
- * The newest version of a package that a configured mirror has: the candidate may be one installed
- * from elsewhere (such as a nodejs .deb of another vendor), which `apt-get download` cannot fetch.
+ * The newest version of each package that a configured mirror has: the candidate may be one
+ * installed from elsewhere (such as a nodejs .deb of another vendor), which `apt-get download`
+ * cannot fetch. One `apt-cache madison` for all of them (each run costs over half a second).
  */
-async function mirrorVersion(pkg: string): Promise<string> {
-  const out = await run("apt-cache", ["madison", pkg]);
-  const versions = out
-    .split("\n")
-    .map((l) => l.split("|").map((f) => f.trim()))
-    .filter((f) => f.length >= 3 && f[0] === pkg && / Packages$/.test(f[2]!))
-    .map((f) => f[1]!);
-  if (versions.length === 0) throw fail(`no Debian mirror offers the package ${pkg} (run 'apt-get update' first)`);
-  // madison lists the versions newest first.
-  return versions[0]!;
+async function mirrorVersions(pkgs: string[]): Promise<Map<string, string>> {
+  const out = await run("apt-cache", ["madison", ...pkgs]);
+  const versions = new Map<string, string>();
+  for (const line of out.split("\n")) {
+    const f = line.split("|").map((x) => x.trim());
+    // madison lists the versions newest first; "<mirror> <suite> <arch> Packages" marks a binary package.
+    if (f.length >= 3 && / Packages$/.test(f[2]!) && !versions.has(f[0]!)) versions.set(f[0]!, f[1]!);
+  }
+  const missing = pkgs.filter((p) => !versions.has(p));
+  if (missing.length) throw fail(`no Debian mirror offers the package(s) ${missing.join(", ")} (run 'apt-get update' first)`);
+  return versions;
 }
 
 async function download(
@@ -200,8 +202,8 @@ async function download(
   const wanted = pkgs.filter((p) => !find(p));
   if (wanted.length) {
     progress("download", `resolving ${wanted.length} package versions`);
-    const pinned: string[] = [];
-    for (const p of wanted) pinned.push(`${p}=${await mirrorVersion(p)}`);
+    const versions = await mirrorVersions(wanted);
+    const pinned = wanted.map((p) => `${p}=${versions.get(p)!}`);
     progress("download", `${wanted.length} packages: ${wanted.join(" ")}`);
     // One apt-get run for all of them (each run costs a second or more).
     await run("apt-get", ["download", ...pinned], { cwd: dir });
