@@ -233,8 +233,10 @@ describe("microvm backend on this machine", () => {
     );
     expect(esm.stderr).toBe("");
     expect(esm.stdout).toBe("esm 1 file:///run/hexr/job/main.js\n");
-    const cjs = await js("const path = require('path');\nconsole.log(path.join('a', 'b'), __filename, typeof module);");
-    expect(cjs.stdout).toBe("a/b /run/hexr/job/main.js object\n");
+    const cjs = await js(
+      "const path = require('path');\nconsole.log(path.join('a', 'b'), __filename, typeof module, Object.keys(require.cache));",
+    );
+    expect(cjs.stdout).toBe("a/b /run/hexr/job/main.js object [ '/run/hexr/job/main.js' ]\n");
 
     const boom = await js("function f() {\n  throw new Error('boom');\n}\nf();\n");
     expect(boom.exitCode).toBe(1);
@@ -248,6 +250,9 @@ describe("microvm backend on this machine", () => {
       "    at f (/run/hexr/job/main.js:2:9)",
     ]);
     expect(boom.stderr).toMatch(/\n\nNode\.js v18\.\d+\.\d+\n$/);
+    // Node started ahead reports exactly as a node started for the job (TZ is read at startup: it gets a new node).
+    const fresh = await js("function f() {\n  throw new Error('boom');\n}\nf();\n", { env: { TZ: "UTC" } });
+    expect(fresh).toMatchObject({ stdout: boom.stdout, stderr: boom.stderr, exitCode: boom.exitCode });
     const exit = await js("console.log('bye');\nprocess.exit(3);\nconsole.log('never');");
     expect(exit).toMatchObject({ stdout: "bye\n", stderr: "", exitCode: 3 });
     const syntax = await js("console.log('a'\n");
@@ -266,12 +271,28 @@ describe("microvm backend on this machine", () => {
           "console.log(JSON.stringify({ tmp: fs.readdirSync('/tmp'), job: fs.readdirSync('/run/hexr/job').sort() }));",
           "try { fs.writeFileSync('/etc/x', 'x'); } catch (e) { console.log(e.code); }",
           "console.log(require('os').networkInterfaces().lo ? Object.keys(require('os').networkInterfaces()).join(',') : 'none');",
+          // hidepid=2: only its own processes; the python stub started beside node is gone.
+          "console.log(fs.readdirSync('/proc').filter((p) => /^\\d+$/.test(p) && p !== String(process.pid)).length);",
         ].join("\n"),
         { language: "javascript" },
       ),
     );
     expect(r.stderr).toBe("");
-    expect(r.stdout).toBe('{"tmp":[],"job":["main.js","node_modules"]}\nEACCES\nlo\n');
+    expect(r.stdout).toBe('{"tmp":[],"job":["main.js","node_modules"]}\nEACCES\nlo\n0\n');
+    // A python job in a clone that also started node ahead: node is gone before the code runs.
+    const py = await b.exec(req("import os\nprint([p for p in os.listdir('/proc') if p.isdigit() and p != str(os.getpid())])"));
+    expect(py.stdout).toBe("[]\n");
+    // Variables node reads at startup get a node started for them.
+    const opts = await b.exec(
+      req(
+        "console.log(Math.round(require('v8').getHeapStatistics().heap_size_limit / 1048576) >= 123 && Math.round(require('v8').getHeapStatistics().heap_size_limit / 1048576) < 160, process.execArgv.length)",
+        {
+          language: "javascript",
+          env: { NODE_OPTIONS: "--max-old-space-size=123" },
+        },
+      ),
+    );
+    expect(opts.stdout).toBe("true 0\n");
   });
 
   it("destroys the VM of a cancelled execution", async () => {

@@ -161,6 +161,51 @@ ${install}
 `);
 }
 
+/** Where node's stub lives in the guest. */
+export const NODE_STUB = "/hexr/stub.cjs";
+
+/**
+ * Node's stub: preloaded (`node --require /hexr/stub.cjs /run/hexr/job/main.js`), so node is
+ * started and confined ahead of the job and waits here, during its bootstrap, before it has looked
+ * at main.js. On the go (fd 3: "run", argv and the variables, NUL-separated, as for the python stub)
+ * it applies the execution's variables and returns: node then runs main.js exactly as
+ * `node main.js` would (the same loader decision, CommonJS or module, the same error reports and
+ * exit codes; only `process.execArgv` shows the preload). Variables node reads at startup make a
+ * javascript job exec a new node instead (`nodeStartupEnv`).
+ */
+export function nodeStubScript(): string {
+  return String.raw`"use strict";
+{
+  const fs = require("fs");
+  fs.closeSync(4); // tells the agent node is up and waiting
+  const chunks = [];
+  const buf = Buffer.alloc(65536);
+  for (;;) {
+    let n;
+    try {
+      n = fs.readSync(3, buf, 0, buf.length, null);
+    } catch (e) {
+      if (e.code === "EAGAIN") continue;
+      throw e;
+    }
+    if (n === 0) break;
+    chunks.push(Buffer.from(buf.subarray(0, n)));
+  }
+  fs.closeSync(3);
+  fs.closeSync(5);
+  delete require.cache[__filename]; // the job's require.cache holds its own modules only
+  const parts = Buffer.concat(chunks).toString().split("\0");
+  if (parts[0] !== "run") process.reallyExit(127); // released without a job
+  const n = Number(parts[1]);
+  for (const k of Object.keys(process.env)) delete process.env[k];
+  for (const kv of parts.slice(2 + n)) {
+    const i = kv.indexOf("=");
+    process.env[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+}
+`;
+}
+
 export function agentScript(): string {
   return String.raw`# hexr guest agent: PID 1 of the microVM, one job per VM.
 import base64, ctypes, fcntl, json, os, resource, select, signal, struct, sys, time
@@ -168,6 +213,7 @@ import base64, ctypes, fcntl, json, os, resource, select, signal, struct, sys, t
 CGROOT = "/hexr/cgroup"
 JOBDIR = "/run/hexr/job"
 STUB = "/hexr/stub.py"
+NODE = ["/usr/bin/node", "--require", "${NODE_STUB}", JOBDIR + "/main.js"]
 PKGS = "${GUEST_PACKAGE_PATHS.incoming}"
 NODE_MODULES = "${GUEST_PACKAGE_PATHS.node}"
 PY = ["/usr/bin/python3", JOBDIR + "/main.py"]
@@ -257,7 +303,7 @@ def reap(pid, status):
         if wpid == pid:
             status = st
 
-def child(cfg, cg, go_r, ready_w, status_w, out_w, err_w):
+def child(cfg, cg, go_r, ready_w, status_w, out_w, err_w, argv):
     try:
         os.setsid()
         write(cg + "/cgroup.procs", str(os.getpid()))
@@ -282,17 +328,19 @@ def child(cfg, cg, go_r, ready_w, status_w, out_w, err_w):
         if libc.prctl(22, 2, ctypes.byref(cfg["prog"]), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
             os._exit(126)
         os.chdir("/tmp")
-        os.execve(PY[0], PY, cfg["env"])
+        os.execve(argv[0], argv, cfg["env"])
     except BaseException:
         os._exit(127)
 
 class Job:
     """
     The job's process, started ahead of the job in a fresh environment (empty /tmp, /dev/shm and
-    job directory, a new cgroup), already confined, waiting for its go.
+    job directory, a new cgroup), already confined, waiting for its go: the python stub, and once
+    javascript is in use (cfg "node") also node waiting in its preload. The one the job does not
+    need is killed before the job starts.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, node=False):
         for name in os.listdir(JOBDIR):
             os.unlink(JOBDIR + "/" + name)
         fresh_tmpfs("/tmp", cfg["tmpfsBytes"])
@@ -311,16 +359,36 @@ class Job:
         self.err, err_w = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:
-            child(cfg, self.cg, go_r, ready_w, status_w, out_w, err_w)
-        for fd in (go_r, ready_w, status_w, out_w, err_w):
+            child(cfg, self.cg, go_r, ready_w, status_w, out_w, err_w, PY)
+        os.close(go_r)
+        self.node_pid = None
+        if node:
+            go_r, self.node_go = os.pipe()
+            self.node_pid = os.fork()
+            if self.node_pid == 0:
+                child(cfg, self.cg, go_r, ready_w, status_w, out_w, err_w, NODE)
+            os.close(go_r)
+        for fd in (ready_w, status_w, out_w, err_w):
             os.close(fd)
-        # Waits until the stub has read main.py (or died): only then may main.py be replaced.
+        # Waits until the stubs wait (the python one has read main.py) or died: only then may main.py be replaced.
         while os.read(ready_r, 1):
             pass
         os.close(ready_r)
 
     def start(self, mode, argv, env, code, esm=False):
         """Writes the job's code where its argv names it, then lets the waiting process go."""
+        if mode == "node" and not self.node_pid:
+            mode = "exec"  # no node started ahead in this clone: the python stub execs one
+        keep, drop = (self.node_pid, self.pid) if mode == "node" else (self.pid, self.node_pid)
+        if drop:
+            os.kill(drop, signal.SIGKILL)
+            os.waitpid(drop, 0)
+        if mode == "node":
+            os.close(self.go)
+            self.go = self.node_go
+        elif self.node_pid:
+            os.close(self.node_go)
+        self.pid = keep
         if argv[-1] != PY[1]:
             os.unlink(PY[1])  # the stub has read it (see __init__); the job sees only its own files
         write_file(argv[-1], code)
@@ -329,7 +397,7 @@ class Job:
             os.symlink(NODE_MODULES, JOBDIR + "/node_modules")
             if esm:
                 write_file(JOBDIR + "/package.json", b'{"type":"module"}\n')
-        msg = [mode.encode(), str(len(argv)).encode()] + [a.encode() for a in argv]
+        msg = [b"run" if mode == "node" else mode.encode(), str(len(argv)).encode()] + [a.encode() for a in argv]
         msg += [(k + "=" + v).encode() for k, v in env.items()]
         try:
             write_all(self.go, b"\0".join(msg))
@@ -447,7 +515,7 @@ def warm_up(cfg, wake):
     """
     failures = []
     for w in cfg["warm"]:
-        job = Job(cfg)
+        job = Job(cfg, w["mode"] == "node")
         out = []
         job.start(w["mode"], w["argv"], cfg["env"], base64.b64decode(w["code"]), w.get("esm", False))
         x = job.supervise(cfg, wake, lambda t, d: out.append(d))
@@ -467,7 +535,7 @@ def main():
     signal.set_wakeup_fd(wake_w)
     configure(cfg)
     failures = warm_up(cfg, wake_r)
-    job = Job(cfg)
+    job = Job(cfg, cfg.get("node", False))
     port.send({"t": "warm", "failures": failures})
     msg = port.recv()
     install = msg.get("install")

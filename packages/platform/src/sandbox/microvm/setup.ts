@@ -36,7 +36,7 @@ import { join, relative } from "node:path";
 import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
 import { writeCpio, type CpioEntry } from "./cpio.js";
-import { agentScript, GUEST_MODULES, initScript, stubScript } from "./guest.js";
+import { agentScript, GUEST_MODULES, initScript, NODE_STUB, nodeStubScript, stubScript } from "./guest.js";
 import { hostTscKhz, machineArgs, Qmp, type Accel, type MachineSpec } from "./qemu.js";
 
 const execFileP = promisify(execFile);
@@ -379,6 +379,7 @@ async function buildInitramfs(staging: string, kernelRoot: string, progress: (s:
   extra.push({ type: "file", path: "init", data: Buffer.from(initScript()), mode: 0o755 });
   extra.push({ type: "file", path: "hexr/agent.py", data: Buffer.from(agentScript()), mode: 0o644 });
   extra.push({ type: "file", path: "hexr/stub.py", data: Buffer.from(stubScript()), mode: 0o644 });
+  extra.push({ type: "file", path: NODE_STUB.slice(1), data: Buffer.from(nodeStubScript()), mode: 0o644 });
   extra.push({ type: "chardev", path: "dev/console", major: 5, minor: 1, mode: 0o600 });
   extra.push({ type: "chardev", path: "dev/null", major: 1, minor: 3, mode: 0o666 });
   extra.push({
