@@ -174,7 +174,7 @@ async function main() {
     let paceMs = 0;
     if (backend === "microvm") {
       const r = await measureRefill(Math.max(6, Math.round(MICROVM_ITERATIONS / 3)));
-      // javascript (microvm only, in-process): clones warm node up too once javascript has run.
+      // javascript (microvm only, in-process): clones start node ahead too once javascript has run.
       const js = r && (await measureRefill(Math.max(6, Math.round(MICROVM_ITERATIONS / 3)), JS_CASE));
       if (r) paceMs = Math.ceil(r.refill.p99 * 1.2);
       for (const [label, x] of [
