@@ -9,7 +9,8 @@
  *    throws them away, so TCG has translated the job path before the clone waits in the pool;
  * 3. starts the job process ahead of the job in a fresh environment (empty /tmp, /dev/shm and job
  *    directory, a new cgroup): confined (uid 65534, no capabilities, no-new-privs, seccomp) and
- *    waiting in the stub (`stubScript`) for its go; reports `warm`;
+ *    waiting in the stub (`stubScript`) for its go, and when the configuration says javascript is
+ *    in use, node waiting the same way in its preloaded stub (`nodeStubScript`); reports `warm`;
  * 4. receives exactly one job (and its package files, if any), reseeds again, sets the clock, writes
  *    the code, lets the job process go, streams stdout/stderr back and reports the exit. A job with
  *    packages is told "install": its process (already confined, uid 65534) writes the host's
