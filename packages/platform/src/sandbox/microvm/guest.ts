@@ -9,14 +9,21 @@
  *    throws them away, so TCG has translated the job path before the clone waits in the pool;
  * 3. starts the job process ahead of the job in a fresh environment (empty /tmp, /dev/shm and job
  *    directory, a new cgroup): confined (uid 65534, no capabilities, no-new-privs, seccomp) and
- *    waiting in the stub (`stubScript`) for its go; reports `warm`;
- * 4. receives exactly one job, reseeds again, sets the clock, writes the code, lets the job process
- *    go, streams stdout/stderr back and reports the exit. The host destroys the VM afterwards.
+ *    waiting in the stub (`stubScript`) for its go, and when the configuration says javascript is
+ *    in use, node waiting the same way in its preloaded stub (`nodeStubScript`); reports `warm`;
+ * 4. receives exactly one job (and its package files, if any), reseeds again, sets the clock, writes
+ *    the code, lets the job process go, streams stdout/stderr back and reports the exit. A job with
+ *    packages is told "install": its process (already confined, uid 65534) writes the host's
+ *    bundle of their files into the execution's /tmp before it execs the interpreter
+ *    (`installScript`). The host destroys the VM
+ *    afterwards.
  *
  * Wire protocol on the port: one JSON object per line. Guest → host: `{"t":"ready"}` (boot),
- * `{"t":"warm","failures":[...]}`, `{"t":"started"}`, `{"t":"o"|"e","d":<base64>}`,
- * `{"t":"x","code":n,"oom":n,"timedOut":b,"dropped":[o,e]}`. Host → guest: the configuration, the
- * job, and `{"t":"kill"}` at the timeout.
+ * `{"t":"warm","failures":[...]}`, `{"t":"started"}` (the code runs: at once, or after the
+ * install), `{"t":"o"|"e","d":<base64>}`, `{"t":"x","code":n,"oom":n,"timedOut":b,"dropped":[o,e],
+ * "installFailed":<base64 log, when the install failed>}`. Host → guest: the configuration, the
+ * job, its package bundle as `{"t":"p","d":<base64>}` chunks, and
+ * `{"t":"kill"}` at the timeout.
  */
 
 import { pythonStubScript } from "../job-mode.js";
@@ -57,14 +64,75 @@ exec /usr/bin/python3 -I /hexr/agent.py "$port"
 `;
 }
 
+/** Where a job's packages arrive and go (in the execution's own /tmp, as in the namespace sandbox; bundle paths start with python/ or node/). */
+export const GUEST_PACKAGE_PATHS = {
+  incoming: "/tmp/.hexr/pkgs",
+  python: "/tmp/.hexr/python",
+  node: "/tmp/.hexr/node/node_modules",
+} as const;
+
+/**
+ * The install step of a job with packages (run by the stub as uid 65534 inside the job's cgroup and
+ * seccomp filter, before it execs the interpreter): it writes out the bundle the host made
+ * (microvm/archive.ts: `<x|-> <size> <path>\n` and the bytes, per file) below /tmp/.hexr, refusing
+ * paths that would leave python/ or node/, and puts the python packages first on PYTHONPATH. Plain
+ * file calls only: under TCG, importing zipfile or tarfile alone takes about a second.
+ */
+export function installScript(): string {
+  const P = GUEST_PACKAGE_PATHS;
+  return String.raw`def _hexr_install(env):
+    base = b"/tmp/.hexr"
+    made = set()
+    python = False
+    with open("${P.incoming}/bundle", "rb") as f:
+        while True:
+            line = f.readline()
+            if not line:
+                break
+            flag, size, rel = line.rstrip(b"\n").split(b" ", 2)
+            size = int(size)
+            parts = rel.split(b"/")
+            if parts[0] not in (b"python", b"node") or any(p in (b"", b".", b"..") for p in parts):
+                raise ValueError("refusing the path %r" % rel)
+            python = python or parts[0] == b"python"
+            dest = base + b"/" + rel
+            parent = dest.rsplit(b"/", 1)[0]
+            if parent not in made:
+                os.makedirs(parent, exist_ok=True)
+                made.add(parent)
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755 if flag == b"x" else 0o644)
+            try:
+                while size > 0:
+                    chunk = f.read(min(size, 1 << 16))
+                    if not chunk:
+                        raise ValueError("the package bundle ends early")
+                    size -= len(chunk)
+                    while chunk:
+                        chunk = chunk[os.write(fd, chunk):]
+            finally:
+                os.close(fd)
+    os.unlink("${P.incoming}/bundle")
+    os.rmdir("${P.incoming}")
+    if python:
+        old = env.get(b"PYTHONPATH")
+        env[b"PYTHONPATH"] = b"${P.python}" + (b":" + old if old else b"")
+`;
+}
+
 /**
  * The job process's first program when it is started ahead of the job: it runs confined, as
  * `/usr/bin/python3 /run/hexr/job/main.py`, and waits on fd 3 for the job's go (mode, argv, env;
- * NUL-separated). "exec" replaces it by the job's program; "run" applies the environment and runs
- * the code, which the agent has meanwhile written over main.py, as the `__main__` module, reporting
- * an uncaught exception the way the interpreter does (without this stub's frame).
+ * NUL-separated). "exec" replaces it by the job's program; "install" first installs the job's
+ * packages (reporting on fd 5: `start`, or `install-failed` and the error) and then execs it; "run"
+ * applies the environment and runs the code, which the agent has meanwhile written over main.py, as
+ * the `__main__` module, reporting an uncaught exception the way the interpreter does (without this
+ * stub's frame).
  */
 export function stubScript(): string {
+  const install = installScript()
+    .split("\n")
+    .map((l) => (l ? "    " + l : l))
+    .join("\n");
   return pythonStubScript(String.raw`    os.close(4)  # tells the agent this script has been read and is waiting
     data = b""
     while True:
@@ -76,13 +144,67 @@ export function stubScript(): string {
     parts = data.split(b"\0")
     n = int(parts[1])
     argv = parts[2:2 + n]
-    env = [p.split(b"=", 1) for p in parts[2 + n:]]
+    env = dict(p.split(b"=", 1) for p in parts[2 + n:])
+${install}
+    if parts[0] == b"install":
+        try:
+            _hexr_install(env)
+        except BaseException as e:
+            os.write(5, b"install-failed\n" + ("%s: %s" % (type(e).__name__, e)).encode(errors="replace")[-4000:])
+            os._exit(125)
+        os.write(5, b"start\n")
+    os.close(5)
     if parts[0] != b"run":
-        os.execve(argv[0], argv, dict(env))
+        os.execve(argv[0], argv, env)
     os.environ.clear()
-    for k, v in env:
+    for k, v in env.items():
         os.environb[k] = v
 `);
+}
+
+/** Where node's stub lives in the guest. */
+export const NODE_STUB = "/hexr/stub.cjs";
+
+/**
+ * Node's stub: preloaded (`node --require /hexr/stub.cjs /run/hexr/job/main.js`), so node is
+ * started and confined ahead of the job and waits here, during its bootstrap, before it has looked
+ * at main.js. On the go (fd 3: "run", argv and the variables, NUL-separated, as for the python stub)
+ * it applies the execution's variables and returns: node then runs main.js exactly as
+ * `node main.js` would (the same loader decision, CommonJS or module, the same error reports and
+ * exit codes; only `process.execArgv` shows the preload). Variables node reads at startup make a
+ * javascript job exec a new node instead (`nodeStartupEnv`).
+ */
+export function nodeStubScript(): string {
+  return String.raw`"use strict";
+{
+  const fs = require("fs");
+  fs.closeSync(4); // tells the agent node is up and waiting
+  const chunks = [];
+  const buf = Buffer.alloc(65536);
+  for (;;) {
+    let n;
+    try {
+      n = fs.readSync(3, buf, 0, buf.length, null);
+    } catch (e) {
+      if (e.code === "EAGAIN") continue;
+      throw e;
+    }
+    if (n === 0) break;
+    chunks.push(Buffer.from(buf.subarray(0, n)));
+  }
+  fs.closeSync(3);
+  fs.closeSync(5);
+  delete require.cache[__filename]; // the job's require.cache holds its own modules only
+  const parts = Buffer.concat(chunks).toString().split("\0");
+  if (parts[0] !== "run") process.reallyExit(127); // released without a job
+  const n = Number(parts[1]);
+  for (const k of Object.keys(process.env)) delete process.env[k];
+  for (const kv of parts.slice(2 + n)) {
+    const i = kv.indexOf("=");
+    process.env[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+}
+`;
 }
 
 export function agentScript(): string {
@@ -92,6 +214,9 @@ import base64, ctypes, fcntl, json, os, resource, select, signal, struct, sys, t
 CGROOT = "/hexr/cgroup"
 JOBDIR = "/run/hexr/job"
 STUB = "/hexr/stub.py"
+NODE = ["/usr/bin/node", "--require", "${NODE_STUB}", JOBDIR + "/main.js"]
+PKGS = "${GUEST_PACKAGE_PATHS.incoming}"
+NODE_MODULES = "${GUEST_PACKAGE_PATHS.node}"
 PY = ["/usr/bin/python3", JOBDIR + "/main.py"]
 MS_NOSUID, MS_NODEV, MNT_DETACH = 0x2, 0x4, 0x2
 libc = ctypes.CDLL(None, use_errno=True)
@@ -179,7 +304,7 @@ def reap(pid, status):
         if wpid == pid:
             status = st
 
-def child(cfg, cg, go_r, ready_w, out_w, err_w):
+def child(cfg, cg, go_r, ready_w, status_w, out_w, err_w, argv):
     try:
         os.setsid()
         write(cg + "/cgroup.procs", str(os.getpid()))
@@ -189,7 +314,8 @@ def child(cfg, cg, go_r, ready_w, out_w, err_w):
         os.dup2(err_w, 2)
         os.dup2(go_r, 3)
         os.dup2(ready_w, 4)
-        os.closerange(5, 65536)
+        os.dup2(status_w, 5)
+        os.closerange(6, 65536)
         for cap in range(64):
             libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP (fails harmlessly past the last cap)
         os.setgroups([])
@@ -203,17 +329,19 @@ def child(cfg, cg, go_r, ready_w, out_w, err_w):
         if libc.prctl(22, 2, ctypes.byref(cfg["prog"]), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
             os._exit(126)
         os.chdir("/tmp")
-        os.execve(PY[0], PY, cfg["env"])
+        os.execve(argv[0], argv, cfg["env"])
     except BaseException:
         os._exit(127)
 
 class Job:
     """
     The job's process, started ahead of the job in a fresh environment (empty /tmp, /dev/shm and
-    job directory, a new cgroup), already confined, waiting for its go.
+    job directory, a new cgroup), already confined, waiting for its go: the python stub, and once
+    javascript is in use (cfg "node") also node waiting in its preload. The one the job does not
+    need is killed before the job starts.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, node=False):
         for name in os.listdir(JOBDIR):
             os.unlink(JOBDIR + "/" + name)
         fresh_tmpfs("/tmp", cfg["tmpfsBytes"])
@@ -227,24 +355,50 @@ class Job:
             write_file(PY[1], f.read())
         go_r, self.go = os.pipe()
         ready_r, ready_w = os.pipe()
+        self.status, status_w = os.pipe()
         self.out, out_w = os.pipe()
         self.err, err_w = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:
-            child(cfg, self.cg, go_r, ready_w, out_w, err_w)
-        for fd in (go_r, ready_w, out_w, err_w):
+            child(cfg, self.cg, go_r, ready_w, status_w, out_w, err_w, PY)
+        os.close(go_r)
+        self.node_pid = None
+        if node:
+            go_r, self.node_go = os.pipe()
+            self.node_pid = os.fork()
+            if self.node_pid == 0:
+                child(cfg, self.cg, go_r, ready_w, status_w, out_w, err_w, NODE)
+            os.close(go_r)
+        for fd in (ready_w, status_w, out_w, err_w):
             os.close(fd)
-        # Waits until the stub has read main.py (or died): only then may main.py be replaced.
+        # Waits until the stubs wait (the python one has read main.py) or died: only then may main.py be replaced.
         while os.read(ready_r, 1):
             pass
         os.close(ready_r)
 
-    def start(self, mode, argv, env, code):
+    def start(self, mode, argv, env, code, esm=False):
         """Writes the job's code where its argv names it, then lets the waiting process go."""
+        if mode == "node" and not self.node_pid:
+            mode = "exec"  # no node started ahead in this clone: the python stub execs one
+        keep, drop = (self.node_pid, self.pid) if mode == "node" else (self.pid, self.node_pid)
+        if drop:
+            os.kill(drop, signal.SIGKILL)
+            os.waitpid(drop, 0)
+        if mode == "node":
+            os.close(self.go)
+            self.go = self.node_go
+        elif self.node_pid:
+            os.close(self.node_go)
+        self.pid = keep
         if argv[-1] != PY[1]:
             os.unlink(PY[1])  # the stub has read it (see __init__); the job sees only its own files
         write_file(argv[-1], code)
-        msg = [mode.encode(), str(len(argv)).encode()] + [a.encode() for a in argv]
+        if argv[-1].endswith(".js"):
+            # As in the namespace sandbox: packages resolve from main.js's directory; a module is scoped as one.
+            os.symlink(NODE_MODULES, JOBDIR + "/node_modules")
+            if esm:
+                write_file(JOBDIR + "/package.json", b'{"type":"module"}\n')
+        msg = [b"run" if mode == "node" else mode.encode(), str(len(argv)).encode()] + [a.encode() for a in argv]
         msg += [(k + "=" + v).encode() for k, v in env.items()]
         try:
             write_all(self.go, b"\0".join(msg))
@@ -252,22 +406,23 @@ class Job:
             pass  # it died waiting: its status says how
         os.close(self.go)
 
-    def supervise(self, cfg, wake, emit, port=None):
+    def supervise(self, cfg, wake, emit, port=None, on_start=None):
         """Relays the output until the process and everything it started are gone; returns the exit message."""
         cap = cfg["maxOutputBytes"]
-        out_r, err_r, cg, pid = self.out, self.err, self.cg, self.pid
+        out_r, err_r, status_r, cg, pid = self.out, self.err, self.status, self.cg, self.pid
         sent = {out_r: 0, err_r: 0}
         dropped = {out_r: 0, err_r: 0}
         tag = {out_r: "o", err_r: "e"}
-        open_fds = [out_r, err_r]
+        open_fds = [out_r, err_r, status_r]
+        status = b""
         watch = [wake] + ([port.fd] if port else [])
         # The host's clock decides the timeout (a TCG guest's clock is not to be trusted): it sends "kill".
-        status = None
+        exited = None
         timed_out = False
-        while open_fds or status is None:
-            if status is None:
-                status = reap(pid, None)
-                if status is not None:
+        while open_fds or exited is None:
+            if exited is None:
+                exited = reap(pid, None)
+                if exited is not None:
                     write(cg + "/cgroup.kill", "1")  # the main process is done: nothing else survives it
                     continue
             r, _, _ = select.select(open_fds + watch, [], [])
@@ -281,6 +436,16 @@ class Job:
                     elif any(m.get("t") == "kill" for m in msgs) and not timed_out:
                         timed_out = True
                         write(cg + "/cgroup.kill", "1")
+                elif fd == status_r:
+                    data = os.read(fd, 65536)
+                    if not data:
+                        open_fds.remove(fd)
+                        os.close(fd)
+                        continue
+                    status += data
+                    if status.startswith(b"start\n") and on_start:
+                        on_start()
+                        on_start = None
                 else:
                     data = os.read(fd, 65536)
                     if not data:
@@ -293,7 +458,7 @@ class Job:
                     if keep:
                         sent[fd] += len(keep)
                         emit(tag[fd], keep)
-        code = os.waitstatus_to_exitcode(status)
+        code = os.waitstatus_to_exitcode(exited)
         if code < 0:
             code = 128 - code
         oom = 0
@@ -301,7 +466,10 @@ class Job:
             k, v = line.split()
             if k == "oom_kill":
                 oom = int(v)
-        return {"t": "x", "code": code, "oom": oom, "timedOut": timed_out, "dropped": [dropped[out_r], dropped[err_r]]}
+        x = {"t": "x", "code": code, "oom": oom, "timedOut": timed_out, "dropped": [dropped[out_r], dropped[err_r]]}
+        if status.startswith(b"install-failed\n"):
+            x["installFailed"] = base64.b64encode(status[len(b"install-failed\n"):]).decode()
+        return x
 
     def remove(self):
         write(self.cg + "/cgroup.kill", "1")
@@ -325,6 +493,21 @@ def configure(cfg):
     write("/proc/sys/kernel/randomize_va_space", "2" if cfg["aslr"] else "0")
     os.makedirs(JOBDIR, mode=0o755, exist_ok=True)
 
+def receive_packages(port, install):
+    """The job's package bundle, streamed after it: written into the execution's /tmp for its process to install."""
+    os.makedirs(PKGS, mode=0o755)
+    for d in (os.path.dirname(PKGS), PKGS):
+        os.chown(d, 65534, 65534)
+    left = install["size"]
+    fd = os.open(PKGS + "/bundle", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        while left > 0:
+            data = base64.b64decode(port.recv()["d"])
+            write_all(fd, data)
+            left -= len(data)
+    finally:
+        os.close(fd)
+
 def warm_up(cfg, wake):
     """
     Runs each of the host's warm-up jobs (its own trivial scripts, no user code) exactly as a job
@@ -333,9 +516,9 @@ def warm_up(cfg, wake):
     """
     failures = []
     for w in cfg["warm"]:
-        job = Job(cfg)
+        job = Job(cfg, w["mode"] == "node")
         out = []
-        job.start(w["mode"], w["argv"], cfg["env"], base64.b64decode(w["code"]))
+        job.start(w["mode"], w["argv"], cfg["env"], base64.b64decode(w["code"]), w.get("esm", False))
         x = job.supervise(cfg, wake, lambda t, d: out.append(d))
         job.remove()
         if x["code"] != 0:
@@ -353,18 +536,23 @@ def main():
     signal.set_wakeup_fd(wake_w)
     configure(cfg)
     failures = warm_up(cfg, wake_r)
-    job = Job(cfg)
+    job = Job(cfg, cfg.get("node", False))
     port.send({"t": "warm", "failures": failures})
     msg = port.recv()
-    port.send({"t": "started"})
+    install = msg.get("install")
+    started = lambda: port.send({"t": "started"})
+    if not install:
+        started()
     reseed(base64.b64decode(msg["seed"]))
     try:
         time.clock_settime(time.CLOCK_REALTIME, msg["now"] / 1000)
     except OSError:
         pass
-    job.start(msg["mode"], msg["argv"], msg["env"], base64.b64decode(msg["code"]))
+    if install:
+        receive_packages(port, install)
+    job.start(msg["mode"], msg["argv"], msg["env"], base64.b64decode(msg["code"]), msg.get("esm", False))
     emit = lambda t, d: port.send({"t": t, "d": base64.b64encode(d).decode()})
-    port.send(job.supervise(cfg, wake_r, emit, port))
+    port.send(job.supervise(cfg, wake_r, emit, port, started if install else None))
     while True:
         time.sleep(3600)
 

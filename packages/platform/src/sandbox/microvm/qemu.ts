@@ -26,7 +26,8 @@ export interface MachineSpec {
  * delay loop preset; with KVM the kernel's own calibration works.
  */
 export function kernelCmdline(accel: Accel, tscKhz: number): string {
-  const base = "console=ttyS0 quiet loglevel=0 panic=-1 rdinit=/init";
+  // rootfstype=ramfs: a tmpfs root would be capped at half the RAM, less than node and python need.
+  const base = "console=ttyS0 quiet loglevel=0 panic=-1 rdinit=/init rootfstype=ramfs";
   // Under TCG the guest TSC is the host's: give the kernel the host's frequency so guest time flows right.
   return accel === "tcg" ? `${base} tsc_early_khz=${tscKhz} lpj=${tscKhz * 4} tsc=reliable` : base;
 }

@@ -2,9 +2,12 @@
  * `hexr sandbox setup`: builds the microVM image from Debian packages and takes the pre-booted
  * snapshot the clones are restored from.
  *
- * 1. download the kernel, busybox-static and python3.11 with its libraries (`apt-get download`);
- * 2. unpack them (`dpkg-deb -x`), prune docs and tests, precompile the stdlib (hash-checked .pyc);
- * 3. assemble the initramfs (our own cpio writer) with /init, the guest agent and the virtio modules;
+ * 1. download the kernel, busybox-static, python3.11 and Debian's nodejs with their libraries
+ *    (`apt-get download`, versions from the mirror: a nodejs installed from elsewhere is not used);
+ * 2. unpack them (`dpkg-deb -x`), prune docs, tests and what node does not load, precompile the
+ *    python stdlib (hash-checked .pyc);
+ * 3. assemble the initramfs (our own cpio writer, gzip-compressed) with /init, the guest agent and
+ *    the virtio modules;
  * 4. probe KVM with a real boot under a timeout (a /dev/kvm that cannot boot the kernel is not used),
  *    else TCG;
  * 5. boot the template VM until its agent says ready, stop it and save its device state; its RAM
@@ -31,8 +34,9 @@ import {
 import { connect } from "node:net";
 import { join, relative } from "node:path";
 import { promisify } from "node:util";
+import { gzipSync } from "node:zlib";
 import { writeCpio, type CpioEntry } from "./cpio.js";
-import { agentScript, GUEST_MODULES, initScript, stubScript } from "./guest.js";
+import { agentScript, GUEST_MODULES, initScript, NODE_STUB, nodeStubScript, stubScript } from "./guest.js";
 import { hostTscKhz, machineArgs, Qmp, type Accel, type MachineSpec } from "./qemu.js";
 
 const execFileP = promisify(execFile);
@@ -65,11 +69,29 @@ export const GUEST_PACKAGES = [
   "libkrb5support0",
   "libkeyutils1",
   "libcom-err2",
+  // Debian's node (libnode links ICU, libuv, c-ares, nghttp2, brotli; it loads cjs-module-lexer,
+  // undici, acorn and acorn-walk from /usr/share/nodejs). No npm: packages are installed by the agent.
+  "nodejs",
+  "libnode108",
+  "libstdc++6",
+  "libgcc-s1",
+  "libicu72",
+  "libuv1",
+  "libc-ares2",
+  "libnghttp2-14",
+  "libbrotli1",
+  "node-cjs-module-lexer",
+  "node-undici",
+  "node-busboy",
+  "node-acorn",
 ];
+
+/** What node loads from /usr/share/nodejs (built into libnode as paths); the rest of those packages is pruned. */
+const NODE_SHARED_KEEP = ["cjs-module-lexer", "undici", "busboy", "streamsearch", "acorn", "acorn-walk"];
 
 export const IMAGE_FILES = {
   kernel: "vmlinuz",
-  initrd: "initramfs.cpio",
+  initrd: "initramfs.cpio.gz",
   mem: "template/mem",
   state: "template/state",
   meta: "meta.json",
@@ -78,9 +100,9 @@ export const IMAGE_FILES = {
 /**
  * The image format: bumped whenever the guest agent's protocol or the machine changes, so that a
  * backend never restores a snapshot whose agent it cannot talk to (2: clones are configured and
- * warmed up before they wait for a job).
+ * warmed up before they wait for a job; 3: node, javascript jobs and package installs).
  */
-export const IMAGE_VERSION = 2;
+export const IMAGE_VERSION = 3;
 
 export interface ImageMeta {
   version: number;
@@ -89,9 +111,14 @@ export interface ImageMeta {
   accel: Accel;
   /** Why KVM is (not) used: the outcome of the probe boot. */
   kvmProbe: string;
+  /** The VM's RAM: the memory asked for plus the root filesystem, which lives in RAM. */
   memoryMb: number;
+  /** Size of the unpacked root filesystem (the initramfs), in MiB. */
+  rootfsMb: number;
   tscKhz: number;
   initrdSha256: string;
+  /** Digest of the guest's own scripts (init, agent, stub): a snapshot whose agent differs is stale. */
+  guestSha256: string;
   bootMs: number;
   createdAt: string;
 }
@@ -100,6 +127,7 @@ export interface SetupOptions {
   imageDir: string;
   qemuPath?: string;
   accel?: "auto" | "kvm" | "tcg";
+  /** Memory for the kernel, the agent and the jobs; the VM gets this plus the root filesystem's size. */
   memoryMb?: number;
   /** Re-download and rebuild even if files exist. */
   force?: boolean;
@@ -143,22 +171,46 @@ async function kernelPackage(): Promise<string> {
   return m[1]!;
 }
 
+/**
+ * The newest version of each package that a configured mirror has: the candidate may be one
+ * installed from elsewhere (such as a nodejs .deb of another vendor), which `apt-get download`
+ * cannot fetch. One `apt-cache madison` for all of them (each run costs over half a second).
+ */
+async function mirrorVersions(pkgs: string[]): Promise<Map<string, string>> {
+  const out = await run("apt-cache", ["madison", ...pkgs]);
+  const versions = new Map<string, string>();
+  for (const line of out.split("\n")) {
+    const f = line.split("|").map((x) => x.trim());
+    // madison lists the versions newest first; "<mirror> <suite> <arch> Packages" marks a binary package.
+    if (f.length >= 3 && / Packages$/.test(f[2]!) && !versions.has(f[0]!)) versions.set(f[0]!, f[1]!);
+  }
+  const missing = pkgs.filter((p) => !versions.has(p));
+  if (missing.length) throw fail(`no Debian mirror offers the package(s) ${missing.join(", ")} (run 'apt-get update' first)`);
+  return versions;
+}
+
 async function download(
   pkgs: string[],
   dir: string,
   force: boolean,
   progress: (s: string, d?: string) => void,
 ): Promise<Map<string, string>> {
+  if (force) rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const files = new Map<string, string>();
   const have = () => readdirSync(dir).filter((f) => f.endsWith(".deb"));
-  for (const [i, p] of pkgs.entries()) {
-    let file = have().find((f) => f.startsWith(`${p}_`));
-    if (!file || force) {
-      progress("download", `${i + 1}/${pkgs.length} ${p}`);
-      await run("apt-get", ["download", p], { cwd: dir });
-      file = have().find((f) => f.startsWith(`${p}_`));
-    }
+  const find = (p: string) => have().find((f) => f.startsWith(`${p}_`));
+  const wanted = pkgs.filter((p) => !find(p));
+  if (wanted.length) {
+    progress("download", `resolving ${wanted.length} package versions`);
+    const versions = await mirrorVersions(wanted);
+    const pinned = wanted.map((p) => `${p}=${versions.get(p)!}`);
+    progress("download", `${wanted.length} packages: ${wanted.join(" ")}`);
+    // One apt-get run for all of them (each run costs a second or more).
+    await run("apt-get", ["download", ...pinned], { cwd: dir });
+  }
+  const files = new Map<string, string>();
+  for (const p of pkgs) {
+    const file = find(p);
     if (!file) throw fail(`apt-get download ${p} produced no .deb`);
     files.set(p, join(dir, file));
   }
@@ -181,6 +233,20 @@ function prune(root: string): void {
     "usr/lib/python3.11/lib2to3",
     "usr/lib/python3.11/pydoc_data",
     "usr/lib/python3.11/unittest/test",
+    "usr/share/gcc",
+    "usr/share/gdb",
+    "usr/share/systemtap",
+    "usr/share/bash-completion",
+    "usr/share/node_modules",
+    "usr/bin/acorn",
+    "usr/include",
+    // ICU's tools and test libraries (node links icui18n, icuuc and icudata only).
+    "usr/lib/x86_64-linux-gnu/libicutest.so.72",
+    "usr/lib/x86_64-linux-gnu/libicutest.so.72.1",
+    "usr/lib/x86_64-linux-gnu/libicutu.so.72",
+    "usr/lib/x86_64-linux-gnu/libicutu.so.72.1",
+    "usr/lib/x86_64-linux-gnu/libicuio.so.72",
+    "usr/lib/x86_64-linux-gnu/libicuio.so.72.1",
     "boot",
     "lib/modules",
     "usr/lib/modules",
@@ -195,6 +261,23 @@ function prune(root: string): void {
   ]) {
     rmSync(join(root, p), { recursive: true, force: true });
   }
+  const shared = join(root, "usr/share/nodejs");
+  if (existsSync(shared)) {
+    for (const name of readdirSync(shared)) {
+      if (!NODE_SHARED_KEEP.includes(name)) rmSync(join(shared, name), { recursive: true, force: true });
+    }
+  }
+}
+
+/** Bytes of the files below root (what the unpacked initramfs takes in the guest's RAM, roughly). */
+function treeBytes(root: string): number {
+  let n = 0;
+  for (const entry of readdirSync(root, { withFileTypes: true })) {
+    const p = join(root, entry.name);
+    if (entry.isDirectory()) n += treeBytes(p);
+    else if (entry.isFile()) n += statSync(p).size;
+  }
+  return n;
 }
 
 function findFile(root: string, name: string): string | undefined {
@@ -236,6 +319,7 @@ async function buildInitramfs(staging: string, kernelRoot: string, progress: (s:
   const loader = join(staging, "lib64/ld-linux-x86-64.so.2");
   if (!existsSync(py) || !existsSync(loader))
     throw fail("python3.11 or the dynamic loader is missing from the unpacked packages");
+  if (!existsSync(join(staging, "usr/bin/node"))) throw fail("node is missing from the unpacked nodejs package");
   progress("compile", "python stdlib (.pyc)");
   const libPath = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"].map((d) => join(staging, d)).join(":");
   await execFileP(
@@ -295,6 +379,7 @@ async function buildInitramfs(staging: string, kernelRoot: string, progress: (s:
   extra.push({ type: "file", path: "init", data: Buffer.from(initScript()), mode: 0o755 });
   extra.push({ type: "file", path: "hexr/agent.py", data: Buffer.from(agentScript()), mode: 0o644 });
   extra.push({ type: "file", path: "hexr/stub.py", data: Buffer.from(stubScript()), mode: 0o644 });
+  extra.push({ type: "file", path: NODE_STUB.slice(1), data: Buffer.from(nodeStubScript()), mode: 0o644 });
   extra.push({ type: "chardev", path: "dev/console", major: 5, minor: 1, mode: 0o600 });
   extra.push({ type: "chardev", path: "dev/null", major: 1, minor: 3, mode: 0o666 });
   extra.push({
@@ -408,10 +493,22 @@ export async function probeKvm(
   }
 }
 
+/** Digest of what Hexr itself puts into the guest (the rest comes from Debian packages). */
+export function guestDigest(): string {
+  return createHash("sha256")
+    .update(initScript())
+    .update("\0")
+    .update(agentScript())
+    .update("\0")
+    .update(stubScript())
+    .digest("hex");
+}
+
 /** Why an image cannot be used with this QEMU and this Hexr, or undefined when it can. */
 export function staleImage(meta: ImageMeta, qemuVersion: string): string | undefined {
   if (meta.version !== IMAGE_VERSION)
     return `the image was built by another version of Hexr (format ${meta.version}, this one reads ${IMAGE_VERSION})`;
+  if (meta.guestSha256 !== guestDigest()) return "the image's guest agent is from another version of Hexr";
   if (meta.qemuVersion !== qemuVersion) return `the snapshot was made with '${meta.qemuVersion}', this is '${qemuVersion}'`;
   return undefined;
 }
@@ -428,7 +525,7 @@ export function readMeta(imageDir: string): ImageMeta | undefined {
 export async function setupMicrovm(opts: SetupOptions): Promise<ImageMeta> {
   const progress = opts.progress ?? (() => undefined);
   const qemu = opts.qemuPath ?? "qemu-system-x86_64";
-  const memoryMb = opts.memoryMb ?? 256;
+  const askedMb = opts.memoryMb ?? 256;
   const dir = opts.imageDir;
   if (process.arch !== "x64") throw fail(`the microVM image is built for x86_64 (this is ${process.arch})`);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -452,13 +549,20 @@ export async function setupMicrovm(opts: SetupOptions): Promise<ImageMeta> {
     await run("dpkg-deb", ["-x", file, pkg === kpkg ? kroot : staging]);
   }
   prune(staging);
+  const rootfsMb = Math.ceil(treeBytes(staging) / 1048576);
+  // The root filesystem lives in the guest's RAM: the VM gets it on top of the memory asked for.
+  const memoryMb = askedMb + rootfsMb;
   const vmlinuz = readdirSync(join(kroot, "boot")).find((f) => f.startsWith("vmlinuz-"));
   if (!vmlinuz) throw fail(`${kpkg} has no vmlinuz`);
   copyFileSync(join(kroot, "boot", vmlinuz), join(dir, IMAGE_FILES.kernel));
-  const initrd = await buildInitramfs(staging, kroot, progress);
+  const cpio = await buildInitramfs(staging, kroot, progress);
+  // Compressed: while the kernel unpacks it, the archive and the files it holds are both in the guest's RAM.
+  progress("initramfs", `compressing ${(cpio.length / 1048576).toFixed(1)} MiB`);
+  const initrd = gzipSync(cpio, { level: 6 });
   writeFileSync(join(dir, IMAGE_FILES.initrd), initrd);
+  rmSync(join(dir, "initramfs.cpio"), { force: true }); // the uncompressed archive of format 2 images
   rmSync(work, { recursive: true, force: true });
-  progress("initramfs", `${(initrd.length / 1048576).toFixed(1)} MiB`);
+  progress("initramfs", `${(cpio.length / 1048576).toFixed(1)} MiB, ${(initrd.length / 1048576).toFixed(1)} MiB compressed`);
 
   mkdirSync(join(dir, "template"), { recursive: true });
   const base: Omit<MachineSpec, "accel"> = {
@@ -514,8 +618,10 @@ export async function setupMicrovm(opts: SetupOptions): Promise<ImageMeta> {
       accel,
       kvmProbe,
       memoryMb,
+      rootfsMb,
       tscKhz: base.tscKhz,
       initrdSha256: createHash("sha256").update(initrd).digest("hex"),
+      guestSha256: guestDigest(),
       bootMs,
       createdAt: new Date().toISOString(),
     };
