@@ -224,7 +224,7 @@ export class SandboxService {
       // Before anything is fetched for an execution that could not use it.
       throw new HexrError(
         "sandbox.packages_unsupported",
-        `the ${backend.name} backend cannot install packages; use the namespace backend for executions with packages`,
+        `the ${backend.name} backend cannot install packages; run executions with packages on a backend that can (namespace, microvm)`,
         { kind: "failed_precondition" },
       );
     }
