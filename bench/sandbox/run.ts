@@ -14,13 +14,12 @@
  *
  *   npm run build && npx tsx bench/sandbox/run.ts [--iterations 200] [--microvm-iterations 30] [--seconds 10] [--backend namespace]
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { homedir, tmpdir } from "node:os";
+import { spawn } from "node:child_process";
+import { homedir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { MicrovmBackend } from "../../packages/platform/src/sandbox/microvm/backend.js";
 import { SandboxClient } from "../../packages/sdk/src/sandbox/index.js";
+import { startPlatform as startBenchPlatform, type BenchPlatform } from "../lib/platform.js";
 import { fmtMs, printTable, summarize, type LatencySummary } from "../lib/stats.js";
 
 const arg = (name: string, def: string) => {
@@ -32,22 +31,12 @@ const MICROVM_ITERATIONS = Number(arg("microvm-iterations", "30"));
 const IMAGE = arg("image", join(homedir(), ".hexr", "sandbox", "microvm"));
 const SECONDS = Number(arg("seconds", "10"));
 const ONLY = process.argv.includes("--backend") ? arg("backend", "") : undefined;
-const BIN = fileURLToPath(new URL("../../packages/cli/dist/bin.js", import.meta.url));
 
 const JS_CASE = { language: "javascript" as const, code: "console.log('hello')" };
 const CASES = [
   { language: "python" as const, code: "print('hello')", bare: ["/usr/bin/python3", "-c", "print('hello')"], expect: "hello\n" },
   { language: "shell" as const, code: "echo hi", bare: ["/bin/sh", "-c", "echo hi"], expect: "hi\n" },
 ];
-
-async function waitFor(fn: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    if (await fn().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 function bare(argv: string[]): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -139,28 +128,13 @@ async function measureRefill(
   }
 }
 
-async function startPlatform(backend: string): Promise<{ child: ChildProcess; client: SandboxClient; dataDir: string }> {
-  const dataDir = mkdtempSync(join(tmpdir(), `hexr-bench-sandbox-${backend}-`));
-  const configFile = join(dataDir, "hexr.config.json");
-  writeFileSync(
-    configFile,
-    JSON.stringify({
-      sandbox: { backend, maxConcurrent: 2, namespace: { warmPool: 2 }, microvm: { imageDir: IMAGE, poolSize: 2 } },
-    }),
-  );
-  const child = spawn(
-    process.execPath,
-    [BIN, "up", "--data-dir", dataDir, "--port", "0", "--log-level", "warn", "--log-format", "json", "--config", configFile],
-    {
-      stdio: ["ignore", "ignore", "inherit"],
-    },
-  );
-  const infoPath = join(dataDir, "platform.json");
-  await waitFor(async () => existsSync(infoPath), "hexr up");
-  const { url } = JSON.parse(readFileSync(infoPath, "utf8")) as { url: string };
-  await waitFor(async () => (await fetch(url + "/readyz")).ok, "readiness");
-  const client = new SandboxClient({ platformUrl: url, apiKey: readFileSync(join(dataDir, "admin.key"), "utf8").trim() });
-  return { child, client, dataDir };
+async function startPlatform(backend: string): Promise<{ platform: BenchPlatform; client: SandboxClient }> {
+  const platform = await startBenchPlatform({
+    name: `hexr-bench-sandbox-${backend}`,
+    config: { sandbox: { backend, maxConcurrent: 2, namespace: { warmPool: 2 }, microvm: { imageDir: IMAGE, poolSize: 2 } } },
+    readyTimeoutMs: 60_000,
+  });
+  return { platform, client: new SandboxClient({ platformUrl: platform.url, apiKey: platform.adminKey }) };
 }
 
 async function main() {
@@ -195,7 +169,7 @@ async function main() {
         });
       }
     }
-    const { child, client, dataDir } = await startPlatform(backend);
+    const { platform, client } = await startPlatform(backend);
     try {
       const status = await client.status();
       if (!status.enabled || status.backend !== backend) {
@@ -278,9 +252,7 @@ async function main() {
       if (backend === "namespace")
         goals.push(`namespace python execs/s ${sandboxRate.toFixed(1)} (goal >= 100): ${sandboxRate >= 100 ? "met" : "NOT met"}`);
     } finally {
-      child.kill("SIGTERM");
-      await new Promise((r) => child.once("exit", r));
-      rmSync(dataDir, { recursive: true, force: true });
+      await platform.stop();
     }
   }
   if (refills.length) {
