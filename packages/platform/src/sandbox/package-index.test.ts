@@ -9,8 +9,7 @@ import { createSandboxModule, packageCacheDir, type SandboxModule } from "./modu
 import { defaultRuntimeParent } from "./namespace/runtime-dir.js";
 import type { ExecContext } from "./service.js";
 import {
-  buildNpmTarball,
-  buildWheel,
+  buildSamplePackages,
   startNpmRegistry,
   startSimpleIndex,
   worldReadableTempDir,
@@ -40,20 +39,8 @@ describe("packages from a package index, end to end on the namespace backend", (
   const exec = async (body: Record<string, unknown>) => (await mod.service.execute(body, admin)).result;
 
   beforeAll(async () => {
-    buildWheel(wheels, {
-      name: "hexr-stats",
-      version: "2.0.0",
-      module: "from hexr_math import double\ndef mean2(xs):\n    return double(sum(xs) / len(xs))\n",
-      requires: ["hexr-math>=1"],
-    });
-    buildWheel(wheels, { name: "hexr-math", module: "def double(x):\n    return 2 * x\n" });
+    buildSamplePackages(wheels, tarballs);
     pyIndex = await startSimpleIndex(readdirSync(wheels).map((f) => join(wheels, f)));
-    buildNpmTarball(tarballs, { name: "hexr-greet", indexJs: "module.exports = (n) => 'hi ' + n;\n" });
-    buildNpmTarball(tarballs, {
-      name: "@hexr/shout",
-      indexJs: "const greet = require('hexr-greet');\nmodule.exports = (n) => greet(n).toUpperCase();\n",
-      dependencies: { "hexr-greet": "1.0.0" },
-    });
     npmReg = await startNpmRegistry(readdirSync(tarballs).map((f) => join(tarballs, f)));
     mod = createSandboxModule({
       config: SandboxConfig.parse({

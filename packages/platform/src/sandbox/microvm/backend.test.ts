@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureMicrovmImage, TEST_MICROVM_IMAGE } from "../test-support/backends.js";
 import {
-  buildNpmTarball,
+  buildSamplePackages,
   buildWheel,
   startNpmRegistry,
   startSimpleIndex,
@@ -316,22 +316,10 @@ describe("microvm backend packages", () => {
     resolvePackages(language, specs, { pythonDir: pyDir, npmDir })!;
 
   beforeAll(async () => {
-    buildWheel(pyDir, {
-      name: "hexr-stats",
-      version: "2.0.0",
-      module: "from hexr_math import double\ndef mean2(xs):\n    return double(sum(xs) / len(xs))\n",
-      requires: ["hexr-math>=1"],
-    });
-    buildWheel(pyDir, { name: "hexr-math", module: "def double(x):\n    return 2 * x\n" });
+    buildSamplePackages(pyDir, npmDir);
     // An older version the resolver must not pick for hexr-math>=1.
     buildWheel(pyDir, { name: "hexr-math", version: "0.5.0", module: "def double(x):\n    return 0\n" });
     buildWheel(pyDir, { name: "needs-missing", module: "", requires: ["missingdep>=1"] });
-    buildNpmTarball(npmDir, { name: "hexr-greet", indexJs: "module.exports = (n) => 'hi ' + n;\n" });
-    buildNpmTarball(npmDir, {
-      name: "@hexr/shout",
-      indexJs: "const greet = require('hexr-greet');\nmodule.exports = (n) => greet(n).toUpperCase();\n",
-      dependencies: { "hexr-greet": "1.0.0" },
-    });
     pyIndex = await startSimpleIndex(readdirSync(pyDir).map((f) => join(pyDir, f)));
     npmReg = await startNpmRegistry(readdirSync(npmDir).map((f) => join(npmDir, f)));
     fetcher = new PackageFetcher({

@@ -48,6 +48,27 @@ with zipfile.ZipFile(path, "w") as z:
   return file;
 }
 
+/**
+ * The sample packages the index and microvm tests install: wheels hexr-stats 2.0.0 (needs
+ * hexr-math>=1; `mean2` doubles a mean) and hexr-math 1.0.0 into `wheels`; npm tarballs hexr-greet
+ * and @hexr/shout (needs hexr-greet) into `tarballs`.
+ */
+export function buildSamplePackages(wheels: string, tarballs: string): void {
+  buildWheel(wheels, {
+    name: "hexr-stats",
+    version: "2.0.0",
+    module: "from hexr_math import double\ndef mean2(xs):\n    return double(sum(xs) / len(xs))\n",
+    requires: ["hexr-math>=1"],
+  });
+  buildWheel(wheels, { name: "hexr-math", module: "def double(x):\n    return 2 * x\n" });
+  buildNpmTarball(tarballs, { name: "hexr-greet", indexJs: "module.exports = (n) => 'hi ' + n;\n" });
+  buildNpmTarball(tarballs, {
+    name: "@hexr/shout",
+    indexJs: "const greet = require('hexr-greet');\nmodule.exports = (n) => greet(n).toUpperCase();\n",
+    dependencies: { "hexr-greet": "1.0.0" },
+  });
+}
+
 /** Builds an npm tarball the way `npm pack` lays it out (`package/…`, named `<name>-<version>.tgz`). */
 export function buildNpmTarball(
   dir: string,
