@@ -83,6 +83,13 @@ describe("limit values written to the kernel", () => {
     ]);
   });
 
+  it("background cgroups start at the lowest CPU weight (v1 cpu.shares 2, v2 cpu.weight 1)", () => {
+    const bg = { ...limits, background: true };
+    expect(v1LimitWrites(bg).at(-1)).toEqual({ controller: "cpu", file: "cpu.shares", value: "2" });
+    expect(v2LimitWrites(bg).at(-1)).toEqual({ controller: "cpu", file: "cpu.weight", value: "1" });
+    expect(v2LimitWrites(bg, ["memory", "pids"]).map((w) => w.file)).not.toContain("cpu.weight");
+  });
+
   it("rounds the CPU quota and keeps it at or above the kernel's 1 ms minimum", () => {
     expect(cpuQuotaUs(0.5)).toBe(50_000);
     expect(cpuQuotaUs(1.234567)).toBe(123_457);
@@ -149,6 +156,34 @@ describe("per-execution cgroups on this kernel", () => {
     expect(await exited).toBe("SIGKILL");
     await cg.destroy();
     for (const d of cg.dirs) expect(existsSync(d)).toBe(false);
+  });
+
+  it("a background cgroup has the lowest CPU weight until prioritized", async () => {
+    const cg = await manager.create({ memoryBytes: 64 * 1024 * 1024, pids: 8, cpus: 1, background: true });
+    const [file, low, normal] = manager.version === "v1" ? ["cpu.shares", "2", "1024"] : ["cpu.weight", "1", "100"];
+    const weight = () =>
+      readFileSync(
+        join(
+          cg.dirs.find((d) => existsSync(join(d, file)))!,
+          file,
+        ),
+        "utf8",
+      ).trim();
+    expect(weight()).toBe(low);
+    await cg.prioritize();
+    expect(weight()).toBe(normal);
+    await cg.destroy();
+    const plain = await manager.create({ memoryBytes: 64 * 1024 * 1024, pids: 8, cpus: 1 });
+    expect(
+      readFileSync(
+        join(
+          plain.dirs.find((d) => existsSync(join(d, file)))!,
+          file,
+        ),
+        "utf8",
+      ).trim(),
+    ).toBe(normal);
+    await plain.destroy();
   });
 
   it("counts the kernel's OOM kill when a process outgrows the memory limit", async () => {

@@ -19,7 +19,15 @@ export interface CgroupLimits {
   pids: number;
   /** Cores; 0.5 = half a core. */
   cpus: number;
+  /**
+   * Made for work that may wait (a sandbox set up ahead of its execution): the lowest CPU weight,
+   * so it runs on what running executions and the platform leave, until `prioritize()`.
+   */
+  background?: boolean;
 }
+
+/** CPU weights: v1 cpu.shares, v2 cpu.weight (the kernel's minimum and its default). */
+const CPU_WEIGHT = { v1: { background: "2", normal: "1024" }, v2: { background: "1", normal: "100" } } as const;
 
 export interface ExecCgroup {
   readonly name: string;
@@ -39,6 +47,8 @@ export interface ExecCgroup {
   killAll(): Promise<void>;
   /** killAll, then removes the directories. */
   destroy(): Promise<void>;
+  /** Gives a `background` cgroup the default CPU weight (an execution now waits for what runs in it). */
+  prioritize(): Promise<void>;
 }
 
 export interface CgroupManager {
@@ -141,6 +151,7 @@ export function v1LimitWrites(limits: CgroupLimits): LimitWrite[] {
     { controller: "pids", file: "pids.max", value: String(limits.pids) },
     { controller: "cpu", file: "cpu.cfs_period_us", value: String(CPU_PERIOD_US) },
     { controller: "cpu", file: "cpu.cfs_quota_us", value: String(cpuQuotaUs(limits.cpus)) },
+    ...(limits.background ? [{ controller: "cpu" as const, file: "cpu.shares", value: CPU_WEIGHT.v1.background }] : []),
   ];
 }
 
@@ -153,6 +164,7 @@ export function v2LimitWrites(limits: CgroupLimits, controllers: readonly string
     { controller: "memory", file: "memory.swap.max", value: "0", optional: true },
     { controller: "pids", file: "pids.max", value: String(limits.pids) },
     { controller: "cpu", file: "cpu.max", value: `${cpuQuotaUs(limits.cpus)} ${CPU_PERIOD_US}` },
+    ...(limits.background ? [{ controller: "cpu" as const, file: "cpu.weight", value: CPU_WEIGHT.v2.background }] : []),
   ];
   return all.filter((w) => controllers.includes(w.controller));
 }
@@ -587,6 +599,8 @@ function tryWrite(file: string, value: string): void {
 
 abstract class BaseCgroup implements ExecCgroup {
   private destroyed: Promise<void> | undefined;
+  /** Made with the background CPU weight, not yet prioritized. */
+  background = false;
 
   constructor(
     readonly name: string,
@@ -598,6 +612,15 @@ abstract class BaseCgroup implements ExecCgroup {
   abstract oomKills(): number;
   abstract pids(): number[];
   protected abstract killOnce(): void;
+  /** Where the CPU weight is written, and its default. */
+  protected abstract cpuWeight(): LimitWrite & { dir: string };
+
+  async prioritize(): Promise<void> {
+    if (!this.background) return;
+    this.background = false;
+    const w = this.cpuWeight();
+    await writeLimit(w.dir, w);
+  }
 
   async killAll(): Promise<void> {
     for (let i = 0; i < 200; i++) {
@@ -655,6 +678,10 @@ class V1Cgroup extends BaseCgroup {
     return readPids(join(this.pidsDir, "cgroup.procs"));
   }
 
+  protected cpuWeight(): LimitWrite & { dir: string } {
+    return { dir: this.dirs[2]!, controller: "cpu", file: "cpu.shares", value: CPU_WEIGHT.v1.normal };
+  }
+
   protected killOnce(): void {
     // v1 has no cgroup.kill; killAll signals each pid.
   }
@@ -687,6 +714,11 @@ class V2Cgroup extends BaseCgroup {
     return readPids(join(this.dirs[0]!, "cgroup.procs"));
   }
 
+  protected cpuWeight(): LimitWrite & { dir: string } {
+    // optional: a v2 hierarchy without the cpu controller (tests only) has no cpu.weight
+    return { dir: this.dirs[0]!, controller: "cpu", file: "cpu.weight", value: CPU_WEIGHT.v2.normal, optional: true };
+  }
+
   protected killOnce(): void {
     if (!this.killFile) return;
     try {
@@ -715,7 +747,7 @@ abstract class BaseManager implements CgroupManager {
 
   /** The directories of a new cgroup called `name`, and the limit files each gets. */
   protected abstract plan(name: string, limits: CgroupLimits): { dirs: string[]; writes: Array<[dir: string, w: LimitWrite]> };
-  protected abstract wrap(name: string, dirs: string[], owner: CgroupOwner): ExecCgroup;
+  protected abstract wrap(name: string, dirs: string[], owner: CgroupOwner): BaseCgroup;
 
   async create(limits: CgroupLimits): Promise<ExecCgroup> {
     const name = this.nextName();
@@ -735,6 +767,7 @@ abstract class BaseManager implements CgroupManager {
       throw err;
     }
     const cg = this.wrap(name, dirs, this.owner);
+    cg.background = limits.background === true;
     this.live.add(cg);
     return cg;
   }
@@ -753,7 +786,7 @@ class V1Manager extends BaseManager {
     return { dirs, writes: v1LimitWrites(limits).map((w) => [dirs[CONTROLLERS.indexOf(w.controller)]!, w]) };
   }
 
-  protected wrap(name: string, dirs: string[], owner: CgroupOwner): ExecCgroup {
+  protected wrap(name: string, dirs: string[], owner: CgroupOwner): BaseCgroup {
     return new V1Cgroup(name, dirs, owner);
   }
 }
@@ -775,7 +808,7 @@ class V2Manager extends BaseManager {
     return { dirs: [dir], writes: v2LimitWrites(limits, this.limited).map((w) => [dir, w]) };
   }
 
-  protected wrap(name: string, dirs: string[], owner: CgroupOwner): ExecCgroup {
+  protected wrap(name: string, dirs: string[], owner: CgroupOwner): BaseCgroup {
     return new V2Cgroup(name, dirs, owner, this.killFile);
   }
 }

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildWheel, worldReadableTempDir } from "../test-support/packages.js";
@@ -220,5 +220,43 @@ describe("namespace backend: rlimits", () => {
     const forked = Number(r.stdout);
     expect(forked).toBeGreaterThan(30);
     expect(forked).toBeLessThan(48);
+  });
+});
+
+describe("namespace backend: CPU weight of warm sandboxes", () => {
+  const backend = new NamespaceBackend({
+    limits: { memoryBytes: 256 * MiB, pids: 64, cpus: 1, tmpfsBytes: 32 * MiB, maxOutputBytes: 64 * 1024 },
+    warmPool: 1,
+  });
+  /** CPU weights of this backend's live sandbox cgroups. */
+  const weights = () => {
+    const info = backend.cgroupInfo()!;
+    const [parent, file] = info.version === "v1" ? [info.parents[2]!, "cpu.shares"] : [info.parents[0]!, "cpu.weight"];
+    return readdirSync(parent, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => readFileSync(join(parent, e.name, file), "utf8").trim())
+      .sort();
+  };
+  const settled = async (want: string[]) => {
+    for (let i = 0; i < 200 && JSON.stringify(weights()) !== JSON.stringify(want); i++)
+      await new Promise((r) => setTimeout(r, 25));
+    return weights();
+  };
+
+  beforeAll(async () => {
+    const health = await backend.start();
+    expect(health.available, health.summary).toBe(true);
+  });
+  afterAll(() => backend.stop());
+
+  it("sets warm sandboxes up at the lowest weight and gives an execution's sandbox the default", async () => {
+    const [low, normal] = backend.cgroupInfo()!.version === "v1" ? ["2", "1024"] : ["1", "100"];
+    await backend.exec(request({ language: "shell", code: "true" })); // the shell kind is kept warm from now on
+    expect(await settled([low])).toEqual([low]);
+    const running = backend.exec(request({ language: "shell", code: "sleep 1" }));
+    // The warm one was taken (default weight now) and its successor is being set up in the background.
+    expect(await settled([normal, low].sort())).toEqual([normal, low].sort());
+    expect((await running).exitCode).toBe(0);
+    expect(await settled([low])).toEqual([low]);
   });
 });

@@ -153,6 +153,8 @@ class Sandbox {
     cgroups: CgroupManager | undefined,
     limits: SandboxLimits,
     runAs: { uid: number; gid: number } | undefined,
+    /** Set up ahead of its execution: the lowest CPU weight until `prioritize`. */
+    background: boolean,
   ) {
     this.kind = kind;
     this.jobDir = jobDir;
@@ -197,7 +199,7 @@ class Sandbox {
 
     // Made on the thread pool while bwrap sets up its namespaces, so it costs no latency.
     this.cgroupMade = cgroups
-      ? cgroups.create({ memoryBytes: limits.memoryBytes, pids: limits.pids, cpus: limits.cpus }).then((cg) => {
+      ? cgroups.create({ memoryBytes: limits.memoryBytes, pids: limits.pids, cpus: limits.cpus, background }).then((cg) => {
           this.cgroup = cg;
           return cg;
         })
@@ -290,6 +292,11 @@ class Sandbox {
     return new HexrError("sandbox.backend_failed", `the namespace sandbox failed to start (${why}); run 'hexr sandbox doctor'`, {
       kind: "unavailable",
     });
+  }
+
+  /** The default CPU weight for a sandbox set up in the background, now that an execution waits for it. */
+  async prioritize(): Promise<void> {
+    await (await this.cgroupMade.catch(() => undefined))?.prioritize();
   }
 
   /** Lets the sandbox run its job (written just before); a python sandbox's stub also gets the variables. */
@@ -513,7 +520,7 @@ export class NamespaceBackend implements SandboxBackend {
     return args;
   }
 
-  private spawnSandbox(kind: SandboxKind): Sandbox {
+  private spawnSandbox(kind: SandboxKind, background = false): Sandbox {
     const id = `s${++this.seq}`;
     const jobDir = join(this.runtime!.jobs, id);
     mkdirSync(jobDir, { mode: 0o755 });
@@ -537,7 +544,18 @@ export class NamespaceBackend implements SandboxBackend {
       "6",
     ];
     const runAs = process.getuid?.() === 0 ? { uid: this.opts.uid, gid: this.opts.gid } : undefined;
-    const sb = new Sandbox(kind, this.bwrap!, args, this.seccomp!, this.devNull!, jobDir, this.cgroups, this.opts.limits, runAs);
+    const sb = new Sandbox(
+      kind,
+      this.bwrap!,
+      args,
+      this.seccomp!,
+      this.devNull!,
+      jobDir,
+      this.cgroups,
+      this.opts.limits,
+      runAs,
+      background,
+    );
     // Whatever happens to it, a sandbox's cgroup and job directory go when its processes are gone.
     this.track(
       sb.ended.then(async () => {
@@ -559,7 +577,8 @@ export class NamespaceBackend implements SandboxBackend {
       while (pool.length < this.opts.warmPool) {
         let sb: Sandbox;
         try {
-          sb = this.spawnSandbox(kind);
+          // Set up at the lowest CPU weight: running executions and the platform go first.
+          sb = this.spawnSandbox(kind, true);
         } catch (err) {
           this.opts.log?.warn({ err }, "cannot set up a warm sandbox");
           return;
@@ -580,7 +599,14 @@ export class NamespaceBackend implements SandboxBackend {
     for (;;) {
       const sb = this.pools[kind].shift() ?? this.spawnSandbox(kind);
       try {
-        await sb.ready;
+        // A warm sandbox gets its CPU weight back before its job runs (and before its setup, if that
+        // is still under way: the execution now waits for it).
+        const weight = sb
+          .prioritize()
+          .catch((err: unknown) =>
+            this.opts.log?.warn({ err }, "cannot give a warm sandbox its CPU weight back; it runs at the lowest"),
+          );
+        await Promise.all([sb.ready, weight]);
       } catch (err) {
         sb.kill();
         throw err;
