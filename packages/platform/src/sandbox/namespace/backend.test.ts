@@ -260,3 +260,41 @@ describe("namespace backend: CPU weight of warm sandboxes", () => {
     expect(await settled([low])).toEqual([low]);
   });
 });
+
+describe("namespace backend: stopped while sandboxes are being set up", () => {
+  /** bwrap processes of uid 65534 on this host (ours or leftovers), by pid. */
+  const bwraps = () =>
+    readdirSync("/proc")
+      .filter((d) => /^\d+$/.test(d))
+      .filter((pid) => {
+        try {
+          return (
+            readFileSync(`/proc/${pid}/cmdline`, "utf8").startsWith("/usr/bin/bwrap\0--args\x003") &&
+            /^Uid:\s+65534\b/m.test(readFileSync(`/proc/${pid}/status`, "utf8"))
+          );
+        } catch {
+          return false; // gone meanwhile
+        }
+      });
+
+  it("leaves no sandbox process behind, even one killed before bwrap reported it", async () => {
+    const before = new Set(bwraps());
+    for (let round = 0; round < 5; round++) {
+      const backend = new NamespaceBackend({
+        limits: { memoryBytes: 128 * MiB, pids: 32, cpus: 1, tmpfsBytes: 8 * MiB, maxOutputBytes: 4096 },
+        warmPool: 4,
+      });
+      expect((await backend.start()).available).toBe(true);
+      await backend.exec(request({ language: "shell", code: "true" })); // the shell kind is kept warm from now on
+      await new Promise((r) => setImmediate(r)); // the refill has just spawned its sandboxes
+      await backend.stop();
+    }
+    let left: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      left = bwraps().filter((p) => !before.has(p));
+      if (left.length === 0) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(left).toEqual([]);
+  });
+});

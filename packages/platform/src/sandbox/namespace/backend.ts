@@ -142,6 +142,8 @@ class Sandbox {
   private readonly pipes: Array<Socket | undefined>;
   private released = false;
   private dead = false;
+  private killing = false;
+  private killTimer: NodeJS.Timeout | undefined;
 
   constructor(
     kind: SandboxKind,
@@ -231,6 +233,10 @@ class Sandbox {
           }
           if (typeof doc["child-pid"] === "number" && this.sandboxPid === undefined) {
             this.sandboxPid = doc["child-pid"];
+            if (this.killing) {
+              this.kill();
+              continue;
+            }
             const pid = this.sandboxPid;
             this.cgroupMade
               .then((cg) => cg?.add(pid))
@@ -277,6 +283,7 @@ class Sandbox {
     this.ready.catch(() => undefined);
     this.ended = exited.then(() => {
       this.dead = true;
+      if (this.killTimer) clearTimeout(this.killTimer);
       return { exitDoc, spawnError };
     });
   }
@@ -307,12 +314,18 @@ class Sandbox {
   }
 
   kill(): void {
-    if (this.sandboxPid) {
-      try {
-        process.kill(this.sandboxPid, "SIGKILL"); // init of the pid namespace: the kernel kills the rest
-      } catch {
-        // gone
-      }
+    this.killing = true;
+    if (this.sandboxPid === undefined) {
+      // bwrap killed before it reported its child would leave that child blocked for good (waiting
+      // for bwrap to finish its user namespace, before it can die with its parent): it goes when
+      // reported (see the status handler); bwrap itself only if it does not report within 2 s.
+      this.killTimer ??= setTimeout(() => this.proc?.kill("SIGKILL"), 2000).unref();
+      return;
+    }
+    try {
+      process.kill(this.sandboxPid, "SIGKILL"); // init of the pid namespace: the kernel kills the rest
+    } catch {
+      // gone
     }
     this.proc?.kill("SIGKILL");
     void this.cgroup?.killAll();
