@@ -32,7 +32,7 @@ import type { Logger } from "pino";
 import { EgressProxy, hostOfUrl, isPrivateAddress, parseAllowedHost, type AllowedHost } from "./egress-proxy.js";
 import { CachePruner } from "./package-cache.js";
 import { confinedRootArgs, defaultRuntimeParent, removeStaleRuntimeDirs, writeSyntheticEtc } from "./namespace/runtime-dir.js";
-import { NativeProcess } from "./namespace/spawn.js";
+import { NativeProcess, SandboxKill } from "./namespace/spawn.js";
 import { openCgroups, type CgroupLimits, type CgroupManager, type ExecCgroup } from "./cgroup.js";
 import { buildSeccompProgram, syscallTableFor } from "./namespace/seccomp.js";
 import type { BackendCheck, PackageInstall } from "./types.js";
@@ -612,33 +612,20 @@ export class PackageFetcher implements PackageFetch {
       createFailed = true;
     }
     let status = "";
-    let sandboxPid: number | undefined;
-    let killing = false;
-    /**
-     * Kills the sandbox's init (the kernel then kills its whole pid namespace) and what is in the
-     * cgroup; bwrap reaps it and exits by itself. bwrap is killed only if it does not: killed first,
-     * its child could be left blocked (before it reported its pid) or unreaped.
-     */
+    const killer = new SandboxKill(child);
+    /** Kills the sandbox (see SandboxKill) and what is in the cgroup. */
     const kill = () => {
-      killing = true;
-      setTimeout(() => child.kill("SIGKILL"), 2000).unref();
-      if (sandboxPid === undefined) return;
-      try {
-        process.kill(sandboxPid, "SIGKILL");
-      } catch {
-        // gone
-      }
+      killer.kill();
       void cgroup?.killAll();
     };
     pipes[5]!.setEncoding("utf8");
     pipes[5]!.on("data", (chunk: string) => {
-      if (sandboxPid !== undefined) return;
+      if (killer.pid !== undefined) return;
       status += chunk;
       const pid = /"child-pid"\s*:\s*(\d+)/.exec(status)?.[1];
       if (!pid) return;
-      sandboxPid = Number(pid);
-      if (killing) return kill();
-      (cgroup ? cgroup.add(sandboxPid) : Promise.resolve()).then(
+      if (!killer.reported(Number(pid))) return void cgroup?.killAll(); // killed before it was reported: killed now
+      (cgroup ? cgroup.add(Number(pid)) : Promise.resolve()).then(
         () => pipes[6]!.end("x"),
         (err: unknown) => {
           collect(`cannot move the fetch into its cgroup: ${(err as Error).message}\n`);
@@ -664,6 +651,7 @@ export class PackageFetcher implements PackageFetch {
       if (req.signal?.aborted) onAbort();
       const done = (code: number | null) => {
         clearTimeout(timer);
+        killer.done();
         req.signal?.removeEventListener("abort", onAbort);
         const oomKilled = (cgroup?.oomKills() ?? 0) > 0;
         void (cgroup?.destroy() ?? Promise.resolve()).finally(() =>

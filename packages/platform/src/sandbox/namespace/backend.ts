@@ -51,7 +51,7 @@ import type {
 import { confinedRootArgs, prepareRuntimeDir, pythonStub, SANDBOX_PATHS, type RuntimeDir } from "./runtime-dir.js";
 import { jobMode } from "../job-mode.js";
 import { buildSeccompProgram, syscallTableFor } from "./seccomp.js";
-import { NativeProcess } from "./spawn.js";
+import { NativeProcess, SandboxKill } from "./spawn.js";
 import { confinementProbeRequest, isConfined } from "../confinement.js";
 
 const execFileP = promisify(execFile);
@@ -136,14 +136,12 @@ class Sandbox {
   /** Set once made (`cgroupMade`); the cleanup waits for it, so a cgroup made late is removed too. */
   cgroup: ExecCgroup | undefined;
   readonly cgroupMade: Promise<ExecCgroup | undefined>;
-  sandboxPid: number | undefined;
   runnerText = "";
   onRunner: (() => void) | undefined;
   private readonly pipes: Array<Socket | undefined>;
   private released = false;
   private dead = false;
-  private killing = false;
-  private killTimer: NodeJS.Timeout | undefined;
+  private readonly killer: SandboxKill;
 
   constructor(
     kind: SandboxKind,
@@ -185,6 +183,7 @@ class Sandbox {
       spawnError = err as Error;
     }
     this.pipes = this.proc?.pipes ?? [];
+    this.killer = new SandboxKill(this.proc);
     let exitDoc: number | undefined;
     this.pipes[1]?.on("data", (d: Buffer) => this.stdout.push(d));
     this.pipes[2]?.on("data", (d: Buffer) => this.stderr.push(d));
@@ -231,13 +230,9 @@ class Sandbox {
           } catch {
             continue;
           }
-          if (typeof doc["child-pid"] === "number" && this.sandboxPid === undefined) {
-            this.sandboxPid = doc["child-pid"];
-            if (this.killing) {
-              this.kill();
-              continue;
-            }
-            const pid = this.sandboxPid;
+          if (typeof doc["child-pid"] === "number" && this.killer.pid === undefined) {
+            const pid = doc["child-pid"];
+            if (!this.killer.reported(pid)) continue; // killed before it was reported: killed now
             this.cgroupMade
               .then((cg) => cg?.add(pid))
               .then(
@@ -283,7 +278,7 @@ class Sandbox {
     this.ready.catch(() => undefined);
     this.ended = exited.then(() => {
       this.dead = true;
-      if (this.killTimer) clearTimeout(this.killTimer);
+      this.killer.done();
       return { exitDoc, spawnError };
     });
   }
@@ -314,20 +309,7 @@ class Sandbox {
   }
 
   kill(): void {
-    this.killing = true;
-    if (this.sandboxPid === undefined) {
-      // bwrap killed before it reported its child would leave that child blocked for good (waiting
-      // for bwrap to finish its user namespace, before it can die with its parent): it goes when
-      // reported (see the status handler); bwrap itself only if it does not report within 2 s.
-      this.killTimer ??= setTimeout(() => this.proc?.kill("SIGKILL"), 2000).unref();
-      return;
-    }
-    try {
-      process.kill(this.sandboxPid, "SIGKILL"); // init of the pid namespace: the kernel kills the rest
-    } catch {
-      // gone
-    }
-    this.proc?.kill("SIGKILL");
+    this.killer.kill();
     void this.cgroup?.killAll();
   }
 }

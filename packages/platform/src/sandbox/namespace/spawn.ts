@@ -135,3 +135,51 @@ function spawnFailed(file: string, err: unknown): HexrError {
     ...(errno !== undefined ? { details: { errno } } : {}),
   });
 }
+
+/**
+ * Kills a bubblewrap sandbox: the child bwrap reported (`--json-status-fd`'s `child-pid`, init of the
+ * sandbox's pid namespace: the kernel kills the rest), then bwrap. Killed before it reported that
+ * child, bwrap would leave the child blocked for good (it waits for bwrap to finish its user
+ * namespace before it can die with its parent), so a kill asked for earlier happens once the child
+ * is reported; bwrap itself goes after 2 s if it never reports. The backend and the package fetcher
+ * both kill their sandboxes this way.
+ */
+export class SandboxKill {
+  private child: number | undefined;
+  private asked = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly bwrap: NativeProcess | undefined) {}
+
+  /** The pid bwrap reported; undefined until then. */
+  get pid(): number | undefined {
+    return this.child;
+  }
+
+  /** bwrap reported its child. False when a kill had been asked for (done now): do not go on setting it up. */
+  reported(pid: number): boolean {
+    this.child = pid;
+    if (!this.asked) return true;
+    this.kill();
+    return false;
+  }
+
+  kill(): void {
+    this.asked = true;
+    if (this.child === undefined) {
+      this.timer ??= setTimeout(() => this.bwrap?.kill("SIGKILL"), 2000).unref();
+      return;
+    }
+    try {
+      process.kill(this.child, "SIGKILL");
+    } catch {
+      // gone
+    }
+    this.bwrap?.kill("SIGKILL");
+  }
+
+  /** bwrap has exited: nothing is left to kill later. */
+  done(): void {
+    if (this.timer) clearTimeout(this.timer);
+  }
+}
