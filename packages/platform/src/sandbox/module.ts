@@ -97,6 +97,7 @@ export function backendsFrom(config: SandboxConfig, log: Logger, dataDir: string
       qemuPath: mv.qemuPath,
       poolSize: mv.poolSize,
       accel: mv.accel,
+      resolver: { bwrapPath: ns.bwrapPath, uid: ns.uid, gid: ns.gid },
       log,
     }),
   ];

@@ -14,27 +14,14 @@
 
 import { HexrError } from "@hexr/core";
 import { lookup } from "node:dns/promises";
-import {
-  chmodSync,
-  chownSync,
-  closeSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
+import { chmodSync, chownSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
-import { delimiter, dirname, isAbsolute, join } from "node:path";
+import { dirname, join } from "node:path";
 import type { Logger } from "pino";
+import type { CgroupLimits } from "./cgroup.js";
 import { EgressProxy, hostOfUrl, isPrivateAddress, parseAllowedHost, type AllowedHost } from "./egress-proxy.js";
+import { HostSandbox, type HostRunResult } from "./host-sandbox.js";
 import { CachePruner } from "./package-cache.js";
-import { confinedRootArgs, defaultRuntimeParent, removeStaleRuntimeDirs, writeSyntheticEtc } from "./namespace/runtime-dir.js";
-import { NativeProcess, SandboxKill } from "./namespace/spawn.js";
-import { openCgroups, type CgroupLimits, type CgroupManager, type ExecCgroup } from "./cgroup.js";
-import { buildSeccompProgram, syscallTableFor } from "./namespace/seccomp.js";
 import type { BackendCheck, PackageInstall } from "./types.js";
 
 export interface PackageIndex {
@@ -83,11 +70,6 @@ export interface PackageFetch {
 /** The port the forwarder listens on inside the fetch sandbox's own network namespace. */
 const PROXY_PORT = 3128;
 const PATHS = { out: "/out", cache: "/cache", proxySocket: "/run/hexr/proxy.sock", scripts: "/run/hexr/fetch" } as const;
-const MAX_LOG = 64 * 1024;
-const DEFAULT_LIMITS: CgroupLimits = { memoryBytes: 1024 * 1024 * 1024, pids: 256, cpus: 1 };
-const MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024;
-/** The fetch sandbox's private /tmp (downloads go to the output directory and the cache, not here). */
-const TMP_BYTES = 512 * 1024 * 1024;
 
 /** Python: forward 127.0.0.1:PORT to the proxy socket on threads, run pip, exit with its status. */
 const FETCH_PY = `import socket, subprocess, sys, threading
@@ -141,15 +123,10 @@ srv.listen(Number(port), "127.0.0.1", () => {
 });
 `;
 
+/** What the fetcher keeps in its sandbox's runtime directory. */
 interface Runtime {
-  dir: string;
-  /** Undefined where cgroups cannot be had (the platform is not root): rlimits only. */
-  cgroups: CgroupManager | undefined;
-  etc: string;
   scripts: string;
-  jobs: string;
   sockets: string;
-  seccomp: Buffer;
 }
 
 /** Strips the userinfo (a private mirror's token) from URLs in text meant for callers and logs. */
@@ -183,12 +160,23 @@ export class PackageFetcher implements PackageFetch {
   private runtime: Runtime | undefined;
   private inspections = 0;
   private readonly redact: (text: string) => string;
+  private readonly sandbox: HostSandbox;
   private readonly runAs: { uid: number; gid: number } | undefined;
   private readonly pruner: CachePruner | undefined;
 
   constructor(private readonly opts: PackageFetcherOptions) {
     this.redact = redactor([opts.python?.url, opts.npm?.url].filter((u): u is string => !!u));
-    this.runAs = process.getuid?.() === 0 ? { uid: opts.uid ?? 65534, gid: opts.gid ?? 65534 } : undefined;
+    this.sandbox = new HostSandbox({
+      prefix: "hexr-pkgfetch-",
+      purpose: "package fetch",
+      ...(opts.bwrapPath ? { bwrapPath: opts.bwrapPath } : {}),
+      ...(opts.uid !== undefined ? { uid: opts.uid } : {}),
+      ...(opts.gid !== undefined ? { gid: opts.gid } : {}),
+      ...(opts.runtimeParent ? { runtimeParent: opts.runtimeParent } : {}),
+      ...(opts.limits ? { limits: opts.limits } : {}),
+      ...(opts.log ? { log: opts.log } : {}),
+    });
+    this.runAs = this.sandbox.runAs;
     if (opts.cacheMaxBytes !== undefined) {
       this.pruner = new CachePruner(
         opts.cacheDir,
@@ -205,12 +193,9 @@ export class PackageFetcher implements PackageFetch {
 
   /** Removes the runtime directory (outputs not yet taken over by a backend go with it). */
   async stop(): Promise<void> {
-    const rt = this.runtime;
     this.runtime = undefined;
     await this.pruner?.idle();
-    if (!rt) return;
-    await rt.cgroups?.close();
-    rmSync(rt.dir, { recursive: true, force: true });
+    await this.sandbox.stop();
   }
 
   /**
@@ -300,9 +285,7 @@ export class PackageFetcher implements PackageFetch {
     }
     const rt = this.prepare();
     const started = Date.now();
-    const out = join(rt.jobs, req.id);
-    mkdirSync(out, { mode: 0o700 });
-    if (this.runAs) chownSync(out, this.runAs.uid, this.runAs.gid);
+    const out = this.sandbox.workDir(req.id);
     const indexHost = hostOfUrl(index.url);
     const proxy = await this.startProxy(rt, req.id, index);
     let ok = false;
@@ -346,29 +329,15 @@ export class PackageFetcher implements PackageFetch {
     return new Set(addrs.filter(isPrivateAddress));
   }
 
+  /** The fetch scripts and the proxies' socket directory in the sandbox's runtime directory; the cache directories. */
   private prepare(): Runtime {
     if (this.runtime) return this.runtime;
-    const table = syscallTableFor();
-    if (!table) {
-      throw new HexrError("sandbox.packages_unsupported", `no seccomp filter for ${process.arch}: cannot fetch packages here`, {
-        kind: "failed_precondition",
-      });
-    }
-    const parent = this.opts.runtimeParent ?? defaultRuntimeParent();
-    removeStaleRuntimeDirs(parent, "hexr-pkgfetch-");
-    const dir = mkdtempSync(join(parent, `hexr-pkgfetch-${process.pid}-`));
-    chmodSync(dir, 0o755);
-    const etc = join(dir, "etc");
-    // Names are resolved by the proxy on the host: the sandbox has no resolver.
-    writeSyntheticEtc(etc, { dns: false });
-    mkdirSync(join(etc, "ssl", "certs"), { recursive: true, mode: 0o755 }); // mount point for the CA certificates
+    const dir = this.sandbox.dir;
     const scripts = join(dir, "scripts");
     mkdirSync(scripts, { mode: 0o755 });
     writeFileSync(join(scripts, "fetch.py"), FETCH_PY, { mode: 0o644 });
     writeFileSync(join(scripts, "fetch.mjs"), FETCH_MJS, { mode: 0o644 });
-    const jobs = join(dir, "jobs");
     const sockets = join(dir, "sockets");
-    mkdirSync(jobs, { mode: 0o755 });
     mkdirSync(sockets, { mode: 0o755 });
     for (const sub of ["pip", "npm"]) {
       const d = join(this.opts.cacheDir, sub);
@@ -376,24 +345,7 @@ export class PackageFetcher implements PackageFetch {
       chmodSync(d, 0o700);
       if (this.runAs) chownSync(d, this.runAs.uid, this.runAs.gid);
     }
-    const cg = openCgroups();
-    if (!cg.ok) this.opts.log?.warn({ detail: cg.detail }, "package fetches run without a cgroup (rlimits only)");
-    else {
-      cg.manager.onLeftBehind = (c) =>
-        this.opts.log?.warn(
-          { cgroup: c.name, dirs: c.dirs, pids: c.pids },
-          "a package fetch's cgroup could not be emptied and removed; it stays until a later platform's cleanup",
-        );
-    }
-    this.runtime = {
-      dir,
-      cgroups: cg.ok ? cg.manager : undefined,
-      etc,
-      scripts,
-      jobs,
-      sockets,
-      seccomp: buildSeccompProgram(table),
-    };
+    this.runtime = { scripts, sockets };
     return this.runtime;
   }
 
@@ -479,9 +431,7 @@ export class PackageFetcher implements PackageFetch {
     const index = (language === "python" ? this.opts.python : this.opts.npm) ?? { url: "http://127.0.0.1:9/" };
     const rt = this.prepare();
     const req: FetchRequest = { id: `inspect-${++this.inspections}`, language, specs: [], timeoutMs };
-    const out = join(rt.jobs, req.id);
-    mkdirSync(out, { mode: 0o700 });
-    if (this.runAs) chownSync(out, this.runAs.uid, this.runAs.gid);
+    const out = this.sandbox.workDir(req.id);
     const proxy = await this.startProxy(rt, req.id, index);
     try {
       const run = await this.runSandbox(rt, req, command, out, proxy);
@@ -510,169 +460,28 @@ export class PackageFetcher implements PackageFetch {
     });
   }
 
+  /** `command` in the fetch sandbox: the scripts, the proxy's socket, the output directory and the language's cache bound in. */
   private async runSandbox(
     rt: Runtime,
     req: FetchRequest,
     command: string[],
     out: string,
     proxy: EgressProxy,
-  ): Promise<{ exitCode: number | null; timedOut: boolean; aborted: boolean; oomKilled: boolean; log: string }> {
-    const args = [
-      ...confinedRootArgs(rt.etc),
-      // Public CA certificates, for an https index (Debian's pip and OpenSSL read them here).
-      "--ro-bind-try",
-      "/etc/ssl/certs",
-      "/etc/ssl/certs",
-      "--proc",
-      "/proc",
-      "--dev",
-      "/dev",
-      "--size",
-      String(TMP_BYTES),
-      "--tmpfs",
-      "/tmp",
-      "--ro-bind",
-      rt.scripts,
-      PATHS.scripts,
-      "--bind",
-      proxy.socketPath,
-      PATHS.proxySocket,
-      "--bind",
-      out,
-      PATHS.out,
-      "--bind",
-      join(this.opts.cacheDir, req.language === "python" ? "pip" : "npm"),
-      PATHS.cache,
-      "--chdir",
-      "/tmp",
-      "--remount-ro",
-      "/",
-      "--clearenv",
-      "--setenv",
-      "PATH",
-      "/usr/bin:/bin",
-      "--setenv",
-      "HOME",
-      "/tmp",
-      "--setenv",
-      "TMPDIR",
-      "/tmp",
-      "--setenv",
-      "LANG",
-      "C.UTF-8",
-      "--seccomp",
-      "4",
-      "--json-status-fd",
-      "5",
-      "--block-fd",
-      "6",
-    ];
-    const wrapper = `umask 022; ulimit -c 0; ulimit -n 1024; ulimit -f ${MAX_FILE_BYTES / 512}; exec "$@"`;
-    const bwrap = this.bwrap();
-    const devNull = openSync("/dev/null", "r+");
-    let child: NativeProcess;
-    try {
-      // Spawned without forking the platform; the child gets exactly these descriptors: 1-2 output,
-      // 3 bwrap's options, 4 the seccomp program, 5 bwrap's status (the sandbox pid), 6 its block fd.
-      child = new NativeProcess(bwrap, [bwrap, "--args", "3", "--", "/bin/sh", "-c", wrapper, "fetch", ...command], {
-        fds: [
-          { fd: devNull },
-          "read",
-          "read",
-          { data: Buffer.from(args.map((a) => a + "\0").join("")) },
-          { data: rt.seccomp },
-          "read",
-          "write",
-        ],
-        env: {},
-        ...(this.runAs ? { runAs: this.runAs } : {}),
-      });
-    } catch (err) {
-      closeSync(devNull);
-      throw err;
-    }
-    void child.started.then(
-      () => closeSync(devNull),
-      () => closeSync(devNull),
-    );
-    let log = "";
-    const collect = (d: Buffer | string) => {
-      log = (log + d.toString()).slice(-MAX_LOG);
-    };
-    const pipes = child.pipes;
-    pipes[1]!.on("data", collect);
-    pipes[2]!.on("data", collect);
-    // bwrap reports the sandbox's pid, then waits on fd 6 until it is in its cgroup.
-    let cgroup: ExecCgroup | undefined;
-    let createFailed = false;
-    try {
-      cgroup = await rt.cgroups?.create(this.opts.limits ?? DEFAULT_LIMITS);
-    } catch (err) {
-      collect(`cannot create a cgroup for the fetch: ${(err as Error).message}\n`);
-      createFailed = true;
-    }
-    let status = "";
-    const killer = new SandboxKill(child);
-    /** Kills the sandbox (see SandboxKill) and what is in the cgroup. */
-    const kill = () => {
-      killer.kill();
-      void cgroup?.killAll();
-    };
-    pipes[5]!.setEncoding("utf8");
-    pipes[5]!.on("data", (chunk: string) => {
-      if (killer.pid !== undefined) return;
-      status += chunk;
-      const pid = /"child-pid"\s*:\s*(\d+)/.exec(status)?.[1];
-      if (!pid) return;
-      if (!killer.reported(Number(pid))) return void cgroup?.killAll(); // killed before it was reported: killed now
-      (cgroup ? cgroup.add(Number(pid)) : Promise.resolve()).then(
-        () => pipes[6]!.end("x"),
-        (err: unknown) => {
-          collect(`cannot move the fetch into its cgroup: ${(err as Error).message}\n`);
-          kill();
-        },
-      );
+  ): Promise<HostRunResult> {
+    const run = await this.sandbox.run({
+      command,
+      binds: [
+        { source: rt.scripts, dest: PATHS.scripts },
+        { source: proxy.socketPath, dest: PATHS.proxySocket, writable: true },
+        { source: out, dest: PATHS.out, writable: true },
+        { source: join(this.opts.cacheDir, req.language === "python" ? "pip" : "npm"), dest: PATHS.cache, writable: true },
+      ],
+      // Public CA certificates, for an https index (Debian's pip and OpenSSL read them at /etc/ssl/certs).
+      caCertificates: true,
+      timeoutMs: req.timeoutMs,
+      ...(req.signal ? { signal: req.signal } : {}),
     });
-
-    if (createFailed) kill();
-
-    return new Promise((resolve) => {
-      let timedOut = false;
-      let aborted = false;
-      const timer = setTimeout(() => {
-        timedOut = true;
-        kill();
-      }, req.timeoutMs);
-      const onAbort = () => {
-        aborted = true;
-        kill();
-      };
-      req.signal?.addEventListener("abort", onAbort, { once: true });
-      if (req.signal?.aborted) onAbort();
-      const done = (code: number | null) => {
-        clearTimeout(timer);
-        killer.done();
-        req.signal?.removeEventListener("abort", onAbort);
-        const oomKilled = (cgroup?.oomKills() ?? 0) > 0;
-        void (cgroup?.destroy() ?? Promise.resolve()).finally(() =>
-          resolve({ exitCode: code, timedOut, aborted, oomKilled, log: this.redact(log) }),
-        );
-      };
-      child.exited.then(done, (err: unknown) => {
-        collect(`${(err as Error).message}\n`);
-        done(null);
-      });
-    });
-  }
-
-  /** bubblewrap's absolute path (the native spawn does not search PATH). */
-  private bwrap(): string {
-    const name = this.opts.bwrapPath ?? "bwrap";
-    if (isAbsolute(name)) return name;
-    for (const dir of (process.env["PATH"] ?? "/usr/bin:/bin").split(delimiter)) {
-      if (dir && existsSync(join(dir, name))) return join(dir, name);
-    }
-    return name;
+    return { ...run, log: this.redact(run.log) };
   }
 
   /** A failed fetch as the caller should see it: which host was refused, which package is missing, or the installer's words. */

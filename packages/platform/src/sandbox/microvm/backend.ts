@@ -21,6 +21,7 @@ import { setPriority, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { openCgroups, type CgroupManager, type ExecCgroup } from "../cgroup.js";
+import { HostSandbox } from "../host-sandbox.js";
 import { buildSeccompProgram, X86_64 } from "../namespace/seccomp.js";
 import { CappedOutput } from "../output.js";
 import type {
@@ -46,6 +47,8 @@ export interface MicrovmBackendOptions {
   poolSize?: number;
   /** `auto` uses what setup found; `kvm`/`tcg` require the snapshot to have been made that way. */
   accel?: "auto" | "kvm" | "tcg";
+  /** The host-side confinement of pip's resolver (python packages from a local directory): bubblewrap and the user it runs as. */
+  resolver?: { bwrapPath?: string; uid?: number; gid?: number };
   log?: Logger;
   now?: () => number;
 }
@@ -189,6 +192,7 @@ export class MicrovmBackend implements SandboxBackend {
   private runDir: string | undefined;
   private chroot = "";
   private cgroups: CgroupManager | undefined;
+  private hostSandbox: HostSandbox | undefined;
   private seccomp = "";
   private usable = false;
   private poolOn = false;
@@ -206,7 +210,14 @@ export class MicrovmBackend implements SandboxBackend {
   private warmJavascript = false;
 
   constructor(opts: MicrovmBackendOptions) {
-    this.opts = { qemuPath: "qemu-system-x86_64", poolSize: 2, accel: "auto", now: () => performance.now(), ...opts };
+    this.opts = {
+      qemuPath: "qemu-system-x86_64",
+      poolSize: 2,
+      accel: "auto",
+      resolver: {},
+      now: () => performance.now(),
+      ...opts,
+    };
   }
 
   health(): BackendHealth {
@@ -550,6 +561,21 @@ export class MicrovmBackend implements SandboxBackend {
     this.ending.add(p);
   }
 
+  /** Where pip's resolver runs for python packages from a local directory (made on first use). */
+  private resolver(): HostSandbox {
+    const r = this.opts.resolver;
+    this.hostSandbox ??= new HostSandbox({
+      prefix: "hexr-mvresolve-",
+      purpose: "python package resolution",
+      ...(r.bwrapPath ? { bwrapPath: r.bwrapPath } : {}),
+      ...(r.uid !== undefined ? { uid: r.uid } : {}),
+      ...(r.gid !== undefined ? { gid: r.gid } : {}),
+      limits: { memoryBytes: 512 * 1024 * 1024, pids: 64, cpus: 1 },
+      ...(this.opts.log ? { log: this.opts.log } : {}),
+    });
+    return this.hostSandbox;
+  }
+
   async exec(req: BackendExecRequest): Promise<BackendExecResult> {
     if (!this.usable || !this.runDir) {
       throw new HexrError("sandbox.backend_unavailable", "the microvm backend is not started; run 'hexr sandbox doctor'", {
@@ -563,6 +589,7 @@ export class MicrovmBackend implements SandboxBackend {
       const t0 = this.opts.now();
       // Picking the files counts against the install timeout, as the install itself does.
       payload = await packagePayload(req.install, {
+        resolver: this.resolver(),
         maxBytes: Math.min(MAX_PACKAGE_BYTES, this.opts.limits.tmpfsBytes),
         timeoutMs: req.installTimeoutMs,
         ...(req.signal ? { signal: req.signal } : {}),
@@ -722,6 +749,8 @@ export class MicrovmBackend implements SandboxBackend {
     await Promise.all([...this.ending]);
     await this.cgroups?.close();
     this.cgroups = undefined;
+    await this.hostSandbox?.stop();
+    this.hostSandbox = undefined;
     if (this.runDir) rmSync(this.runDir, { recursive: true, force: true });
     this.runDir = undefined;
   }

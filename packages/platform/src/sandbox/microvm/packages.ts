@@ -6,7 +6,8 @@
  *
  * - python from a local directory: pip's own resolver decides which wheels the requested specs and
  *   their dependencies need (`pip install --dry-run --report` against the directory, wheels only, so
- *   no package code runs; the answer is kept while the directory does not change); those wheels
+ *   no package code runs), in a confined process on the host (host-sandbox.ts: the directory
+ *   read-only, no network, uid 65534); the answer is kept while the directory does not change; those wheels
  *   are laid out as `pip install --target` would (their .data purelib/platlib merged in, scripts
  *   and headers left out) in /tmp/.hexr/python, which goes first on PYTHONPATH.
  * - python fetched from an index: the fetch left exactly the wheels it resolved; all are used.
@@ -18,11 +19,10 @@
  */
 
 import { HexrError } from "@hexr/core";
-import { execFile } from "node:child_process";
-import { lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { basename, join } from "node:path";
+import { existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { basename, join, posix } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { HostSandbox } from "../host-sandbox.js";
 import type { PackageInstall } from "../types.js";
 import { Budget, bundle, readTarGz, readZip, safePath, type ArchiveFile } from "./archive.js";
 
@@ -40,12 +40,16 @@ export const MAX_PACKAGE_BYTES = 64 * 1024 * 1024;
 /** The python the host resolves wheels with: the guest's is Debian's python3.11 too. */
 const HOST_PYTHON = "/usr/bin/python3";
 const GUEST_PYTHON_VERSION = "3.11";
+/** Where the resolver sees the package directory and writes its report. */
+const RESOLVE_PATHS = { wheels: "/wheels", out: "/out" } as const;
 
 interface PayloadOptions {
   /** What may go to the guest: min(MAX_PACKAGE_BYTES, the execution's /tmp). */
   maxBytes: number;
   timeoutMs: number;
   signal?: AbortSignal;
+  /** Where pip's resolver runs (python from a local directory). */
+  resolver: HostSandbox;
 }
 
 function tooLarge(max: number): (bytes: number) => HexrError {
@@ -59,63 +63,32 @@ function tooLarge(max: number): (bytes: number) => HexrError {
     );
 }
 
-function run(
-  cmd: string,
-  args: string[],
-  opts: { cwd: string; timeoutMs: number; maxBuffer: number; signal?: AbortSignal },
-): Promise<{ code: number | null; stdout: Buffer; stderr: string; timedOut: boolean }> {
-  return new Promise((resolve) => {
-    execFile(
-      cmd,
-      args,
-      {
-        cwd: opts.cwd,
-        env: { PATH: "/usr/bin:/bin", HOME: opts.cwd, LANG: "C.UTF-8" },
-        timeout: opts.timeoutMs,
-        killSignal: "SIGKILL",
-        maxBuffer: opts.maxBuffer,
-        encoding: "buffer",
-        ...(opts.signal ? { signal: opts.signal } : {}),
-      },
-      (err, stdout, stderr) => {
-        const e = err as (Error & { code?: number | string; killed?: boolean }) | null;
-        resolve({
-          code: e ? (typeof e.code === "number" ? e.code : null) : 0,
-          stdout,
-          stderr: stderr.toString() || (e && typeof e.code !== "number" ? e.message : ""),
-          timedOut: !!e?.killed && !opts.signal?.aborted,
-        });
-      },
-    );
-  });
-}
-
 /**
  * The wheels of `dir` that `specs` need, as pip resolves them (the newest matching versions, every
- * dependency, no sdists). A spec nothing in the directory satisfies is named.
+ * dependency, no sdists). A spec nothing in the directory satisfies is named. pip runs confined:
+ * it sees the directory read-only and writes only its report.
  */
 export async function resolveWheels(dir: string, specs: string[], opts: PayloadOptions): Promise<string[]> {
-  const work = mkdtempSync(join(tmpdir(), "hexr-mv-resolve-"));
+  const out = opts.resolver.workDir();
   try {
-    const report = join(work, "report.json");
-    const r = await run(
-      HOST_PYTHON,
-      [
+    const r = await opts.resolver.run({
+      command: [
+        HOST_PYTHON,
         "-m",
         "pip",
         "install",
         "--dry-run",
         "--report",
-        report,
+        `${RESOLVE_PATHS.out}/report.json`,
         // Never installs (a dry run); --target is what lets pip resolve for the guest's python version.
         "--target",
-        join(work, "never-written"),
+        "/tmp/never-written",
         "--python-version",
         GUEST_PYTHON_VERSION,
         "--ignore-installed",
         "--no-index",
         "--find-links",
-        dir,
+        RESOLVE_PATHS.wheels,
         "--only-binary=:all:",
         "--isolated",
         "--no-cache-dir",
@@ -127,9 +100,14 @@ export async function resolveWheels(dir: string, specs: string[], opts: PayloadO
         "--",
         ...specs,
       ],
-      { cwd: work, timeoutMs: opts.timeoutMs, maxBuffer: 4 * 1024 * 1024, ...(opts.signal ? { signal: opts.signal } : {}) },
-    );
-    if (opts.signal?.aborted) throw new HexrError("sandbox.aborted", "the execution was cancelled", { kind: "unavailable" });
+      binds: [
+        { source: dir, dest: RESOLVE_PATHS.wheels },
+        { source: out, dest: RESOLVE_PATHS.out, writable: true },
+      ],
+      timeoutMs: opts.timeoutMs,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    });
+    if (r.aborted) throw new HexrError("sandbox.aborted", "the execution was cancelled", { kind: "unavailable" });
     if (r.timedOut) {
       throw new HexrError(
         "sandbox.package_install_timeout",
@@ -139,37 +117,59 @@ export async function resolveWheels(dir: string, specs: string[], opts: PayloadO
         },
       );
     }
-    if (r.code !== 0) {
-      const missing = /No matching distribution found for ([^\s]+)/.exec(r.stderr)?.[1];
-      if (missing) {
-        const name = /^[A-Za-z0-9][A-Za-z0-9._-]*/.exec(missing)?.[0] ?? missing;
-        throw new HexrError(
-          "sandbox.package_unavailable",
-          `package '${missing}' cannot be had from the python package directory ${dir} (the microvm backend installs wheels only; add one, e.g. with 'pip download -d')`,
-          { kind: "failed_precondition", details: { package: name } },
-        );
-      }
-      if (/No module named pip/.test(r.stderr)) {
-        throw new HexrError(
-          "sandbox.package_install_failed",
-          "resolving python packages for the microvm backend needs pip on the host (apt-get install python3-pip)",
-          { kind: "failed_precondition" },
-        );
-      }
-      const tail = r.stderr.trim().split("\n").slice(-5).join("\n").slice(-1500);
-      throw new HexrError("sandbox.package_install_failed", `resolving the python packages failed:\n${tail}`, {
-        kind: "failed_precondition",
-      });
-    }
-    const doc = JSON.parse(readFileSync(report, "utf8")) as { install?: Array<{ download_info?: { url?: string } }> };
+    if (r.exitCode !== 0) throw resolveFailure(dir, r.exitCode, r.log, opts.resolver);
+    const doc = JSON.parse(readFileSync(join(out, "report.json"), "utf8")) as {
+      install?: Array<{ download_info?: { url?: string } }>;
+    };
     return (doc.install ?? []).map((i) => {
       const url = i.download_info?.url ?? "";
-      if (!url.startsWith("file:")) throw new Error(`pip resolved to ${url}, not a file of ${dir}`);
-      return fileURLToPath(url);
+      const inside = url.startsWith("file:") ? fileURLToPath(url) : "";
+      // A file directly in the directory, as --find-links lists them.
+      if (posix.dirname(inside) !== RESOLVE_PATHS.wheels) throw new Error(`pip resolved to ${url}, not a file of ${dir}`);
+      return join(dir, posix.basename(inside));
     });
   } finally {
-    rmSync(work, { recursive: true, force: true });
+    rmSync(out, { recursive: true, force: true });
   }
+}
+
+/** Why pip's resolver failed, as the caller should see it. */
+function resolveFailure(dir: string, exitCode: number | null, log: string, resolver: HostSandbox): HexrError {
+  const missing = /No matching distribution found for ([^\s]+)/.exec(log)?.[1];
+  if (missing) {
+    const name = /^[A-Za-z0-9][A-Za-z0-9._-]*/.exec(missing)?.[0] ?? missing;
+    return new HexrError(
+      "sandbox.package_unavailable",
+      `package '${missing}' cannot be had from the python package directory ${dir} (the microvm backend installs wheels only; add one, e.g. with 'pip download -d')`,
+      { kind: "failed_precondition", details: { package: name } },
+    );
+  }
+  if (/No module named pip/.test(log)) {
+    return new HexrError(
+      "sandbox.package_install_failed",
+      "resolving python packages for the microvm backend needs pip on the host (apt-get install python3-pip)",
+      { kind: "failed_precondition" },
+    );
+  }
+  if (exitCode === null && !existsSync(resolver.bwrap())) {
+    return new HexrError(
+      "sandbox.package_install_failed",
+      "resolving python packages for the microvm backend runs pip confined by bubblewrap on the host, and bubblewrap is not installed (apt-get install bubblewrap; 'hexr sandbox doctor' checks it)",
+      { kind: "failed_precondition" },
+    );
+  }
+  const unreachable = /bwrap: Can't find source path ([^:\n]+)/.exec(log)?.[1];
+  if (unreachable) {
+    return new HexrError(
+      "sandbox.package_install_failed",
+      `the python package directory ${dir} cannot be read by the user pip's resolver runs as (${unreachable}): every directory above it must let others through, e.g. mode 0755`,
+      { kind: "failed_precondition" },
+    );
+  }
+  const tail = log.trim().split("\n").slice(-5).join("\n").slice(-1500);
+  return new HexrError("sandbox.package_install_failed", `resolving the python packages failed:\n${tail}`, {
+    kind: "failed_precondition",
+  });
 }
 
 /** pip's answers per directory listing and specs: a local directory rarely changes between executions. */
