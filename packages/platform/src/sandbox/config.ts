@@ -31,6 +31,49 @@ const AllowHost = z.string().refine(
 /** Further hosts the installer may reach, e.g. files.pythonhosted.org for PyPI (the index host always may). */
 const AllowHosts = z.array(AllowHost).max(64).default([]);
 
+/** The name of one of the platform's environment variables (a secret is never written in the config file). */
+const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an environment variable's name");
+
+/** A python index, with HTTP Basic credentials for a private one (the password from the platform's environment). */
+const PythonIndex = z
+  .strictObject({
+    indexUrl: IndexUrl,
+    allowHosts: AllowHosts,
+    /** The user name for a private index (e.g. `aws` for CodeArtifact, `__token__` for an API token). */
+    username: z.string().min(1).max(256).optional(),
+    /** The environment variable holding the password or token; read at each fetch, never logged. */
+    passwordEnv: EnvName.optional(),
+  })
+  .superRefine((v, ctx) => {
+    if ((v.username === undefined) !== (v.passwordEnv === undefined)) {
+      ctx.addIssue({ code: "custom", path: ["passwordEnv"], message: "username and passwordEnv go together" });
+    }
+    if (v.passwordEnv && hasUserinfo(v.indexUrl)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["indexUrl"],
+        message: "has credentials of its own: use username and passwordEnv, not both",
+      });
+    }
+  });
+
+/** An npm registry, with a token for a private one (from the platform's environment). */
+const NpmRegistry = z.strictObject({
+  registry: IndexUrl,
+  allowHosts: AllowHosts,
+  /** The environment variable holding the registry's auth token (npm's `_authToken`, sent as a Bearer token); read at each fetch, never logged. */
+  tokenEnv: EnvName.optional(),
+});
+
+function hasUserinfo(url: string): boolean {
+  try {
+    const u = new URL(url);
+    return u.username !== "" || u.password !== "";
+  } catch {
+    return false;
+  }
+}
+
 /** The `sandbox` section of the platform config. Limits apply to every execution. */
 export const SandboxConfig = z.strictObject({
   /** false: the service answers every execution with `sandbox.disabled`. */
@@ -76,9 +119,9 @@ export const SandboxConfig = z.strictObject({
        * execution as wheels only (never built from source), in a confined fetch sandbox whose only
        * egress is to this index's host and `allowHosts`. Wins over `pythonDir`.
        */
-      python: z.strictObject({ indexUrl: IndexUrl, allowHosts: AllowHosts }).optional(),
+      python: PythonIndex.optional(),
       /** An npm registry (https://registry.npmjs.org or a mirror), installed with `--ignore-scripts`. Wins over `npmDir`. */
-      npm: z.strictObject({ registry: IndexUrl, allowHosts: AllowHosts }).optional(),
+      npm: NpmRegistry.optional(),
       /**
        * pip's and npm's download caches. Default `<dataDir>/sandbox/package-cache`, or
        * `/var/cache/hexr/packages` when the platform runs as root (the fetch runs as uid 65534,

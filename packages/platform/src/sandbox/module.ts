@@ -61,8 +61,20 @@ export function packageFetcherFrom(config: SandboxConfig, dataDir: string, log: 
   const { python, npm } = config.packages;
   if (!python && !npm) return undefined;
   return new PackageFetcher({
-    ...(python ? { python: { url: python.indexUrl, allowHosts: python.allowHosts } } : {}),
-    ...(npm ? { npm: { url: npm.registry, allowHosts: npm.allowHosts } } : {}),
+    ...(python
+      ? {
+          python: {
+            url: python.indexUrl,
+            allowHosts: python.allowHosts,
+            ...(python.username && python.passwordEnv
+              ? { auth: { username: python.username, passwordEnv: python.passwordEnv } }
+              : {}),
+          },
+        }
+      : {}),
+    ...(npm
+      ? { npm: { url: npm.registry, allowHosts: npm.allowHosts, ...(npm.tokenEnv ? { auth: { tokenEnv: npm.tokenEnv } } : {}) } }
+      : {}),
     cacheDir: packageCacheDir(config, dataDir),
     cacheMaxBytes: config.packages.cacheMaxMb * 1024 * 1024,
     bwrapPath: config.namespace.bwrapPath,

@@ -1,7 +1,10 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SandboxConfig } from "./config.js";
+import { packageFetcherFrom } from "./module.js";
 import { PackageFetcher } from "./package-fetch.js";
 import {
   buildNpmTarball,
@@ -252,7 +255,7 @@ describe("package fetch from an index, confined", () => {
     expect(parts[1]!.split("\n").sort()).toEqual(
       [...rootLinks, "cache", "dev", "etc", "out", "proc", "run", "tmp", "usr"].sort(),
     );
-    expect(parts[2]).toBe("/run/hexr:\nfetch\nproxy.sock\n\n/tmp:");
+    expect(parts[2]).toBe("/run/hexr:\nfetch\nlog\nproxy.sock\n\n/tmp:");
     expect(parts[3]).toContain("No such file or directory");
     expect(parts[4]).toContain("No such file or directory");
     expect(log).not.toContain(adminKey);
@@ -262,5 +265,152 @@ describe("package fetch from an index, confined", () => {
     expect(parts[8]).toContain("403");
     expect(proxy.refusals.map((r) => r.host)).toEqual(["localhost"]);
     expect(stray.requests).toEqual([]);
+  });
+});
+
+describe("package fetch from a private index", () => {
+  const wheels = worldReadableTempDir("hexr-priv-wheels-");
+  const tarballs = worldReadableTempDir("hexr-priv-npm-");
+  const cacheDir = worldReadableTempDir("hexr-priv-cache-");
+  const password = "pypi-Pa55word-0123456789";
+  const token = "npm_T0ken0123456789abcdef";
+  const env = { PYPI_PASSWORD: password, NPM_TOKEN: token };
+  const logged: string[] = [];
+  const log = pino({ level: "debug" }, { write: (line: string) => void logged.push(line) });
+  let pyIndex: TestIndex;
+  let npmReg: TestIndex;
+  const fetchers: PackageFetcher[] = [];
+  const fetcherWith = (opts: Partial<ConstructorParameters<typeof PackageFetcher>[0]>) => {
+    const f = new PackageFetcher({
+      python: { url: `${pyIndex.origin}/simple/`, auth: { username: "ci", passwordEnv: "PYPI_PASSWORD" } },
+      npm: { url: npmReg.origin, auth: { tokenEnv: "NPM_TOKEN" } },
+      cacheDir,
+      env,
+      log,
+      ...opts,
+    });
+    fetchers.push(f);
+    return f;
+  };
+  const errorOf = (p: Promise<unknown>) =>
+    p.then(
+      () => undefined,
+      (e: unknown) => e as Error & { code?: string },
+    );
+
+  beforeAll(async () => {
+    buildWheel(wheels, { name: "hexr-private", module: "P = 1\n" });
+    buildNpmTarball(tarballs, { name: "hexr-npm-private", indexJs: "module.exports = 'private';\n" });
+    // As a private index: every request, the files too, must carry the credentials.
+    pyIndex = await startSimpleIndex([join(wheels, "hexr_private-1.0.0-py3-none-any.whl")], {
+      authorization: `Basic ${Buffer.from(`ci:${password}`).toString("base64")}`,
+      fileDelayMs: 1000, // long enough to look at the host's processes during the fetch
+    });
+    npmReg = await startNpmRegistry([join(tarballs, "hexr-npm-private-1.0.0.tgz")], { authorization: `Bearer ${token}` });
+  });
+  afterAll(async () => {
+    await Promise.all(fetchers.map((f) => f.stop()));
+    await Promise.all([pyIndex?.close(), npmReg?.close()]);
+    for (const d of [wheels, tarballs, cacheDir]) rmSync(d, { recursive: true, force: true });
+  });
+
+  it("fetches with the credentials from the environment, which no host command line shows", async () => {
+    const f = fetcherWith({});
+    // Every command line on the host while pip fetches (the file is held back a second).
+    const cmdlines = new Set<string>();
+    const watch = setInterval(() => {
+      for (const pid of readdirSync("/proc").filter((n) => /^\d+$/.test(n))) {
+        try {
+          cmdlines.add(readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " "));
+        } catch {
+          // gone
+        }
+      }
+    }, 50);
+    try {
+      const py = await f.fetch({ id: id(), language: "python", specs: ["hexr-private"], timeoutMs: 60_000 });
+      expect(readdirSync(py.sourceDir)).toEqual(["hexr_private-1.0.0-py3-none-any.whl"]);
+      rmSync(py.sourceDir, { recursive: true, force: true });
+    } finally {
+      clearInterval(watch);
+    }
+    expect([...cmdlines].some((c) => c.includes("pip download"))).toBe(true); // the watch saw the fetch
+    expect([...cmdlines].filter((c) => c.includes(password))).toEqual([]);
+
+    const js = await f.fetch({ id: id(), language: "javascript", specs: ["hexr-npm-private"], timeoutMs: 60_000 });
+    expect(readFileSync(join(js.sourceDir, "node_modules", "hexr-npm-private", "index.js"), "utf8")).toContain("private");
+    rmSync(js.sourceDir, { recursive: true, force: true });
+    expect(npmReg.requests.some((p) => p.endsWith(".tgz"))).toBe(true);
+    expect(logged.join("")).not.toContain(password);
+    expect(logged.join("")).not.toContain(token);
+  });
+
+  it("says the index wants credentials when none are configured, and which setting", async () => {
+    const f = fetcherWith({ python: { url: `${pyIndex.origin}/simple/` }, npm: { url: npmReg.origin } });
+    const py = await errorOf(f.fetch({ id: id(), language: "python", specs: ["hexr-private"], timeoutMs: 60_000 }));
+    expect(py).toMatchObject({ code: "sandbox.package_index_unauthorized", details: { status: 401 } });
+    expect(py!.message).toContain("wants credentials (HTTP 401): set sandbox.packages.python.username and .passwordEnv");
+    const js = await errorOf(f.fetch({ id: id(), language: "javascript", specs: ["hexr-npm-private"], timeoutMs: 60_000 }));
+    expect(js).toMatchObject({ code: "sandbox.package_index_unauthorized", details: { status: 401 } });
+    expect(js!.message).toContain("set sandbox.packages.npm.tokenEnv");
+  });
+
+  it("says the index refused wrong credentials, without showing them", async () => {
+    const wrong = { PYPI_PASSWORD: "wrong-pa55word-xyz", NPM_TOKEN: "npm_wrongT0ken-xyz" };
+    const f = fetcherWith({ env: wrong });
+    for (const [language, spec, secret] of [
+      ["python", "hexr-private", wrong.PYPI_PASSWORD],
+      ["javascript", "hexr-npm-private", wrong.NPM_TOKEN],
+    ] as const) {
+      const e = await errorOf(f.fetch({ id: id(), language, specs: [spec], timeoutMs: 60_000 }));
+      expect(e).toMatchObject({ code: "sandbox.package_index_unauthorized" });
+      expect(e!.message).toContain("refused the credentials (HTTP 401)");
+      expect(JSON.stringify(e) + e!.message).not.toContain(secret);
+    }
+    expect(logged.join("")).not.toContain("wrong-pa55word-xyz");
+    expect(logged.join("")).not.toContain("npm_wrongT0ken-xyz");
+  });
+
+  it("names an unset credentials variable before fetching, and the doctor reports it", async () => {
+    const before = pyIndex.requests.length;
+    const f = fetcherWith({ env: {} });
+    const e = await errorOf(f.fetch({ id: id(), language: "python", specs: ["hexr-private"], timeoutMs: 60_000 }));
+    expect(e).toMatchObject({ code: "sandbox.packages_credentials_missing" });
+    expect(e!.message).toContain(
+      "sandbox.packages.python.passwordEnv names the environment variable PYPI_PASSWORD, which is not set",
+    );
+    expect(pyIndex.requests.length).toBe(before);
+    const [py, npm] = await f.check();
+    expect(py).toMatchObject({ name: "packages:python", ok: false, severity: "warning" });
+    expect(py!.detail).toContain("PYPI_PASSWORD");
+    expect(npm!.detail).toContain("sandbox.packages.npm.tokenEnv names the environment variable NPM_TOKEN");
+    // With the variables set, the doctor's probes carry the credentials.
+    const [pyOk, npmOk] = await fetcherWith({}).check();
+    expect([pyOk!.ok, npmOk!.ok]).toEqual([true, true]);
+  });
+
+  it("takes the credentials' variables from the platform config and reads them from the platform's environment", async () => {
+    const config = SandboxConfig.parse({
+      packages: {
+        python: { indexUrl: `${pyIndex.origin}/simple/`, username: "ci", passwordEnv: "HEXR_TEST_PYPI_PASSWORD" },
+        npm: { registry: npmReg.origin, tokenEnv: "HEXR_TEST_NPM_TOKEN" },
+        cacheDir,
+      },
+    });
+    const f = packageFetcherFrom(config, cacheDir, log)!;
+    fetchers.push(f);
+    process.env["HEXR_TEST_PYPI_PASSWORD"] = password;
+    process.env["HEXR_TEST_NPM_TOKEN"] = token;
+    try {
+      const checks = await f.check();
+      expect(checks.map((c) => [c.name, c.ok])).toEqual([
+        ["packages:python", true],
+        ["packages:npm", true],
+        ["packages:cache", true],
+      ]);
+    } finally {
+      delete process.env["HEXR_TEST_PYPI_PASSWORD"];
+      delete process.env["HEXR_TEST_NPM_TOKEN"];
+    }
   });
 });

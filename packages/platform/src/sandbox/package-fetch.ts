@@ -14,7 +14,18 @@
 
 import { HexrError } from "@hexr/core";
 import { lookup } from "node:dns/promises";
-import { chmodSync, chownSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { isIP } from "node:net";
 import { dirname, join } from "node:path";
 import type { Logger } from "pino";
@@ -29,7 +40,14 @@ export interface PackageIndex {
   url: string;
   /** Further hosts (`host` or `host:port`) the installer may reach, e.g. files.pythonhosted.org. */
   allowHosts?: string[];
+  /**
+   * A private index's credentials, by the name of the platform environment variable that holds the
+   * secret (read at each fetch): HTTP Basic for python, npm's `_authToken` (Bearer) for npm.
+   */
+  auth?: IndexAuth;
 }
+
+export type IndexAuth = { username: string; passwordEnv: string } | { tokenEnv: string };
 
 export interface PackageFetcherOptions {
   python?: PackageIndex;
@@ -49,6 +67,8 @@ export interface PackageFetcherOptions {
   runtimeParent?: string;
   /** The fetch's own cgroup (default 1 GiB, 256 processes, one core); rlimits only where cgroups cannot be had. */
   limits?: CgroupLimits;
+  /** Where the credentials' environment variables are read (default: the platform's own environment). */
+  env?: NodeJS.ProcessEnv;
   log?: Logger;
 }
 
@@ -69,7 +89,16 @@ export interface PackageFetch {
 
 /** The port the forwarder listens on inside the fetch sandbox's own network namespace. */
 const PROXY_PORT = 3128;
-const PATHS = { out: "/out", cache: "/cache", proxySocket: "/run/hexr/proxy.sock", scripts: "/run/hexr/fetch" } as const;
+const PATHS = {
+  out: "/out",
+  cache: "/cache",
+  proxySocket: "/run/hexr/proxy.sock",
+  scripts: "/run/hexr/fetch",
+  /** pip's debug log (`--log`): what it says of an index's HTTP errors, which it otherwise keeps to itself. */
+  log: "/run/hexr/log",
+} as const;
+/** How much of pip's debug log a failure is explained from. */
+const PIP_LOG_TAIL = 256 * 1024;
 
 /** Python: forward 127.0.0.1:PORT to the proxy socket on threads, run pip, exit with its status. */
 const FETCH_PY = `import socket, subprocess, sys, threading
@@ -129,8 +158,14 @@ interface Runtime {
   sockets: string;
 }
 
-/** Strips the userinfo (a private mirror's token) from URLs in text meant for callers and logs. */
-function redactor(urls: string[]): (text: string) => string {
+/** The variable npm's user config reads the registry token from, inside the fetch sandbox. */
+const NPM_TOKEN_VAR = "HEXR_NPM_TOKEN";
+
+/**
+ * Strips secrets from text meant for callers and logs: the userinfo of URLs (a private mirror's
+ * credentials) and the given secret values, as written and percent-encoded.
+ */
+function redactor(urls: string[], values: string[] = []): (text: string) => string {
   const secrets: string[] = [];
   for (const u of urls) {
     try {
@@ -142,7 +177,16 @@ function redactor(urls: string[]): (text: string) => string {
       // validated by the config
     }
   }
-  return (text) => secrets.reduce((t, s) => t.split(s).join("****"), text);
+  for (const v of values) secrets.push(v, encodeURIComponent(v));
+  // Longest first, so a secret is not left half-shown by a shorter one that it contains.
+  secrets.sort((a, b) => b.length - a.length);
+  return (text) => secrets.filter((s) => s.length >= 3).reduce((t, s) => t.split(s).join("****"), text);
+}
+
+/** npm's key for a registry's settings in .npmrc: the URL without its scheme, ending in a slash. */
+function nerfDart(registry: string): string {
+  const u = new URL(registry);
+  return `//${u.host}${u.pathname.endsWith("/") ? u.pathname : `${u.pathname}/`}`;
 }
 
 /** The project name of a requirement as pip echoes it (`numpy==1.26.4` → `numpy`). */
@@ -211,12 +255,26 @@ export class PackageFetcher implements PackageFetch {
     ];
     for (const [name, index] of indexes) {
       if (!index) continue;
+      const language = name === "python" ? "python" : "javascript";
       const setting = name === "python" ? "sandbox.packages.python.indexUrl" : "sandbox.packages.npm.registry";
-      const url = name === "python" ? index.url : `${index.url.replace(/\/+$/, "")}/-/ping`;
+      const url = new URL(name === "python" ? index.url : `${index.url.replace(/\/+$/, "")}/-/ping`);
       const { host, ports } = hostOfUrl(index.url);
+      let headers: Record<string, string>;
+      try {
+        headers = this.authHeaders(language, index, url);
+      } catch (err) {
+        checks.push({ name: `packages:${name}`, ok: false, severity: "warning", detail: (err as Error).message });
+        continue;
+      }
+      url.username = "";
+      url.password = "";
       const started = performance.now();
       try {
-        const res = await fetch(url, { method: name === "python" ? "HEAD" : "GET", signal: AbortSignal.timeout(timeoutMs) });
+        const res = await fetch(url, {
+          method: name === "python" ? "HEAD" : "GET",
+          headers,
+          signal: AbortSignal.timeout(timeoutMs),
+        });
         await res.arrayBuffer();
         const ms = Math.round(performance.now() - started);
         const ok = res.status < 400;
@@ -283,14 +341,18 @@ export class PackageFetcher implements PackageFetch {
         kind: "failed_precondition",
       });
     }
+    const secret = this.secretOf(req.language, index);
+    const redact = secret === undefined ? this.redact : redactor([index.url], [secret]);
     const rt = this.prepare();
     const started = Date.now();
     const out = this.sandbox.workDir(req.id);
+    const logDir = this.sandbox.workDir(`${req.id}.log`);
     const indexHost = hostOfUrl(index.url);
     const proxy = await this.startProxy(rt, req.id, index);
     let ok = false;
     try {
-      const run = await this.runSandbox(rt, req, this.command(req, index), out, proxy);
+      const { argv, env } = this.command(req, index, secret);
+      const run = await this.runSandbox(rt, req, argv, out, logDir, proxy, env, redact);
       if (run.timedOut) {
         throw new HexrError(
           "sandbox.package_install_timeout",
@@ -304,7 +366,16 @@ export class PackageFetcher implements PackageFetch {
           kind: "failed_precondition",
         });
       }
-      if (run.exitCode !== 0) throw this.failure(req, index, proxy, run.log);
+      if (run.exitCode !== 0) {
+        throw this.failure(
+          req,
+          index,
+          proxy,
+          run.log,
+          secret !== undefined,
+          redact(fileTail(join(logDir, "pip.log"), PIP_LOG_TAIL)),
+        );
+      }
       ok = true;
       this.opts.log?.info(
         { id: req.id, language: req.language, packages: req.specs.length, ms: Date.now() - started },
@@ -314,8 +385,38 @@ export class PackageFetcher implements PackageFetch {
     } finally {
       await proxy.close();
       if (!ok) rmSync(out, { recursive: true, force: true });
+      rmSync(logDir, { recursive: true, force: true });
       this.pruner?.poke();
     }
+  }
+
+  /** The Authorization header a request to a private index carries (the URL's own userinfo, or the configured credentials). */
+  private authHeaders(language: "python" | "javascript", index: PackageIndex, url: URL): Record<string, string> {
+    const secret = this.secretOf(language, index); // throws when the variable is not set
+    const basic = (user: string, pass: string) => ({
+      authorization: `Basic ${Buffer.from(`${user}:${pass}`).toString("base64")}`,
+    });
+    if (secret !== undefined && index.auth) {
+      return "username" in index.auth ? basic(index.auth.username, secret) : { authorization: `Bearer ${secret}` };
+    }
+    if (url.username || url.password) return basic(decodeURIComponent(url.username), decodeURIComponent(url.password));
+    return {};
+  }
+
+  /** The private index's secret from the environment variable the config names (undefined for a public index). */
+  private secretOf(language: "python" | "javascript", index: PackageIndex): string | undefined {
+    if (!index.auth) return undefined;
+    const name = "passwordEnv" in index.auth ? index.auth.passwordEnv : index.auth.tokenEnv;
+    const value = (this.opts.env ?? process.env)[name];
+    if (!value) {
+      const setting = language === "python" ? "sandbox.packages.python.passwordEnv" : "sandbox.packages.npm.tokenEnv";
+      throw new HexrError(
+        "sandbox.packages_credentials_missing",
+        `${setting} names the environment variable ${name}, which is not set in the platform's environment: set it to the index's ${language === "python" ? "password or token" : "auth token"} and restart the platform`,
+        { kind: "failed_precondition" },
+      );
+    }
+    return value;
   }
 
   /** Private addresses the index itself is on (a mirror on the local network, or a test index on 127.0.0.1). */
@@ -337,6 +438,9 @@ export class PackageFetcher implements PackageFetch {
     mkdirSync(scripts, { mode: 0o755 });
     writeFileSync(join(scripts, "fetch.py"), FETCH_PY, { mode: 0o644 });
     writeFileSync(join(scripts, "fetch.mjs"), FETCH_MJS, { mode: 0o644 });
+    // npm's user config: a private registry's token, expanded by npm from the fetch's environment (never written here).
+    const npmAuth = this.opts.npm?.auth ? `${nerfDart(this.opts.npm.url)}:_authToken=\${${NPM_TOKEN_VAR}}\n` : "";
+    writeFileSync(join(scripts, "npmrc"), npmAuth, { mode: 0o644 });
     const sockets = join(dir, "sockets");
     mkdirSync(sockets, { mode: 0o755 });
     for (const sub of ["pip", "npm"]) {
@@ -349,21 +453,34 @@ export class PackageFetcher implements PackageFetch {
     return this.runtime;
   }
 
-  /** The installer's command line inside the sandbox. */
-  private command(req: FetchRequest, index: PackageIndex): string[] {
+  /**
+   * The installer's command line and environment inside the sandbox. Credentials go in the
+   * environment (readable only by the fetch's own user), never on a command line the host's `ps` shows.
+   */
+  private command(
+    req: FetchRequest,
+    index: PackageIndex,
+    secret: string | undefined,
+  ): { argv: string[]; env: Record<string, string> } {
     const proxy = `http://127.0.0.1:${PROXY_PORT}`;
     if (req.language === "python") {
-      return PackageFetcher.forwarded("python", [
+      const indexUrl = new URL(index.url);
+      if (secret !== undefined && index.auth && "username" in index.auth) {
+        indexUrl.username = index.auth.username;
+        indexUrl.password = secret;
+      }
+      // Not --isolated: that would ignore PIP_INDEX_URL. The sandbox's environment is only what is
+      // set here, and its config files would be in the synthetic /etc and the private, empty HOME.
+      const argv = PackageFetcher.forwarded("python", [
         "/usr/bin/python3",
         "-m",
         "pip",
         "download",
-        "--isolated",
         "--only-binary=:all:",
         "--dest",
         PATHS.out,
-        "--index-url",
-        index.url,
+        "--log",
+        `${PATHS.log}/pip.log`,
         // pip does not use an http:// index (nor cache from it) unless it is trusted; the operator configured it.
         ...(new URL(index.url).protocol === "http:" ? ["--trusted-host", new URL(index.url).host] : []),
         "--proxy",
@@ -381,8 +498,9 @@ export class PackageFetcher implements PackageFetch {
         "--",
         ...req.specs,
       ]);
+      return { argv, env: { PIP_INDEX_URL: indexUrl.href } };
     }
-    return PackageFetcher.forwarded("javascript", [
+    const argv = PackageFetcher.forwarded("javascript", [
       "/usr/bin/node",
       "/usr/lib/node_modules/npm/bin/npm-cli.js",
       "install",
@@ -399,7 +517,7 @@ export class PackageFetcher implements PackageFetch {
       "--cache",
       PATHS.cache,
       "--userconfig",
-      "/tmp/.npmrc",
+      `${PATHS.scripts}/npmrc`,
       "--globalconfig",
       "/tmp/.npmrc-global",
       "--ignore-scripts",
@@ -417,6 +535,7 @@ export class PackageFetcher implements PackageFetch {
       "--",
       ...req.specs,
     ]);
+    return { argv, env: secret !== undefined ? { [NPM_TOKEN_VAR]: secret } : {} };
   }
 
   /**
@@ -432,13 +551,14 @@ export class PackageFetcher implements PackageFetch {
     const rt = this.prepare();
     const req: FetchRequest = { id: `inspect-${++this.inspections}`, language, specs: [], timeoutMs };
     const out = this.sandbox.workDir(req.id);
+    const logDir = this.sandbox.workDir(`${req.id}.log`);
     const proxy = await this.startProxy(rt, req.id, index);
     try {
-      const run = await this.runSandbox(rt, req, command, out, proxy);
+      const run = await this.runSandbox(rt, req, command, out, logDir, proxy);
       return { exitCode: run.exitCode, oomKilled: run.oomKilled, log: run.log, proxy };
     } finally {
       await proxy.close();
-      rmSync(out, { recursive: true, force: true });
+      for (const d of [out, logDir]) rmSync(d, { recursive: true, force: true });
     }
   }
 
@@ -466,14 +586,19 @@ export class PackageFetcher implements PackageFetch {
     req: FetchRequest,
     command: string[],
     out: string,
+    logDir: string,
     proxy: EgressProxy,
+    env: Record<string, string> = {},
+    redact = this.redact,
   ): Promise<HostRunResult> {
     const run = await this.sandbox.run({
       command,
+      env,
       binds: [
         { source: rt.scripts, dest: PATHS.scripts },
         { source: proxy.socketPath, dest: PATHS.proxySocket, writable: true },
         { source: out, dest: PATHS.out, writable: true },
+        { source: logDir, dest: PATHS.log, writable: true },
         { source: join(this.opts.cacheDir, req.language === "python" ? "pip" : "npm"), dest: PATHS.cache, writable: true },
       ],
       // Public CA certificates, for an https index (Debian's pip and OpenSSL read them at /etc/ssl/certs).
@@ -481,11 +606,19 @@ export class PackageFetcher implements PackageFetch {
       timeoutMs: req.timeoutMs,
       ...(req.signal ? { signal: req.signal } : {}),
     });
-    return { ...run, log: this.redact(run.log) };
+    return { ...run, log: redact(run.log) };
   }
 
   /** A failed fetch as the caller should see it: which host was refused, which package is missing, or the installer's words. */
-  private failure(req: FetchRequest, index: PackageIndex, proxy: EgressProxy, log: string): HexrError {
+  /** `debugLog`: pip's own log file, where it notes the index's HTTP errors (redacted like `log`). */
+  private failure(
+    req: FetchRequest,
+    index: PackageIndex,
+    proxy: EgressProxy,
+    log: string,
+    withCredentials: boolean,
+    debugLog: string,
+  ): HexrError {
     const setting = req.language === "python" ? "sandbox.packages.python" : "sandbox.packages.npm";
     const refused = proxy.refusals[0];
     if (refused) {
@@ -502,6 +635,21 @@ export class PackageFetcher implements PackageFetch {
         "sandbox.package_index_unreachable",
         `the package index cannot be reached: ${failed.host}:${failed.port}: ${failed.reason}`,
         { kind: "unavailable", details: { host: failed.host, port: failed.port } },
+      );
+    }
+    // pip: "401 Client Error: Unauthorized for url"; npm: "code E401" / "403 Forbidden - GET …".
+    const denied = /\b(401|403) Client Error\b|\bcode E(401|403)\b|\b(401|403) (Unauthorized|Forbidden)\b/.exec(
+      `${log}\n${debugLog}`,
+    );
+    if (denied) {
+      const status = Number(denied[1] ?? denied[2] ?? denied[3]);
+      const what = req.language === "python" ? `${setting}.username and .passwordEnv` : `${setting}.tokenEnv`;
+      return new HexrError(
+        "sandbox.package_index_unauthorized",
+        withCredentials
+          ? `the package index ${publicUrl(index.url)} refused the credentials (HTTP ${status}): check the secret in the environment variable ${what} names, and that it may read these packages`
+          : `the package index ${publicUrl(index.url)} wants credentials (HTTP ${status}): set ${what}`,
+        { kind: "failed_precondition", details: { status } },
       );
     }
     const missing =
@@ -521,6 +669,22 @@ export class PackageFetcher implements PackageFetch {
     }
     const tail = log.trim().split("\n").slice(-8).join("\n").slice(-2000);
     return new HexrError("sandbox.package_install_failed", `fetching packages failed:\n${tail}`, { kind: "failed_precondition" });
+  }
+}
+
+/** The last `max` bytes of a file ("" when there is none). */
+function fileTail(path: string, max: number): string {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, "r");
+    const size = fstatSync(fd).size;
+    const buf = Buffer.alloc(Math.min(size, max));
+    readSync(fd, buf, 0, buf.length, size - buf.length);
+    return buf.toString("utf8");
+  } catch {
+    return "";
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }
 

@@ -141,6 +141,14 @@ describe("package index configuration", () => {
       cacheMaxMb: 4096,
     });
     expect(packageCacheDir(c, "/data", false)).toBe("/data/sandbox/package-cache");
+    const priv = SandboxConfig.parse({
+      packages: {
+        python: { indexUrl: "https://pypi.example/simple", username: "aws", passwordEnv: "CODEARTIFACT_TOKEN" },
+        npm: { registry: "https://npm.example/", tokenEnv: "NPM_TOKEN" },
+      },
+    });
+    expect(priv.packages.python).toMatchObject({ username: "aws", passwordEnv: "CODEARTIFACT_TOKEN" });
+    expect(priv.packages.npm).toMatchObject({ tokenEnv: "NPM_TOKEN" });
     expect(packageCacheDir(c, "/root/.hexr", true)).toBe("/var/cache/hexr/packages");
   });
 
@@ -152,6 +160,19 @@ describe("package index configuration", () => {
     [{ python: { url: "https://pypi.org/simple" } }, "packages.python"],
     [{ cacheMaxMb: 8 }, "packages.cacheMaxMb"],
     [{ cacheMaxMb: 100.5 }, "packages.cacheMaxMb"],
+    // Credentials: by the name of an environment variable, user name and variable together, never both ways.
+    [{ python: { indexUrl: "https://pypi.example/simple", passwordEnv: "PYPI_PASSWORD" } }, "packages.python.passwordEnv"],
+    [{ python: { indexUrl: "https://pypi.example/simple", username: "ci" } }, "packages.python.passwordEnv"],
+    [
+      { python: { indexUrl: "https://pypi.example/simple", username: "ci", passwordEnv: "not a name" } },
+      "packages.python.passwordEnv",
+    ],
+    [
+      { python: { indexUrl: "https://u:p@pypi.example/simple", username: "ci", passwordEnv: "PYPI_PASSWORD" } },
+      "packages.python.indexUrl",
+    ],
+    [{ npm: { registry: "https://npm.example", tokenEnv: "NPM-TOKEN" } }, "packages.npm.tokenEnv"],
+    [{ npm: { registry: "https://npm.example", token: "npm_abc" } }, "packages.npm"],
   ])("rejects %j at %s", (packages, path) => {
     const r = SandboxConfig.safeParse({ packages });
     expect(r.success).toBe(false);

@@ -106,9 +106,14 @@ export interface TestIndex {
   close(): Promise<void>;
 }
 
-/** `fileDelayMs` holds back every file (wheel, tarball) response, as a far-away index would (for benchmarks). */
+/**
+ * `fileDelayMs` holds back every file (wheel, tarball) response, as a far-away index would (for
+ * benchmarks); `authorization`, the Authorization header every request must carry (else 401), as a
+ * private index does.
+ */
 export interface TestIndexOptions {
   fileDelayMs?: number;
+  authorization?: string;
 }
 
 async function serve(
@@ -119,6 +124,11 @@ async function serve(
   const server: Server = createServer((req, res) => {
     const path = req.url ?? "/";
     requests.push(path);
+    if (opts.authorization !== undefined && req.headers.authorization !== opts.authorization) {
+      res.writeHead(401, { "Content-Type": "application/json", "WWW-Authenticate": 'Basic realm="test index"' });
+      res.end(JSON.stringify({ error: "unauthorized" }));
+      return;
+    }
     const r = handler(path);
     const send = () => {
       res.writeHead(r.status, {
