@@ -128,6 +128,8 @@ export const SandboxConfig = z.strictObject({
        * which must be able to reach it).
        */
       cacheDir: z.string().min(1).optional(),
+      /** PEM certificate(s) of CAs trusted for the indexes besides the public ones, e.g. a mirror behind an internal CA. */
+      caFile: z.string().min(1).optional(),
       /** The caches' size cap: after fetches (at most once a minute), the least recently used files go until they hold 90% of it. */
       cacheMaxMb: z
         .number()

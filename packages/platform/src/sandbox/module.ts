@@ -77,6 +77,7 @@ export function packageFetcherFrom(config: SandboxConfig, dataDir: string, log: 
       : {}),
     cacheDir: packageCacheDir(config, dataDir),
     cacheMaxBytes: config.packages.cacheMaxMb * 1024 * 1024,
+    ...(config.packages.caFile ? { caFile: config.packages.caFile } : {}),
     bwrapPath: config.namespace.bwrapPath,
     uid: config.namespace.uid,
     gid: config.namespace.gid,

@@ -9,6 +9,7 @@ import { PackageFetcher } from "./package-fetch.js";
 import {
   buildNpmTarball,
   buildWheel,
+  makeTestTls,
   startNpmRegistry,
   startSimpleIndex,
   worldReadableTempDir,
@@ -412,5 +413,96 @@ describe("package fetch from a private index", () => {
       delete process.env["HEXR_TEST_PYPI_PASSWORD"];
       delete process.env["HEXR_TEST_NPM_TOKEN"];
     }
+  });
+});
+
+describe("package fetch from an https index behind its own CA", () => {
+  const wheels = worldReadableTempDir("hexr-tls-wheels-");
+  const tarballs = worldReadableTempDir("hexr-tls-npm-");
+  const cacheDir = worldReadableTempDir("hexr-tls-cache-");
+  const pki = mkdtempSync(join(tmpdir(), "hexr-tls-pki-"));
+  let caFile: string;
+  let pyIndex: TestIndex;
+  let npmReg: TestIndex;
+  const fetchers: PackageFetcher[] = [];
+  const fetcherWith = (opts: Partial<ConstructorParameters<typeof PackageFetcher>[0]>) => {
+    const f = new PackageFetcher({
+      python: { url: `${pyIndex.origin}/simple/` },
+      npm: { url: npmReg.origin },
+      cacheDir,
+      ...opts,
+    });
+    fetchers.push(f);
+    return f;
+  };
+  const errorOf = (p: Promise<unknown>) =>
+    p.then(
+      () => undefined,
+      (e: unknown) => e as Error & { code?: string },
+    );
+
+  beforeAll(async () => {
+    const tls = makeTestTls(pki);
+    caFile = join(pki, "ca.pem");
+    buildWheel(wheels, { name: "hexr-tls", module: "T = 1\n" });
+    buildNpmTarball(tarballs, { name: "hexr-npm-tls", indexJs: "module.exports = 'tls';\n" });
+    pyIndex = await startSimpleIndex([join(wheels, "hexr_tls-1.0.0-py3-none-any.whl")], { tls });
+    npmReg = await startNpmRegistry([join(tarballs, "hexr-npm-tls-1.0.0.tgz")], { tls });
+  });
+  afterAll(async () => {
+    await Promise.all(fetchers.map((f) => f.stop()));
+    await Promise.all([pyIndex?.close(), npmReg?.close()]);
+    for (const d of [wheels, tarballs, cacheDir, pki]) rmSync(d, { recursive: true, force: true });
+  });
+
+  it("fetches over https through the proxy (CONNECT) when caFile names the CA", async () => {
+    const f = fetcherWith({ caFile });
+    const py = await f.fetch({ id: id(), language: "python", specs: ["hexr-tls"], timeoutMs: 60_000 });
+    expect(readdirSync(py.sourceDir)).toEqual(["hexr_tls-1.0.0-py3-none-any.whl"]);
+    const js = await f.fetch({ id: id(), language: "javascript", specs: ["hexr-npm-tls"], timeoutMs: 60_000 });
+    expect(readFileSync(join(js.sourceDir, "node_modules", "hexr-npm-tls", "index.js"), "utf8")).toContain("tls");
+    for (const d of [py.sourceDir, js.sourceDir]) rmSync(d, { recursive: true, force: true });
+    expect(pyIndex.requests).toContain("/files/hexr_tls-1.0.0-py3-none-any.whl");
+    expect(npmReg.requests.some((p) => p.endsWith("hexr-npm-tls-1.0.0.tgz"))).toBe(true);
+    const checks = await f.check();
+    expect(checks.map((c) => [c.name, c.ok])).toEqual([
+      ["packages:python", true],
+      ["packages:npm", true],
+      ["packages:cache", true],
+    ]);
+  });
+
+  it("says the certificate is not trusted, and what to set, when the CA is not configured", async () => {
+    // A cache of its own: npm would answer from the cache the first test filled when the registry fails.
+    const ownCache = worldReadableTempDir("hexr-tls-cache2-");
+    const f = fetcherWith({ cacheDir: ownCache });
+    for (const [language, spec] of [
+      ["python", "hexr-tls"],
+      ["javascript", "hexr-npm-tls"],
+    ] as const) {
+      const e = await errorOf(f.fetch({ id: id(), language, specs: [spec], timeoutMs: 60_000 }));
+      expect(e).toMatchObject({ code: "sandbox.package_index_untrusted" });
+      expect(e!.message).toContain("set sandbox.packages.caFile");
+    }
+    const [py] = await f.check();
+    expect(py).toMatchObject({ name: "packages:python", ok: false });
+    expect(py!.detail).toContain("TLS certificate is not trusted");
+    rmSync(ownCache, { recursive: true, force: true });
+  });
+
+  it("refuses a caFile that holds no certificate, before any fetch", async () => {
+    const bad = join(pki, "not-a-cert.pem");
+    writeFileSync(bad, "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n");
+    for (const file of [bad, join(pki, "absent.pem"), join(pki, "server.key")]) {
+      const before = pyIndex.requests.length;
+      const e = await errorOf(
+        fetcherWith({ caFile: file }).fetch({ id: id(), language: "python", specs: ["hexr-tls"], timeoutMs: 60_000 }),
+      );
+      expect(e).toMatchObject({ code: "sandbox.packages_ca_invalid" });
+      expect(e!.message).toContain(`sandbox.packages.caFile ${file}`);
+      expect(pyIndex.requests.length).toBe(before);
+    }
+    const checks = await fetcherWith({ caFile: bad }).check();
+    expect(checks[0]).toMatchObject({ name: "packages:ca", ok: false });
   });
 });

@@ -13,6 +13,7 @@
  */
 
 import { HexrError } from "@hexr/core";
+import { X509Certificate } from "node:crypto";
 import { lookup } from "node:dns/promises";
 import {
   chmodSync,
@@ -21,12 +22,16 @@ import {
   fstatSync,
   mkdirSync,
   openSync,
+  readFileSync,
   readSync,
   rmSync,
   statSync,
   writeFileSync,
 } from "node:fs";
+import { request as httpRequest } from "node:http";
+import { request as httpsRequest } from "node:https";
 import { isIP } from "node:net";
+import { rootCertificates } from "node:tls";
 import { dirname, join } from "node:path";
 import type { Logger } from "pino";
 import type { CgroupLimits } from "./cgroup.js";
@@ -69,6 +74,8 @@ export interface PackageFetcherOptions {
   limits?: CgroupLimits;
   /** Where the credentials' environment variables are read (default: the platform's own environment). */
   env?: NodeJS.ProcessEnv;
+  /** PEM certificates of CAs trusted for the indexes besides the public ones (a mirror behind an internal CA). */
+  caFile?: string;
   log?: Logger;
 }
 
@@ -158,6 +165,18 @@ interface Runtime {
   sockets: string;
 }
 
+/** The configured CAs alone (for node's NODE_EXTRA_CA_CERTS) and with the public ones (pip's --cert), in the scripts directory. */
+const CA_FILES = { extra: "ca-extra.pem", bundle: "ca-bundle.pem" } as const;
+
+/** The host's public CA bundle (Debian's, which pip uses by default), else node's own roots. */
+function publicCaBundle(): string {
+  try {
+    return readFileSync("/etc/ssl/certs/ca-certificates.crt", "utf8").replace(/\n?$/, "\n");
+  } catch {
+    return rootCertificates.join("\n") + "\n";
+  }
+}
+
 /** The variable npm's user config reads the registry token from, inside the fetch sandbox. */
 const NPM_TOKEN_VAR = "HEXR_NPM_TOKEN";
 
@@ -202,6 +221,7 @@ function publicUrl(url: string): string {
 
 export class PackageFetcher implements PackageFetch {
   private runtime: Runtime | undefined;
+  private ca: { pem: string | undefined } | undefined;
   private inspections = 0;
   private readonly redact: (text: string) => string;
   private readonly sandbox: HostSandbox;
@@ -249,6 +269,12 @@ export class PackageFetcher implements PackageFetch {
    */
   async check(timeoutMs = 5000): Promise<BackendCheck[]> {
     const checks: BackendCheck[] = [];
+    let extraCa: string | undefined;
+    try {
+      extraCa = this.extraCa();
+    } catch (err) {
+      checks.push({ name: "packages:ca", ok: false, severity: "warning", detail: (err as Error).message });
+    }
     const indexes: Array<[string, PackageIndex | undefined]> = [
       ["python", this.opts.python],
       ["npm", this.opts.npm],
@@ -270,30 +296,31 @@ export class PackageFetcher implements PackageFetch {
       url.password = "";
       const started = performance.now();
       try {
-        const res = await fetch(url, {
-          method: name === "python" ? "HEAD" : "GET",
-          headers,
-          signal: AbortSignal.timeout(timeoutMs),
-        });
-        await res.arrayBuffer();
+        const status = await probe(url, name === "python" ? "HEAD" : "GET", headers, extraCa, timeoutMs);
         const ms = Math.round(performance.now() - started);
-        const ok = res.status < 400;
+        const ok = status < 400;
+        const auth = name === "python" ? "sandbox.packages.python.username and .passwordEnv" : "sandbox.packages.npm.tokenEnv";
         checks.push({
           name: `packages:${name}`,
           ok,
           severity: "warning",
           detail: ok
-            ? `${host}:${ports[0]} answers (HTTP ${res.status} in ${ms} ms)`
-            : `${host}:${ports[0]} answers HTTP ${res.status}: is ${setting} the index's URL?`,
+            ? `${host}:${ports[0]} answers (HTTP ${status} in ${ms} ms)`
+            : status === 401 || status === 403
+              ? `${host}:${ports[0]} answers HTTP ${status}: ${index.auth ? "it refused the credentials of" : "a private index needs"} ${auth}`
+              : `${host}:${ports[0]} answers HTTP ${status}: is ${setting} the index's URL?`,
         });
       } catch (err) {
-        const e = err as Error & { cause?: Error };
+        const e = err as Error & { code?: string };
+        const untrusted = TLS_TRUST_ERRORS.test(`${e.code ?? ""} ${e.message}`);
         checks.push({
           name: `packages:${name}`,
           ok: false,
           severity: "warning",
           detail: this.redact(
-            `cannot reach ${host}:${ports[0]} from this host (${e.name === "TimeoutError" ? `no answer in ${timeoutMs} ms` : (e.cause?.message ?? e.message)}): executions with ${name} packages will fail; check ${setting} and the host's network`,
+            untrusted
+              ? `${host}:${ports[0]}'s TLS certificate is not trusted (${e.code ?? e.message}): if your own CA signed it, set sandbox.packages.caFile to its certificate`
+              : `cannot reach ${host}:${ports[0]} from this host (${e.name === "TimeoutError" ? `no answer in ${timeoutMs} ms` : e.message}): executions with ${name} packages will fail; check ${setting} and the host's network`,
           ),
         });
       }
@@ -390,6 +417,40 @@ export class PackageFetcher implements PackageFetch {
     }
   }
 
+  /**
+   * The certificates of `caFile` (PEM), read and checked once; undefined when none is configured.
+   * `sandbox.packages_ca_invalid` when the file cannot be read or holds no certificate.
+   */
+  private extraCa(): string | undefined {
+    if (this.ca) return this.ca.pem;
+    const file = this.opts.caFile;
+    if (file === undefined) return (this.ca = { pem: undefined }).pem;
+    const invalid = (why: string) =>
+      new HexrError(
+        "sandbox.packages_ca_invalid",
+        `sandbox.packages.caFile ${file} ${why}: it should hold the CA's certificate(s) in PEM`,
+        {
+          kind: "failed_precondition",
+        },
+      );
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (err) {
+      throw invalid(`cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+    const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    if (blocks.length === 0) throw invalid("holds no certificate");
+    for (const b of blocks) {
+      try {
+        new X509Certificate(b);
+      } catch {
+        throw invalid("holds a certificate that cannot be parsed");
+      }
+    }
+    return (this.ca = { pem: blocks.join("\n") + "\n" }).pem;
+  }
+
   /** The Authorization header a request to a private index carries (the URL's own userinfo, or the configured credentials). */
   private authHeaders(language: "python" | "javascript", index: PackageIndex, url: URL): Record<string, string> {
     const secret = this.secretOf(language, index); // throws when the variable is not set
@@ -433,6 +494,7 @@ export class PackageFetcher implements PackageFetch {
   /** The fetch scripts and the proxies' socket directory in the sandbox's runtime directory; the cache directories. */
   private prepare(): Runtime {
     if (this.runtime) return this.runtime;
+    const extraCa = this.extraCa(); // a bad caFile fails here, before anything is made
     const dir = this.sandbox.dir;
     const scripts = join(dir, "scripts");
     mkdirSync(scripts, { mode: 0o755 });
@@ -441,6 +503,11 @@ export class PackageFetcher implements PackageFetch {
     // npm's user config: a private registry's token, expanded by npm from the fetch's environment (never written here).
     const npmAuth = this.opts.npm?.auth ? `${nerfDart(this.opts.npm.url)}:_authToken=\${${NPM_TOKEN_VAR}}\n` : "";
     writeFileSync(join(scripts, "npmrc"), npmAuth, { mode: 0o644 });
+    if (extraCa) {
+      // node (npm) adds NODE_EXTRA_CA_CERTS to its own roots; pip's --cert replaces its bundle, so it gets the public CAs too.
+      writeFileSync(join(scripts, CA_FILES.extra), extraCa, { mode: 0o644 });
+      writeFileSync(join(scripts, CA_FILES.bundle), publicCaBundle() + extraCa, { mode: 0o644 });
+    }
     const sockets = join(dir, "sockets");
     mkdirSync(sockets, { mode: 0o755 });
     for (const sub of ["pip", "npm"]) {
@@ -481,6 +548,7 @@ export class PackageFetcher implements PackageFetch {
         PATHS.out,
         "--log",
         `${PATHS.log}/pip.log`,
+        ...(this.extraCa() ? ["--cert", `${PATHS.scripts}/${CA_FILES.bundle}`] : []),
         // pip does not use an http:// index (nor cache from it) unless it is trusted; the operator configured it.
         ...(new URL(index.url).protocol === "http:" ? ["--trusted-host", new URL(index.url).host] : []),
         "--proxy",
@@ -535,7 +603,13 @@ export class PackageFetcher implements PackageFetch {
       "--",
       ...req.specs,
     ]);
-    return { argv, env: secret !== undefined ? { [NPM_TOKEN_VAR]: secret } : {} };
+    return {
+      argv,
+      env: {
+        ...(secret !== undefined ? { [NPM_TOKEN_VAR]: secret } : {}),
+        ...(this.extraCa() ? { NODE_EXTRA_CA_CERTS: `${PATHS.scripts}/${CA_FILES.extra}` } : {}),
+      },
+    };
   }
 
   /**
@@ -637,6 +711,15 @@ export class PackageFetcher implements PackageFetch {
         { kind: "unavailable", details: { host: failed.host, port: failed.port } },
       );
     }
+    if (TLS_TRUST_ERRORS.test(`${log}\n${debugLog}`)) {
+      return new HexrError(
+        "sandbox.package_index_untrusted",
+        this.opts.caFile
+          ? `the package index ${publicUrl(index.url)} has a TLS certificate that neither the public CAs nor sandbox.packages.caFile vouch for`
+          : `the package index ${publicUrl(index.url)} has a TLS certificate no public CA vouches for: if your own CA signed it, set sandbox.packages.caFile to the CA's certificate (PEM)`,
+        { kind: "failed_precondition" },
+      );
+    }
     // pip: "401 Client Error: Unauthorized for url"; npm: "code E401" / "403 Forbidden - GET …".
     const denied = /\b(401|403) Client Error\b|\bcode E(401|403)\b|\b(401|403) (Unauthorized|Forbidden)\b/.exec(
       `${log}\n${debugLog}`,
@@ -670,6 +753,35 @@ export class PackageFetcher implements PackageFetch {
     const tail = log.trim().split("\n").slice(-8).join("\n").slice(-2000);
     return new HexrError("sandbox.package_install_failed", `fetching packages failed:\n${tail}`, { kind: "failed_precondition" });
   }
+}
+
+/** What pip, npm and node say when a certificate chain does not lead to a trusted CA. */
+const TLS_TRUST_ERRORS =
+  /CERTIFICATE_VERIFY_FAILED|certificate verify failed|SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|UNABLE_TO_VERIFY_LEAF_SIGNATURE|self[- ]signed certificate/;
+
+/** The HTTP status of one request to `url` (the doctor's probe), trusting the public CAs and `extraCa`. */
+function probe(
+  url: URL,
+  method: string,
+  headers: Record<string, string>,
+  extraCa: string | undefined,
+  timeoutMs: number,
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const opts = { method, headers, timeout: timeoutMs, ...(extraCa ? { ca: [...rootCertificates, extraCa] } : {}) };
+    const req = (url.protocol === "https:" ? httpsRequest : httpRequest)(url, opts, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode ?? 0));
+      res.on("error", reject);
+    });
+    req.on("timeout", () => {
+      const e = new Error(`no answer in ${timeoutMs} ms`);
+      e.name = "TimeoutError";
+      req.destroy(e);
+    });
+    req.on("error", reject);
+    req.end();
+  });
 }
 
 /** The last `max` bytes of a file ("" when there is none). */

@@ -1,7 +1,8 @@
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
@@ -114,6 +115,52 @@ export interface TestIndex {
 export interface TestIndexOptions {
   fileDelayMs?: number;
   authorization?: string;
+  /** Serve https with this key and certificate (see makeTestTls); the origin is then https://127.0.0.1:<port>. */
+  tls?: { key: string; cert: string };
+}
+
+/** A throwaway CA (PEM) and a server certificate it signed for 127.0.0.1 and localhost, made with openssl. */
+export function makeTestTls(dir: string): { caCert: string; key: string; cert: string } {
+  const f = (n: string) => join(dir, n);
+  const openssl = (args: string[]) => execFileSync("openssl", args, { stdio: "pipe" });
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+  openssl([
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    f("ca.key"),
+    "-out",
+    f("ca.pem"),
+    "-subj",
+    "/CN=Hexr Test Package CA",
+    "-days",
+    "2",
+  ]);
+  openssl(["req", "-new", ...ec, "-keyout", f("server.key"), "-out", f("server.csr"), "-subj", "/CN=127.0.0.1"]);
+  writeFileSync(f("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
+  openssl([
+    "x509",
+    "-req",
+    "-in",
+    f("server.csr"),
+    "-CA",
+    f("ca.pem"),
+    "-CAkey",
+    f("ca.key"),
+    "-CAcreateserial",
+    "-out",
+    f("server.pem"),
+    "-days",
+    "2",
+    "-extfile",
+    f("ext.cnf"),
+  ]);
+  return {
+    caCert: readFileSync(f("ca.pem"), "utf8"),
+    key: readFileSync(f("server.key"), "utf8"),
+    cert: readFileSync(f("server.pem"), "utf8"),
+  };
 }
 
 async function serve(
@@ -121,7 +168,7 @@ async function serve(
   opts: TestIndexOptions = {},
 ) {
   const requests: string[] = [];
-  const server: Server = createServer((req, res) => {
+  const listener = (req: IncomingMessage, res: ServerResponse) => {
     const path = req.url ?? "/";
     requests.push(path);
     if (opts.authorization !== undefined && req.headers.authorization !== opts.authorization) {
@@ -141,11 +188,14 @@ async function serve(
     };
     if (r.cache && opts.fileDelayMs) setTimeout(send, opts.fileDelayMs);
     else send();
-  });
+  };
+  const server: Server = opts.tls
+    ? createHttpsServer({ key: opts.tls.key, cert: opts.tls.cert }, listener)
+    : createServer(listener);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as AddressInfo).port;
   return {
-    origin: `http://127.0.0.1:${port}`,
+    origin: `${opts.tls ? "https" : "http"}://127.0.0.1:${port}`,
     port,
     requests,
     close: () =>
