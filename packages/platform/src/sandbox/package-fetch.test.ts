@@ -5,7 +5,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SandboxConfig } from "./config.js";
 import { packageFetcherFrom } from "./module.js";
-import { PackageFetcher } from "./package-fetch.js";
+import { PackageFetcher, type PackageFetcherOptions } from "./package-fetch.js";
 import {
   buildNpmTarball,
   buildWheel,
@@ -15,6 +15,24 @@ import {
   worldReadableTempDir,
   type TestIndex,
 } from "./test-support/packages.js";
+
+/** The error a promise rejects with (undefined if it resolves). */
+const errorOf = (p: Promise<unknown>) =>
+  p.then(
+    () => undefined,
+    (e: unknown) => e as Error & { code?: string },
+  );
+
+/** Fetchers on `base()` (read when one is made: the indexes start in beforeAll) plus overrides, all stopped by `stopAll`. */
+function fetcherMaker(base: () => PackageFetcherOptions) {
+  const made: PackageFetcher[] = [];
+  const adopt = (f: PackageFetcher) => (made.push(f), f);
+  return {
+    make: (opts: Partial<PackageFetcherOptions> = {}) => adopt(new PackageFetcher({ ...base(), ...opts })),
+    adopt,
+    stopAll: () => Promise.all(made.map((f) => f.stop())),
+  };
+}
 
 let seq = 0;
 const id = () => `f${process.pid}-${++seq}`;
@@ -280,24 +298,14 @@ describe("package fetch from a private index", () => {
   const log = pino({ level: "debug" }, { write: (line: string) => void logged.push(line) });
   let pyIndex: TestIndex;
   let npmReg: TestIndex;
-  const fetchers: PackageFetcher[] = [];
-  const fetcherWith = (opts: Partial<ConstructorParameters<typeof PackageFetcher>[0]>) => {
-    const f = new PackageFetcher({
-      python: { url: `${pyIndex.origin}/simple/`, auth: { username: "ci", passwordEnv: "PYPI_PASSWORD" } },
-      npm: { url: npmReg.origin, auth: { tokenEnv: "NPM_TOKEN" } },
-      cacheDir,
-      env,
-      log,
-      ...opts,
-    });
-    fetchers.push(f);
-    return f;
-  };
-  const errorOf = (p: Promise<unknown>) =>
-    p.then(
-      () => undefined,
-      (e: unknown) => e as Error & { code?: string },
-    );
+  const fetchers = fetcherMaker(() => ({
+    python: { url: `${pyIndex.origin}/simple/`, auth: { username: "ci", passwordEnv: "PYPI_PASSWORD" } },
+    npm: { url: npmReg.origin, auth: { tokenEnv: "NPM_TOKEN" } },
+    cacheDir,
+    env,
+    log,
+  }));
+  const fetcherWith = fetchers.make;
 
   beforeAll(async () => {
     buildWheel(wheels, { name: "hexr-private", module: "P = 1\n" });
@@ -310,7 +318,7 @@ describe("package fetch from a private index", () => {
     npmReg = await startNpmRegistry([join(tarballs, "hexr-npm-private-1.0.0.tgz")], { authorization: `Bearer ${token}` });
   });
   afterAll(async () => {
-    await Promise.all(fetchers.map((f) => f.stop()));
+    await fetchers.stopAll();
     await Promise.all([pyIndex?.close(), npmReg?.close()]);
     for (const d of [wheels, tarballs, cacheDir]) rmSync(d, { recursive: true, force: true });
   });
@@ -399,7 +407,7 @@ describe("package fetch from a private index", () => {
       },
     });
     const f = packageFetcherFrom(config, cacheDir, log)!;
-    fetchers.push(f);
+    fetchers.adopt(f);
     process.env["HEXR_TEST_PYPI_PASSWORD"] = password;
     process.env["HEXR_TEST_NPM_TOKEN"] = token;
     try {
@@ -424,22 +432,8 @@ describe("package fetch from an https index behind its own CA", () => {
   let caFile: string;
   let pyIndex: TestIndex;
   let npmReg: TestIndex;
-  const fetchers: PackageFetcher[] = [];
-  const fetcherWith = (opts: Partial<ConstructorParameters<typeof PackageFetcher>[0]>) => {
-    const f = new PackageFetcher({
-      python: { url: `${pyIndex.origin}/simple/` },
-      npm: { url: npmReg.origin },
-      cacheDir,
-      ...opts,
-    });
-    fetchers.push(f);
-    return f;
-  };
-  const errorOf = (p: Promise<unknown>) =>
-    p.then(
-      () => undefined,
-      (e: unknown) => e as Error & { code?: string },
-    );
+  const fetchers = fetcherMaker(() => ({ python: { url: `${pyIndex.origin}/simple/` }, npm: { url: npmReg.origin }, cacheDir }));
+  const fetcherWith = fetchers.make;
 
   beforeAll(async () => {
     const tls = makeTestTls(pki);
@@ -450,7 +444,7 @@ describe("package fetch from an https index behind its own CA", () => {
     npmReg = await startNpmRegistry([join(tarballs, "hexr-npm-tls-1.0.0.tgz")], { tls });
   });
   afterAll(async () => {
-    await Promise.all(fetchers.map((f) => f.stop()));
+    await fetchers.stopAll();
     await Promise.all([pyIndex?.close(), npmReg?.close()]);
     for (const d of [wheels, tarballs, cacheDir, pki]) rmSync(d, { recursive: true, force: true });
   });

@@ -598,6 +598,11 @@ export class PackageFetcher implements PackageFetch {
       "0",
       "--fetch-retries",
       "1",
+      // npm waits 10 s before its retry by default (pip a fraction of a second): a failing index now costs ~2 s.
+      "--fetch-retry-mintimeout",
+      "2000",
+      "--fetch-retry-maxtimeout",
+      "10000",
       "--loglevel",
       "error",
       "--",
