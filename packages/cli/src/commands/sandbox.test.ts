@@ -108,7 +108,7 @@ describe("hexr sandbox", { timeout: 120_000 }, () => {
     const text = hexr(["sandbox", "doctor"]);
     expect(text.stdout).toContain("namespace: OK");
     expect(text.stdout).toContain("executions run on: namespace");
-    expect(text.stdout).not.toContain("packages:"); // no package index configured
+    expect(text.stdout).not.toContain("packages:"); // no package source configured
   });
 
   it("doctor says when a configured package index cannot be reached (a warning: executions without packages still run)", () => {
@@ -126,7 +126,7 @@ describe("hexr sandbox", { timeout: 120_000 }, () => {
     ]);
     expect(report.packages[0]!.detail).toContain("cannot reach 127.0.0.1:9 from this host");
     const text = hexr(["sandbox", "doctor", "--config", config]);
-    expect(text.stdout).toContain("packages: PROBLEMS - installs from a package index");
+    expect(text.stdout).toContain("packages: PROBLEMS - where executions' packages come from");
     expect(text.stdout).toMatch(/\[warn\] packages:python: cannot reach 127\.0\.0\.1:9/);
   });
 

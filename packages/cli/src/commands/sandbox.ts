@@ -3,6 +3,7 @@ import {
   backendsFrom,
   createLogger,
   microvmImageDir,
+  localPackageChecks,
   packageFetcherFrom,
   resolveConfig,
   setupMicrovm,
@@ -114,9 +115,10 @@ export function registerSandbox(program: Command): void {
           await b.stop();
         }
       }
-      // Package installs from an index: reachable from here, and a cache the fetch user can use.
+      // Package sources: indexes reachable from here and a cache the fetch user can use; local
+      // directories the sandbox user can read (and the microvm's resolver tools).
       const fetcher = packageFetcherFrom(config.sandbox, config.dataDir, log);
-      const packages: BackendCheck[] = fetcher ? await fetcher.check() : [];
+      const packages: BackendCheck[] = [...(fetcher ? await fetcher.check() : []), ...(await localPackageChecks(config.sandbox))];
       const usable = healths.filter((h) => h.available);
       const chosen =
         config.sandbox.backend === "auto"
@@ -136,7 +138,9 @@ export function registerSandbox(program: Command): void {
           printChecks(h.checks);
         }
         if (packages.length) {
-          process.stdout.write(`packages: ${packages.every((c) => c.ok) ? "OK" : "PROBLEMS"} - installs from a package index\n`);
+          process.stdout.write(
+            `packages: ${packages.every((c) => c.ok) ? "OK" : "PROBLEMS"} - where executions' packages come from\n`,
+          );
           printChecks(packages);
         }
         process.stdout.write(

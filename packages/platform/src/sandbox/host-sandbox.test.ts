@@ -101,6 +101,11 @@ except OSError as e:
     }
   });
 
+  it("makes work directories only by plain names, inside its runtime directory", () => {
+    for (const bad of ["../escape", "a/b", ".hidden", ""]) expect(() => sb.workDir(bad)).toThrow(/not a work directory name/);
+    expect(sb.workDir("job-1.log").startsWith(sb.dir + "/")).toBe(true);
+  });
+
   it("removes its runtime directory when stopped", async () => {
     const other = new HostSandbox({ prefix: "hexr-hostsb-stop-", purpose: "test helper", runtimeParent: parent });
     expect((await other.run({ command: ["/bin/true"], timeoutMs: 10_000 })).exitCode).toBe(0);

@@ -8,8 +8,8 @@
  */
 
 import { HexrError } from "@hexr/core";
-import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync } from "node:fs";
-import { delimiter, isAbsolute, join } from "node:path";
+import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync } from "node:fs";
+import { delimiter, dirname, isAbsolute, join } from "node:path";
 import type { Logger } from "pino";
 import { openCgroups, type CgroupLimits, type CgroupManager, type ExecCgroup } from "./cgroup.js";
 import { confinedRootArgs, defaultRuntimeParent, removeStaleRuntimeDirs, writeSyntheticEtc } from "./namespace/runtime-dir.js";
@@ -77,6 +77,44 @@ interface Runtime {
 const MAX_LOG = 64 * 1024;
 const DEFAULT_LIMITS: CgroupLimits = { memoryBytes: 1024 * 1024 * 1024, pids: 256, cpus: 1 };
 
+/**
+ * The directories above `path` (existing ones; the nearest first is last) that `user` cannot pass
+ * through by their mode bits: bubblewrap resolves a bind's source as the sandbox user, so a 0700
+ * directory such as /root on the way keeps the bind out.
+ */
+export function blockedAncestors(path: string, user: { uid: number; gid: number }): string[] {
+  const blocked: string[] = [];
+  for (let d = dirname(path); ; d = dirname(d)) {
+    try {
+      const st = statSync(d);
+      const through = st.uid === user.uid ? st.mode & 0o100 : st.gid === user.gid ? st.mode & 0o010 : st.mode & 0o001;
+      if (!through) blocked.push(d);
+    } catch {
+      // not there (yet)
+    }
+    if (d === dirname(d)) break;
+  }
+  return blocked.reverse();
+}
+
+/**
+ * Why `user` (when given: the platform is root and sandboxes run as that user) cannot read the
+ * directory `dir` and search it, or undefined when it can: what bubblewrap needs to bind it.
+ */
+export function unreadableDir(dir: string, user: { uid: number; gid: number } | undefined): string | undefined {
+  let st;
+  try {
+    st = statSync(dir);
+  } catch (err) {
+    return `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`;
+  }
+  if (!st.isDirectory()) return "is not a directory";
+  if (!user) return undefined;
+  const own = st.uid === user.uid ? (st.mode >> 6) & 5 : st.gid === user.gid ? (st.mode >> 3) & 5 : st.mode & 5;
+  const blocked = [...blockedAncestors(dir, user), ...(own === 5 ? [] : [dir])];
+  return blocked.length ? `cannot be read by uid ${user.uid} (blocked at ${blocked.join(", ")})` : undefined;
+}
+
 export class HostSandbox {
   private runtime: Runtime | undefined;
   private works = 0;
@@ -94,6 +132,7 @@ export class HostSandbox {
 
   /** A new empty directory the sandbox user owns, for one run's output; the caller removes it. */
   workDir(name = `w${++this.works}`): string {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new Error(`not a work directory name: ${JSON.stringify(name)}`);
     const d = join(this.prepare().work, name);
     mkdirSync(d, { mode: 0o700 });
     if (this.runAs) chownSync(d, this.runAs.uid, this.runAs.gid);

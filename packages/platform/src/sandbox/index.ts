@@ -4,6 +4,7 @@ export {
   backendsFrom,
   limitsFrom,
   microvmImageDir,
+  localPackageChecks,
   packageFetcherFrom,
   SANDBOX_SERVICE,
   type SandboxModule,

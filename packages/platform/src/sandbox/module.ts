@@ -3,13 +3,16 @@ import type { Logger } from "pino";
 import type { PlatformModule } from "../module.js";
 import type { PolicyEngine } from "../policy/types.js";
 import type { SandboxConfig } from "./config.js";
+import { execFile } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
+import { HostSandbox, unreadableDir } from "./host-sandbox.js";
 import { MicrovmBackend } from "./microvm/backend.js";
 import { NamespaceBackend } from "./namespace/backend.js";
 import { PackageFetcher } from "./package-fetch.js";
 import { sandboxRoutes } from "./routes.js";
 import { SandboxService } from "./service.js";
-import type { SandboxBackend, SandboxLimits } from "./types.js";
+import type { BackendCheck, SandboxBackend, SandboxLimits } from "./types.js";
 
 /** The sandbox's system service name: agents request JWT-SVIDs with audience `spiffe://<td>/system/sandbox`. */
 export const SANDBOX_SERVICE = "sandbox";
@@ -83,6 +86,70 @@ export function packageFetcherFrom(config: SandboxConfig, dataDir: string, log: 
     gid: config.namespace.gid,
     log,
   });
+}
+
+/**
+ * What `hexr sandbox doctor` reports of the local package directories: each is a directory the
+ * sandbox user can read (bubblewrap binds it as that user; a 0700 directory above it leaves the
+ * sandbox without it), with what it holds; and, for python packages on the microvm backend, the
+ * host tools that resolve them (bubblewrap and pip).
+ */
+export async function localPackageChecks(config: SandboxConfig, isRoot = process.getuid?.() === 0): Promise<BackendCheck[]> {
+  const checks: BackendCheck[] = [];
+  const user = { uid: config.namespace.uid, gid: config.namespace.gid };
+  const dirs = [
+    ["python", "pythonDir", config.packages.pythonDir, !!config.packages.python],
+    ["npm", "npmDir", config.packages.npmDir, !!config.packages.npm],
+  ] as const;
+  for (const [language, key, dir, shadowed] of dirs) {
+    if (!dir) continue;
+    const name = `packages:${key}`;
+    const setting = `sandbox.packages.${key}`;
+    const why = unreadableDir(dir, isRoot ? user : undefined);
+    if (why) {
+      checks.push({
+        name,
+        ok: false,
+        severity: "warning",
+        detail: `${dir} ${why}: sandboxes get it bound as that user, so executions with ${language} packages will fail; check ${setting}, make the directories on the way readable and searchable by others (0755) or move it`,
+      });
+      continue;
+    }
+    const names = readdirSync(dir);
+    const held =
+      language === "python"
+        ? (() => {
+            const wheels = names.filter((n) => n.endsWith(".whl")).length;
+            const sdists = names.filter((n) => /\.(tar\.gz|zip)$/.test(n)).length;
+            return `${wheels} wheel(s), ${sdists} source distribution(s)${sdists ? " (the microvm backend uses wheels only)" : ""}`;
+          })()
+        : `${names.filter((n) => n.endsWith(".tgz")).length} tarball(s)`;
+    const unused = shadowed
+      ? `; not used while sandbox.packages.${language === "python" ? "python" : "npm"} names an index, which wins`
+      : "";
+    checks.push({ name, ok: true, severity: "warning", detail: `${dir}: ${held}${unused}` });
+  }
+  if (config.packages.pythonDir && config.backend !== "namespace") {
+    const bwrap = new HostSandbox({ prefix: "hexr-doctor-", purpose: "doctor", bwrapPath: config.namespace.bwrapPath }).bwrap();
+    const pip = await new Promise<string | undefined>((resolve) =>
+      execFile("/usr/bin/python3", ["-m", "pip", "--version"], { timeout: 30_000 }, (err, stdout) =>
+        resolve(err ? undefined : /^pip (\S+)/.exec(stdout)?.[1]),
+      ),
+    );
+    const missing = [
+      ...(existsSync(bwrap) ? [] : ["bubblewrap (apt-get install bubblewrap)"]),
+      ...(pip ? [] : ["pip (apt-get install python3-pip)"]),
+    ];
+    checks.push({
+      name: "packages:resolver",
+      ok: missing.length === 0,
+      severity: "warning",
+      detail: missing.length
+        ? `the microvm backend resolves python packages from sandbox.packages.pythonDir with bubblewrap and pip on the host; missing: ${missing.join(", ")}`
+        : `bubblewrap and pip ${pip} on the host (the microvm backend resolves python packages from sandbox.packages.pythonDir with them, confined)`,
+    });
+  }
+  return checks;
 }
 
 /** The backends the config allows, in the order `auto` prefers them (namespace, then microvm). */

@@ -25,18 +25,17 @@ import {
   readFileSync,
   readSync,
   rmSync,
-  statSync,
   writeFileSync,
 } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { isIP } from "node:net";
 import { rootCertificates } from "node:tls";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import type { Logger } from "pino";
 import type { CgroupLimits } from "./cgroup.js";
 import { EgressProxy, hostOfUrl, isPrivateAddress, parseAllowedHost, type AllowedHost } from "./egress-proxy.js";
-import { HostSandbox, type HostRunResult } from "./host-sandbox.js";
+import { blockedAncestors, HostSandbox, type HostRunResult } from "./host-sandbox.js";
 import { CachePruner } from "./package-cache.js";
 import type { BackendCheck, PackageInstall } from "./types.js";
 
@@ -332,26 +331,14 @@ export class PackageFetcher implements PackageFetch {
   /** Whether the fetch user can reach the cache directory (the nearest existing ancestor, when it is not made yet). */
   private cacheCheck(): BackendCheck {
     const dir = this.opts.cacheDir;
-    const blocked: string[] = [];
-    if (this.runAs) {
-      for (let d = dirname(dir); ; d = dirname(d)) {
-        try {
-          const st = statSync(d);
-          const through =
-            st.uid === this.runAs.uid ? st.mode & 0o100 : st.gid === this.runAs.gid ? st.mode & 0o010 : st.mode & 0o001;
-          if (!through) blocked.push(d);
-        } catch {
-          // not made yet: prepare() creates it
-        }
-        if (d === dirname(d)) break;
-      }
-    }
+    // Ancestors not made yet are skipped: prepare() creates them.
+    const blocked = this.runAs ? blockedAncestors(dir, this.runAs) : [];
     return blocked.length
       ? {
           name: "packages:cache",
           ok: false,
           severity: "warning",
-          detail: `uid ${this.runAs!.uid} cannot pass through ${blocked.reverse().join(", ")} to reach ${dir}: set sandbox.packages.cacheDir elsewhere (e.g. /var/cache/hexr/packages)`,
+          detail: `uid ${this.runAs!.uid} cannot pass through ${blocked.join(", ")} to reach ${dir}: set sandbox.packages.cacheDir elsewhere (e.g. /var/cache/hexr/packages)`,
         }
       : {
           name: "packages:cache",

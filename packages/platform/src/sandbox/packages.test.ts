@@ -1,7 +1,9 @@
 import { isHexrError } from "@hexr/core";
-import { rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { SandboxConfig } from "./config.js";
+import { localPackageChecks } from "./module.js";
 import { normalizePythonName, planPackages, pythonDistributions, resolvePackages } from "./packages.js";
 import { worldReadableTempDir } from "./test-support/packages.js";
 
@@ -125,5 +127,72 @@ describe("package requests", () => {
     expect(codeOf(() => planPackages("shell", ["jq"], { index: { python: true, javascript: true } }))).toBe(
       "sandbox.packages_unsupported",
     );
+  });
+});
+
+describe("the doctor's checks of local package directories", () => {
+  const root = worldReadableTempDir("hexr-localchk-");
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+  const configWith = (packages: Record<string, unknown>, more: Record<string, unknown> = {}) =>
+    SandboxConfig.parse({ packages, ...more });
+
+  it("says what each directory holds, and that an index shadows it", async () => {
+    const py = join(root, "wheels");
+    const npm = join(root, "npm");
+    mkdirSync(py, { mode: 0o755 });
+    mkdirSync(npm, { mode: 0o755 });
+    for (const f of ["a-1.0-py3-none-any.whl", "b-2.0-py3-none-any.whl", "c-1.0.tar.gz"]) writeFileSync(join(py, f), "");
+    writeFileSync(join(npm, "left-pad-1.3.0.tgz"), "");
+    const checks = await localPackageChecks(
+      configWith({ pythonDir: py, npmDir: npm, npm: { registry: "https://registry.npmjs.org" } }, { backend: "namespace" }),
+    );
+    expect(checks).toEqual([
+      {
+        name: "packages:pythonDir",
+        ok: true,
+        severity: "warning",
+        detail: `${py}: 2 wheel(s), 1 source distribution(s) (the microvm backend uses wheels only)`,
+      },
+      {
+        name: "packages:npmDir",
+        ok: true,
+        severity: "warning",
+        detail: `${npm}: 1 tarball(s); not used while sandbox.packages.npm names an index, which wins`,
+      },
+    ]);
+  });
+
+  it("warns of a directory that is not there, or that the sandbox user cannot reach", async () => {
+    const [absent] = await localPackageChecks(configWith({ pythonDir: join(root, "absent") }, { backend: "namespace" }));
+    expect(absent).toMatchObject({ name: "packages:pythonDir", ok: false, severity: "warning" });
+    expect(absent!.detail).toContain("cannot be read (ENOENT)");
+
+    const locked = join(root, "locked");
+    mkdirSync(join(locked, "npm"), { recursive: true, mode: 0o755 });
+    chmodSync(locked, 0o700);
+    // As root, sandboxes read it as uid 65534, which the 0700 directory keeps out; otherwise as this user.
+    const [asRoot] = await localPackageChecks(configWith({ npmDir: join(locked, "npm") }), true);
+    expect(asRoot).toMatchObject({ name: "packages:npmDir", ok: false });
+    expect(asRoot!.detail).toContain(`${join(locked, "npm")} cannot be read by uid 65534 (blocked at ${locked})`);
+    const [notRoot] = await localPackageChecks(configWith({ npmDir: join(locked, "npm") }), false);
+    expect(notRoot).toMatchObject({ name: "packages:npmDir", ok: true });
+  });
+
+  it("checks the microvm's resolver tools for a python directory: bubblewrap and pip on the host", async () => {
+    const py = join(root, "wheels2");
+    mkdirSync(py, { mode: 0o755 });
+    const checks = await localPackageChecks(configWith({ pythonDir: py }));
+    expect(checks.map((c) => [c.name, c.ok])).toEqual([
+      ["packages:pythonDir", true],
+      ["packages:resolver", true],
+    ]);
+    expect(checks[1]!.detail).toMatch(/^bubblewrap and pip \S+ on the host/);
+    const noBwrap = await localPackageChecks(configWith({ pythonDir: py }, { namespace: { bwrapPath: "/nonexistent/bwrap" } }));
+    expect(noBwrap[1]).toMatchObject({ name: "packages:resolver", ok: false });
+    expect(noBwrap[1]!.detail).toContain("missing: bubblewrap (apt-get install bubblewrap)");
+    // Not asked when only the namespace backend may run.
+    expect((await localPackageChecks(configWith({ pythonDir: py }, { backend: "namespace" }))).map((c) => c.name)).toEqual([
+      "packages:pythonDir",
+    ]);
   });
 });

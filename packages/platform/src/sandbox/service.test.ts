@@ -1,5 +1,6 @@
 import { isHexrError, type ExecResult } from "@hexr/core";
-import { rmSync } from "node:fs";
+import { chmodSync, mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NamespaceBackend } from "./namespace/backend.js";
 import { SandboxService, type ExecContext } from "./service.js";
@@ -249,6 +250,47 @@ describe("sandbox service on a backend that installs no packages", () => {
     } finally {
       await svc.stop();
       rmSync(emptyDir, { recursive: true, force: true });
+    }
+  });
+
+  it("keeps running when the sandbox user cannot reach a package directory; executions from it say why", async () => {
+    // A wheel directory below a 0700 directory (as under /root): bubblewrap cannot bind it as uid 65534.
+    const parent = worldReadableTempDir("hexr-locked-parent-");
+    const locked = join(parent, "private");
+    const wheels = join(locked, "wheels");
+    mkdirSync(wheels, { recursive: true, mode: 0o755 });
+    chmodSync(locked, 0o700);
+    buildWheel(wheels, { name: "hexrtiny", module: "VALUE = 42\n" });
+    const svc = new SandboxService({
+      backends: [
+        new NamespaceBackend({
+          limits: { memoryBytes: 64 * MiB, pids: 32, cpus: 1, tmpfsBytes: 8 * MiB, maxOutputBytes: 1024 },
+          warmPool: 0,
+          packageDirs: { python: wheels },
+        }),
+      ],
+      limits: { maxConcurrent: 1, maxQueue: 0, maxTimeoutSeconds: 60, maxCodeBytes: 1024, installTimeoutSeconds: 30 },
+      packages: { pythonDir: wheels },
+      languagesOf: (b) => (b as NamespaceBackend).languages(),
+    });
+    try {
+      const [h] = await svc.start();
+      expect(h?.available, h?.summary).toBe(true);
+      expect((await svc.execute({ code: "print(1)" }, admin)).result.stdout).toBe("1\n");
+      const asked = svc.execute({ code: "import hexrtiny; print(hexrtiny.VALUE)", packages: ["hexrtiny"] }, admin);
+      if (process.getuid?.() === 0) {
+        const err = await errorOf(asked);
+        expect(err).toMatchObject({ code: "sandbox.package_install_failed", kind: "failed_precondition" });
+        expect(err.message).toContain(
+          `the python package directory ${wheels} cannot be read by uid 65534 (blocked at ${locked})`,
+        );
+      } else {
+        // Not root: sandboxes run as this user, the directory's owner, who can read it.
+        expect((await asked).result.stdout).toBe("42\n");
+      }
+    } finally {
+      await svc.stop();
+      rmSync(parent, { recursive: true, force: true });
     }
   });
 });

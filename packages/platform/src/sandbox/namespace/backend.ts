@@ -53,6 +53,7 @@ import { jobMode } from "../job-mode.js";
 import { buildSeccompProgram, syscallTableFor } from "./seccomp.js";
 import { NativeProcess, SandboxKill } from "./spawn.js";
 import { confinementProbeRequest, isConfined } from "../confinement.js";
+import { unreadableDir } from "../host-sandbox.js";
 
 const execFileP = promisify(execFile);
 
@@ -335,6 +336,8 @@ export class NamespaceBackend implements SandboxBackend {
   private seq = 0;
   /** True from the probe on, while the backend is started and the probe did not fail. */
   private usable = false;
+  /** Package directories left out of the sandboxes, and why (the sandbox user cannot reach them). */
+  private unboundDirs: Partial<Record<"python" | "javascript", string>> = {};
 
   constructor(opts: NamespaceBackendOptions) {
     this.opts = {
@@ -403,6 +406,7 @@ export class NamespaceBackend implements SandboxBackend {
       return fail(`the seccomp filter is not available for ${process.arch}`);
     }
     this.seccomp = buildSeccompProgram(table);
+    this.unboundDirs = this.checkPackageDirs();
 
     const { limits } = this.opts;
     const rlimits = { nofile: 1024, nproc: limits.pids, fileSizeBytes: limits.tmpfsBytes + 1024 * 1024, cpuSeconds: 2 * 3600 };
@@ -510,8 +514,10 @@ export class NamespaceBackend implements SandboxBackend {
       SANDBOX_PATHS.runner,
     ];
     const dirs = this.opts.packageDirs ?? {};
-    if (dirs.python) args.push("--ro-bind-try", dirs.python, SANDBOX_PATHS.packages.python);
-    if (dirs.javascript) args.push("--ro-bind-try", dirs.javascript, SANDBOX_PATHS.packages.javascript);
+    if (dirs.python && !this.unboundDirs.python) args.push("--ro-bind-try", dirs.python, SANDBOX_PATHS.packages.python);
+    if (dirs.javascript && !this.unboundDirs.javascript) {
+      args.push("--ro-bind-try", dirs.javascript, SANDBOX_PATHS.packages.javascript);
+    }
     return args;
   }
 
@@ -610,12 +616,34 @@ export class NamespaceBackend implements SandboxBackend {
     }
   }
 
+  /**
+   * Package directories the sandbox user cannot reach are left out of the sandboxes: bubblewrap
+   * would refuse every sandbox on such a bind (`--ro-bind-try` forgives only a missing source), so
+   * one misplaced directory would stop executions that ask for no packages at all.
+   */
+  private checkPackageDirs(): Partial<Record<"python" | "javascript", string>> {
+    const user = process.getuid?.() === 0 ? { uid: this.opts.uid, gid: this.opts.gid } : undefined;
+    const out: Partial<Record<"python" | "javascript", string>> = {};
+    for (const language of ["python", "javascript"] as const) {
+      const dir = this.opts.packageDirs?.[language];
+      const why = dir && user ? unreadableDir(dir, user) : undefined;
+      // A directory that is not there yet is bound when it is (bwrap skips a missing source).
+      if (!dir || !why || !/blocked at/.test(why)) continue;
+      out[language] =
+        `the ${language === "python" ? "python" : "npm"} package directory ${dir} ${why}, the user sandboxes run as: make the directories on the way readable and searchable by others (0755) or move it`;
+      this.opts.log?.warn({ dir }, `${out[language]}; executions with ${language} packages from it will fail`);
+    }
+    return out;
+  }
+
   async exec(req: BackendExecRequest): Promise<BackendExecResult> {
     if (!this.usable || !this.bwrap || !this.seccomp || !this.runtime) {
       throw new HexrError("sandbox.backend_unavailable", "the namespace backend is not started; run 'hexr sandbox doctor'", {
         kind: "unavailable",
       });
     }
+    const unbound = req.install?.origin === "local" ? this.unboundDirs[req.install.language] : undefined;
+    if (unbound) throw new HexrError("sandbox.package_install_failed", unbound, { kind: "failed_precondition" });
     let sb: Sandbox;
     try {
       if (req.signal?.aborted) throw new HexrError("sandbox.aborted", "the execution was cancelled", { kind: "unavailable" });
