@@ -77,10 +77,19 @@ interface Runtime {
 const MAX_LOG = 64 * 1024;
 const DEFAULT_LIMITS: CgroupLimits = { memoryBytes: 1024 * 1024 * 1024, pids: 256, cpus: 1 };
 
+/** `name`'s absolute path: itself if absolute, else the first match on PATH (undefined when there is none). */
+export function resolveExecutable(name: string): string | undefined {
+  if (isAbsolute(name)) return existsSync(name) ? name : undefined;
+  for (const dir of (process.env["PATH"] ?? "/usr/local/bin:/usr/bin:/bin").split(delimiter)) {
+    if (dir && existsSync(join(dir, name))) return join(dir, name);
+  }
+  return undefined;
+}
+
 /**
- * The directories above `path` (existing ones; the nearest first is last) that `user` cannot pass
- * through by their mode bits: bubblewrap resolves a bind's source as the sandbox user, so a 0700
- * directory such as /root on the way keeps the bind out.
+ * The directories above `path` that `user` cannot pass through by their mode bits, outermost first
+ * (ones that do not exist are skipped): bubblewrap resolves a bind's source as the sandbox user, so
+ * a 0700 directory such as /root on the way keeps the bind out.
  */
 export function blockedAncestors(path: string, user: { uid: number; gid: number }): string[] {
   const blocked: string[] = [];
@@ -311,13 +320,9 @@ export class HostSandbox {
     });
   }
 
-  /** bubblewrap's absolute path (the native spawn does not search PATH). */
+  /** bubblewrap's absolute path (the native spawn does not search PATH); the name itself when it is not found, for the error. */
   bwrap(): string {
     const name = this.opts.bwrapPath ?? "bwrap";
-    if (isAbsolute(name)) return name;
-    for (const dir of (process.env["PATH"] ?? "/usr/bin:/bin").split(delimiter)) {
-      if (dir && existsSync(join(dir, name))) return join(dir, name);
-    }
-    return name;
+    return resolveExecutable(name) ?? name;
   }
 }

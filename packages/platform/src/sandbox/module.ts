@@ -4,9 +4,9 @@ import type { PlatformModule } from "../module.js";
 import type { PolicyEngine } from "../policy/types.js";
 import type { SandboxConfig } from "./config.js";
 import { execFile } from "node:child_process";
-import { existsSync, readdirSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { HostSandbox, unreadableDir } from "./host-sandbox.js";
+import { resolveExecutable, unreadableDir } from "./host-sandbox.js";
 import { MicrovmBackend } from "./microvm/backend.js";
 import { NamespaceBackend } from "./namespace/backend.js";
 import { PackageFetcher } from "./package-fetch.js";
@@ -130,14 +130,13 @@ export async function localPackageChecks(config: SandboxConfig, isRoot = process
     checks.push({ name, ok: true, severity: "warning", detail: `${dir}: ${held}${unused}` });
   }
   if (config.packages.pythonDir && config.backend !== "namespace") {
-    const bwrap = new HostSandbox({ prefix: "hexr-doctor-", purpose: "doctor", bwrapPath: config.namespace.bwrapPath }).bwrap();
     const pip = await new Promise<string | undefined>((resolve) =>
       execFile("/usr/bin/python3", ["-m", "pip", "--version"], { timeout: 30_000 }, (err, stdout) =>
         resolve(err ? undefined : /^pip (\S+)/.exec(stdout)?.[1]),
       ),
     );
     const missing = [
-      ...(existsSync(bwrap) ? [] : ["bubblewrap (apt-get install bubblewrap)"]),
+      ...(resolveExecutable(config.namespace.bwrapPath) ? [] : ["bubblewrap (apt-get install bubblewrap)"]),
       ...(pip ? [] : ["pip (apt-get install python3-pip)"]),
     ];
     checks.push({

@@ -19,10 +19,10 @@
  */
 
 import { HexrError } from "@hexr/core";
-import { existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { lstatSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { basename, join, posix } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { HostSandbox } from "../host-sandbox.js";
+import { resolveExecutable, type HostSandbox } from "../host-sandbox.js";
 import type { PackageInstall } from "../types.js";
 import { Budget, bundle, readTarGz, readZip, safePath, type ArchiveFile } from "./archive.js";
 
@@ -151,7 +151,7 @@ function resolveFailure(dir: string, exitCode: number | null, log: string, resol
       { kind: "failed_precondition" },
     );
   }
-  if (exitCode === null && !existsSync(resolver.bwrap())) {
+  if (exitCode === null && !resolveExecutable(resolver.bwrap())) {
     return new HexrError(
       "sandbox.package_install_failed",
       "resolving python packages for the microvm backend runs pip confined by bubblewrap on the host, and bubblewrap is not installed (apt-get install bubblewrap; 'hexr sandbox doctor' checks it)",

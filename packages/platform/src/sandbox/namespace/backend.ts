@@ -34,7 +34,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { rm } from "node:fs/promises";
-import { delimiter, isAbsolute, join } from "node:path";
+import { join } from "node:path";
 import type { Socket } from "node:net";
 import { promisify } from "node:util";
 import type { Logger } from "pino";
@@ -53,7 +53,7 @@ import { jobMode } from "../job-mode.js";
 import { buildSeccompProgram, syscallTableFor } from "./seccomp.js";
 import { NativeProcess, SandboxKill } from "./spawn.js";
 import { confinementProbeRequest, isConfined } from "../confinement.js";
-import { unreadableDir } from "../host-sandbox.js";
+import { resolveExecutable, unreadableDir } from "../host-sandbox.js";
 
 const execFileP = promisify(execFile);
 
@@ -92,16 +92,6 @@ const BASE_ENV: Record<string, string> = {
   PYTHONUNBUFFERED: "1",
   PYTHONDONTWRITEBYTECODE: "1",
 };
-
-function resolveExecutable(name: string): string | undefined {
-  if (isAbsolute(name)) return existsSync(name) ? name : undefined;
-  for (const dir of (process.env["PATH"] ?? "/usr/local/bin:/usr/bin:/bin").split(delimiter)) {
-    if (!dir) continue;
-    const p = join(dir, name);
-    if (existsSync(p)) return p;
-  }
-  return undefined;
-}
 
 /** `'…'` quoting for the generated job.sh (single quotes cannot be escaped inside single quotes). */
 export function shellQuote(v: string): string {
