@@ -161,12 +161,11 @@ export class HostSandbox {
     if (this.runtime) return this.runtime;
     const table = syscallTableFor();
     if (!table) {
+      // Both users of this sandbox do package work: the code callers already know for it.
       throw new HexrError(
-        "sandbox.host_sandbox_unsupported",
+        "sandbox.packages_unsupported",
         `no seccomp filter for ${process.arch}: cannot confine the ${this.opts.purpose} here`,
-        {
-          kind: "failed_precondition",
-        },
+        { kind: "failed_precondition" },
       );
     }
     const parent = this.opts.runtimeParent ?? defaultRuntimeParent();

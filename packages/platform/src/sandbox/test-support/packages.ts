@@ -99,7 +99,7 @@ export function buildNpmTarball(
 
 /** A package index served over HTTP on 127.0.0.1, counting what it is asked for. */
 export interface TestIndex {
-  /** `http://127.0.0.1:<port>` */
+  /** `http://127.0.0.1:<port>` (https with the tls option) */
   readonly origin: string;
   readonly port: number;
   /** Request paths in order. */
