@@ -109,19 +109,25 @@ export function blockedAncestors(path: string, user: { uid: number; gid: number 
 /**
  * Why `user` (when given: the platform is root and sandboxes run as that user) cannot read the
  * directory `dir` and search it, or undefined when it can: what bubblewrap needs to bind it.
+ * `blocked`: the directory is there but its mode bits, or those of one above it, keep `user` out.
  */
-export function unreadableDir(dir: string, user: { uid: number; gid: number } | undefined): string | undefined {
+export function unreadableDir(
+  dir: string,
+  user: { uid: number; gid: number } | undefined,
+): { blocked: boolean; detail: string } | undefined {
   let st;
   try {
     st = statSync(dir);
   } catch (err) {
-    return `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`;
+    return { blocked: false, detail: `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` };
   }
-  if (!st.isDirectory()) return "is not a directory";
+  if (!st.isDirectory()) return { blocked: false, detail: "is not a directory" };
   if (!user) return undefined;
   const own = st.uid === user.uid ? (st.mode >> 6) & 5 : st.gid === user.gid ? (st.mode >> 3) & 5 : st.mode & 5;
   const blocked = [...blockedAncestors(dir, user), ...(own === 5 ? [] : [dir])];
-  return blocked.length ? `cannot be read by uid ${user.uid} (blocked at ${blocked.join(", ")})` : undefined;
+  return blocked.length
+    ? { blocked: true, detail: `cannot be read by uid ${user.uid} (blocked at ${blocked.join(", ")})` }
+    : undefined;
 }
 
 export class HostSandbox {

@@ -111,7 +111,7 @@ export async function localPackageChecks(config: SandboxConfig, isRoot = process
         name,
         ok: false,
         severity: "warning",
-        detail: `${dir} ${why}: sandboxes get it bound as that user, so executions with ${language} packages will fail; check ${setting}, make the directories on the way readable and searchable by others (0755) or move it`,
+        detail: `${dir} ${why.detail}: sandboxes get it bound as that user, so executions with ${language} packages will fail; check ${setting}, make the directories on the way readable and searchable by others (0755) or move it`,
       });
       continue;
     }

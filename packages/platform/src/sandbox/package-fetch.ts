@@ -197,8 +197,8 @@ function redactor(urls: string[], values: string[] = []): (text: string) => stri
   }
   for (const v of values) secrets.push(v, encodeURIComponent(v));
   // Longest first, so a secret is not left half-shown by a shorter one that it contains.
-  secrets.sort((a, b) => b.length - a.length);
-  return (text) => secrets.filter((s) => s.length >= 3).reduce((t, s) => t.split(s).join("****"), text);
+  const longestFirst = secrets.filter((s) => s.length >= 3).sort((a, b) => b.length - a.length);
+  return (text) => longestFirst.reduce((t, s) => t.split(s).join("****"), text);
 }
 
 /** npm's key for a registry's settings in .npmrc: the URL without its scheme, ending in a slash. */

@@ -618,9 +618,9 @@ export class NamespaceBackend implements SandboxBackend {
       const dir = this.opts.packageDirs?.[language];
       const why = dir && user ? unreadableDir(dir, user) : undefined;
       // A directory that is not there yet is bound when it is (bwrap skips a missing source).
-      if (!dir || !why || !/blocked at/.test(why)) continue;
+      if (!dir || !why?.blocked) continue;
       out[language] =
-        `the ${language === "python" ? "python" : "npm"} package directory ${dir} ${why}, the user sandboxes run as: make the directories on the way readable and searchable by others (0755) or move it`;
+        `the ${language === "python" ? "python" : "npm"} package directory ${dir} ${why.detail}, the user sandboxes run as: make the directories on the way readable and searchable by others (0755) or move it`;
       this.opts.log?.warn({ dir }, `${out[language]}; executions with ${language} packages from it will fail`);
     }
     return out;
