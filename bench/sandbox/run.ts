@@ -247,7 +247,10 @@ async function main() {
         backend,
         "python execs/s (2 parallel, sustained)": sandboxRate.toFixed(1),
         "bare python3 -c /s (2 parallel)": bareRate.toFixed(1),
-        ratio: `${(bareRate / sandboxRate).toFixed(2)}x slower`,
+        ratio:
+          sandboxRate >= bareRate
+            ? `${(sandboxRate / bareRate).toFixed(2)}x faster`
+            : `${(bareRate / sandboxRate).toFixed(2)}x slower`,
       });
       if (backend === "namespace")
         goals.push(`namespace python execs/s ${sandboxRate.toFixed(1)} (goal >= 100): ${sandboxRate >= 100 ? "met" : "NOT met"}`);

@@ -22,10 +22,17 @@ export interface NativeBinding {
   memfd(data: Buffer): number;
   /** null while the process runs, else its exit code (128 + signal when a signal ended it). */
   reap(pid: number): number | null;
+  /** A connected AF_UNIX SOCK_SEQPACKET pair, both close-on-exec, the first non-blocking: [ours, theirs]. */
+  seqpacketPair(): [number, number];
+  /** One message on a socket with these descriptors attached (SCM_RIGHTS); throws (errno EAGAIN, EPIPE, ...) and sends nothing if it cannot. */
+  sendFds(socket: number, data: Buffer, fds: number[]): void;
 }
 
 // Same relative path from src/ and dist/: the addon is built in packages/platform/native/build.
 const ADDON_URL = new URL("../native/build/Release/hexr_native.node", import.meta.url);
+
+/** The namespace sandbox's python fork server library (native/src/zygote.c), built beside the addon. */
+export const ZYGOTE_LIBRARY_PATH = fileURLToPath(new URL("../native/build/Release/hexr_zygote.so", import.meta.url));
 
 let binding: NativeBinding | undefined;
 

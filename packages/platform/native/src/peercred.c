@@ -14,6 +14,7 @@
 
 #include "errors.h"
 
+#include "fdpass.h"
 #include "spawn.h"
 
 static int fd_arg(napi_env env, napi_callback_info info, int32_t* fd) {
@@ -76,6 +77,7 @@ static napi_value init(napi_env env, napi_value exports) {
   };
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   CHECK(register_spawn(env, exports));
+  CHECK(register_fdpass(env, exports));
   return exports;
 }
 

@@ -15,6 +15,8 @@ NAPI_MODULE_INIT() {
       {"pipe", NULL, unsupported, NULL, NULL, NULL, napi_enumerable, NULL},
       {"memfd", NULL, unsupported, NULL, NULL, NULL, napi_enumerable, NULL},
       {"reap", NULL, unsupported, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"seqpacketPair", NULL, unsupported, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sendFds", NULL, unsupported, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -15,6 +15,24 @@ export function confinementProbeRequest(timeoutMs: number): BackendExecRequest {
   };
 }
 
+/** The same probe in python (the namespace backend's python fork server runs it in a forked interpreter). */
+export function pythonConfinementProbeRequest(timeoutMs: number): BackendExecRequest {
+  return {
+    id: "probe",
+    code: [
+      "import os",
+      "for line in open('/proc/self/status'):",
+      "    if line.split(':')[0] in ('Seccomp', 'NoNewPrivs', 'CapEff'):",
+      "        print(line, end='')",
+      "print(os.getuid())",
+    ].join("\n"),
+    language: "python",
+    timeoutMs,
+    installTimeoutMs: 0,
+    env: {},
+  };
+}
+
 /** True when the probe ran under seccomp, with no-new-privs, no effective capabilities, as uid 65534. */
 export function isConfined(probe: BackendExecResult): boolean {
   const s = probe.stdout;

@@ -23,11 +23,11 @@ const CANARY_VALUE = `canary-${Math.random().toString(36).slice(2)}`;
 const backends = await availableBackends();
 
 it("both backends work on this machine (bubblewrap, cgroups, qemu-system-x86: see `hexr sandbox doctor`)", () => {
-  expect(backends.map((b) => b.name)).toEqual(["namespace", "microvm"]);
+  expect(backends.map((b) => b.name)).toEqual(["namespace", "namespace", "microvm"]);
 });
 
 for (const backend of backends) {
-  describe(`escape suite: ${backend.name}`, () => {
+  describe(`escape suite: ${backend.label}`, () => {
     let p: TestPlatform;
     let outside: Server;
     let outsidePort = 0;

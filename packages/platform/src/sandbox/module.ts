@@ -164,6 +164,7 @@ export function backendsFrom(config: SandboxConfig, log: Logger, dataDir: string
       gid: ns.gid,
       cgroups: ns.cgroups,
       warmPool: ns.warmPool,
+      forkServer: ns.forkServer,
       packageDirs: {
         ...(config.packages.pythonDir ? { python: config.packages.pythonDir } : {}),
         ...(config.packages.npmDir ? { javascript: config.packages.npmDir } : {}),

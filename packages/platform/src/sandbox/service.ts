@@ -228,7 +228,7 @@ export class SandboxService {
         { kind: "failed_precondition" },
       );
     }
-    const decision = await this.authorize(req, ctx);
+    const { decision, tenant } = await this.authorize(req, ctx);
     const plan = planPackages(req.language, req.packages, this.opts.packages ?? {});
 
     await this.admit(ctx.signal);
@@ -243,6 +243,7 @@ export class SandboxService {
           timeoutMs: Math.round(timeout * 1000),
           installTimeoutMs,
           env: req.envVars,
+          tenant: tenant ?? "",
           ...(install ? { install } : {}),
           ...(ctx.signal ? { signal: ctx.signal } : {}),
         })
@@ -304,7 +305,10 @@ export class SandboxService {
    * Who executes on behalf of which tenant: a tenant route's tenant, else the caller's own. Admin
    * keys act as the operator (no tenant, no policy); a workload outside any tenant may not execute.
    */
-  private async authorize(req: ExecRequest, ctx: ExecContext): Promise<PolicyDecision | undefined> {
+  private async authorize(
+    req: ExecRequest,
+    ctx: ExecContext,
+  ): Promise<{ decision: PolicyDecision | undefined; tenant: string | undefined }> {
     const p = ctx.principal;
     if (p.kind === "anonymous") throw unauthenticated();
     if (p.kind === "workload" && p.via === "jwt-svid" && this.opts.audience && !(p.audience ?? []).includes(this.opts.audience)) {
@@ -316,18 +320,19 @@ export class SandboxService {
     }
     const tenant = ctx.tenant ?? (p.kind === "tenant-key" || p.kind === "workload" ? p.tenant : undefined);
     if (tenant === undefined) {
-      if (p.kind === "admin") return undefined;
+      if (p.kind === "admin") return { decision: undefined, tenant };
       throw new HexrError("sandbox.forbidden", "only agents of a tenant, tenant API keys and admins may use the sandbox", {
         kind: "permission_denied",
       });
     }
-    if (!this.opts.policy) return undefined;
-    return authorize(this.opts.policy, {
+    if (!this.opts.policy) return { decision: undefined, tenant };
+    const decision = await authorize(this.opts.policy, {
       principal: p,
       action: "sandbox:exec",
       resource: { type: "Sandbox", id: "default", tenant },
       context: { language: req.language },
     });
+    return { decision, tenant };
   }
 
   private admit(signal: AbortSignal | undefined): Promise<void> {

@@ -34,6 +34,11 @@ export interface BackendExecRequest {
   installTimeoutMs: number;
   env: Record<string, string>;
   install?: PackageInstall;
+  /**
+   * Whom it runs for (the tenant, "" for the operator). Executions of different tenants never share
+   * anything a backend keeps between them (the namespace backend's python zygotes).
+   */
+  tenant?: string;
   /** Aborting kills the execution. */
   signal?: AbortSignal;
 }

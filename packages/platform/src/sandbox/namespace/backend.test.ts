@@ -80,9 +80,11 @@ describe("namespace backend: packages fetched for one execution", () => {
 });
 
 describe("namespace backend: python run by an interpreter started ahead", () => {
+  // The stub of a new interpreter per execution (python forked from a zygote: ./zygote.test.ts).
   const backend = new NamespaceBackend({
     limits: { memoryBytes: 256 * MiB, pids: 128, cpus: 1, tmpfsBytes: 64 * MiB, maxOutputBytes: 64 * 1024 },
     warmPool: 1,
+    forkServer: false,
   });
   const py = (code: string, env: Record<string, string> = {}) => backend.exec(request({ code, env }));
   /** A variable python reads at startup sends the job to a new interpreter: the plain `python3 main.py` to compare with. */

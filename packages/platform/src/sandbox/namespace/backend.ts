@@ -1,22 +1,21 @@
 /**
- * The namespace backend: each execution is a fresh bubblewrap sandbox with every namespace
- * unshared (network: loopback only), a read-only root made of /usr and its merged-/usr symlinks,
- * a synthetic /etc, private size-capped tmpfs /tmp and /dev/shm, uid 65534 inside and out, no
- * capabilities, no-new-privs, a seccomp filter, a fresh cgroup (memory, pids, CPU quota) and
- * rlimits. A timeout SIGKILLs the sandbox's pid-namespace init and every process of its cgroup.
+ * The namespace backend: each execution is a fresh sandbox with every namespace unshared (network:
+ * loopback only), a read-only root made of /usr and its merged-/usr symlinks, a synthetic /etc,
+ * private size-capped tmpfs /tmp and /dev/shm, uid 65534 inside and out, no capabilities,
+ * no-new-privs, a seccomp filter, a fresh cgroup (memory, pids, CPU quota) and rlimits. A timeout
+ * SIGKILLs every process of the sandbox.
  *
- * Sandboxes are set up ahead of time (a small warm pool) and wait with only their first process
- * started: the runner, or in a python sandbox the interpreter in its stub (neither reads anything
- * of a job before the release); an execution takes one, writes its job into the
- * sandbox's read-only job directory, releases it, and the sandbox is destroyed when the code ends.
- * Each sandbox serves one execution.
- *
- * Spawn protocol: bwrap is started without forking the platform (./spawn.ts) and gets exactly
- * these descriptors: it reads its options from fd 3 (an in-memory file, so nothing shows in `ps`),
- * reports the sandbox pid on fd 4 (`--json-status-fd`) and then waits on fd 5 (`--block-fd`); by
- * then the platform has moved that pid into the sandbox's cgroup and unblocks it. fd 6 carries the
- * seccomp program. The first process then starts inside the finished sandbox, sets the rlimits,
- * waits for its go on fd 7 (the release; it closes fd 7 and reads the job), and reports on fd 8.
+ * Sandboxes are set up ahead of time (a small warm pool per kind) and wait with only their first
+ * process started: the runner, or in a python sandbox an interpreter in its stub (neither reads
+ * anything of a job before the release); an execution takes one, writes its job into the sandbox's
+ * read-only job directory, releases it, and the sandbox is destroyed when the code ends. Each
+ * sandbox serves one execution. They are made two ways (./sandbox.ts):
+ *   - a bubblewrap process per sandbox (shell, javascript, and python jobs that need a new
+ *     interpreter: packages, startup variables);
+ *   - for other python jobs, a copy of a per-tenant zygote interpreter, forked into the same kind of
+ *     sandbox by the python fork server (./zygote.ts). Without a working fork server (disabled, the
+ *     library missing, its probe failed, or it failed three times in a row) python sandboxes start a
+ *     new interpreter each, as bubblewrap sandboxes.
  */
 
 import { HexrError, type SandboxLanguage } from "@hexr/core";
@@ -24,6 +23,7 @@ import { execFile } from "node:child_process";
 import {
   chmodSync,
   closeSync,
+  copyFileSync,
   cpSync,
   existsSync,
   mkdirSync,
@@ -35,11 +35,10 @@ import {
 } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { Socket } from "node:net";
 import { promisify } from "node:util";
 import type { Logger } from "pino";
-import { openCgroups, type CgroupManager, type ExecCgroup } from "../cgroup.js";
-import { CappedOutput } from "../output.js";
+import { ZYGOTE_LIBRARY_PATH } from "../../native.js";
+import { openCgroups, type CgroupManager } from "../cgroup.js";
 import type {
   BackendCheck,
   BackendExecRequest,
@@ -48,11 +47,21 @@ import type {
   SandboxBackend,
   SandboxLimits,
 } from "../types.js";
-import { confinedRootArgs, prepareRuntimeDir, pythonStub, SANDBOX_PATHS, type RuntimeDir } from "./runtime-dir.js";
+import {
+  confinedRootArgs,
+  prepareRuntimeDir,
+  pythonStub,
+  SANDBOX_PATHS,
+  ZYGOTE_LIBRARY,
+  ZYGOTE_PATHS,
+  zygoteScript,
+  type RuntimeDir,
+} from "./runtime-dir.js";
 import { jobMode } from "../job-mode.js";
 import { buildSeccompProgram, syscallTableFor } from "./seccomp.js";
-import { NativeProcess, SandboxKill } from "./spawn.js";
-import { confinementProbeRequest, isConfined } from "../confinement.js";
+import { BwrapSandbox, type PooledSandbox, type SandboxKind } from "./sandbox.js";
+import { ForkedSandbox, Zygote } from "./zygote.js";
+import { confinementProbeRequest, isConfined, pythonConfinementProbeRequest } from "../confinement.js";
 import { resolveExecutable, unreadableDir } from "../host-sandbox.js";
 
 const execFileP = promisify(execFile);
@@ -70,10 +79,26 @@ export interface NamespaceBackendOptions {
   packageDirs?: { python?: string; javascript?: string };
   /** Where the runtime directory goes (default: the OS temp dir). */
   runtimeParent?: string;
+  /** The python fork server (./zygote.ts); `false` = every python sandbox starts a new interpreter. */
+  forkServer?: boolean | ForkServerOptions;
   log?: Logger;
   /** Monotonic milliseconds. */
   now?: () => number;
 }
+
+export interface ForkServerOptions {
+  /** Sandboxes one zygote makes before a new one replaces it (its copies share its hash seed and address layout). */
+  maxForks?: number;
+  /** A tenant's zygote (and its warm sandboxes) go after this long without an execution. */
+  idleMs?: number;
+  /** Zygotes alive at once; beyond, the least recently used goes. */
+  maxZygotes?: number;
+}
+
+const FORK_SERVER_DEFAULTS: Required<ForkServerOptions> = { maxForks: 1000, idleMs: 5 * 60_000, maxZygotes: 16 };
+
+/** Failed forked sandboxes in a row after which python sandboxes start a new interpreter each again. */
+const FORK_FAILURES_TO_DISABLE = 3;
 
 /** Interpreters per language, as the sandbox sees them (they come from the host's /usr). */
 export const INTERPRETERS: Record<SandboxLanguage, string> = {
@@ -98,238 +123,53 @@ export function shellQuote(v: string): string {
   return `'${v.replace(/'/g, `'\\''`)}'`;
 }
 
-interface StatusDoc {
-  "child-pid"?: number;
-  "exit-code"?: number;
-}
+/** Pool keys: a kind, and for forked sandboxes the tenant whose zygote makes them (`forked:<tenant>`). */
+type PoolKey = "python" | "generic" | `forked:${string}`;
 
-/** A python sandbox's interpreter is started ahead and waits in a stub; a generic one waits in the runner. */
-type SandboxKind = "python" | "generic";
-
-/** What one sandbox reports when its process tree is gone. */
-interface SandboxEnd {
-  exitDoc: number | undefined;
-  spawnError: Error | undefined;
-}
-
-/**
- * One sandbox, set up and blocked until `release`. Output collection starts at spawn so nothing
- * the code writes can be missed.
- */
-class Sandbox {
-  readonly kind: SandboxKind;
-  readonly proc: NativeProcess | undefined;
-  readonly stdout: CappedOutput;
-  readonly stderr: CappedOutput;
-  readonly jobDir: string;
-  readonly ready: Promise<void>;
-  readonly ended: Promise<SandboxEnd>;
-  /** Set once made (`cgroupMade`); the cleanup waits for it, so a cgroup made late is removed too. */
-  cgroup: ExecCgroup | undefined;
-  readonly cgroupMade: Promise<ExecCgroup | undefined>;
-  runnerText = "";
-  onRunner: (() => void) | undefined;
-  private readonly pipes: Array<Socket | undefined>;
-  private released = false;
-  private dead = false;
-  private readonly killer: SandboxKill;
-
-  constructor(
-    kind: SandboxKind,
-    bwrap: string,
-    args: string[],
-    seccomp: Buffer,
-    devNull: number,
-    jobDir: string,
-    cgroups: CgroupManager | undefined,
-    limits: SandboxLimits,
-    runAs: { uid: number; gid: number } | undefined,
-    /** Set up ahead of its execution: the lowest CPU weight until `prioritize`. */
-    background: boolean,
-  ) {
-    this.kind = kind;
-    this.jobDir = jobDir;
-    this.stdout = new CappedOutput("stdout", limits.maxOutputBytes);
-    this.stderr = new CappedOutput("stderr", limits.maxOutputBytes);
-    let spawnError: Error | undefined;
-    try {
-      // A python sandbox starts its interpreter at once (the stub waits); others start the runner.
-      const first = kind === "python" ? [INTERPRETERS.python, SANDBOX_PATHS.code.python] : ["/bin/sh", SANDBOX_PATHS.runner];
-      this.proc = new NativeProcess(bwrap, [bwrap, "--args", "3", "--", ...first], {
-        // 0 stdin, 1/2 output, 3 options, 4 status, 5 block, 6 seccomp, 7 the go, 8 reports (runner or stub)
-        fds: [
-          { fd: devNull },
-          "read",
-          "read",
-          { data: Buffer.from(args.map((a) => a + "\0").join("")) },
-          "read",
-          "write",
-          { data: seccomp },
-          "write",
-          "read",
-        ],
-        ...(runAs ? { runAs } : {}),
-      });
-    } catch (err) {
-      spawnError = err as Error;
-    }
-    this.pipes = this.proc?.pipes ?? [];
-    this.killer = new SandboxKill(this.proc);
-    let exitDoc: number | undefined;
-    this.pipes[1]?.on("data", (d: Buffer) => this.stdout.push(d));
-    this.pipes[2]?.on("data", (d: Buffer) => this.stderr.push(d));
-    this.pipes[8]?.setEncoding("utf8");
-    this.pipes[8]?.on("data", (chunk: string) => {
-      this.runnerText += chunk;
-      this.onRunner?.();
-    });
-    const exited: Promise<unknown> = this.proc
-      ? this.proc.exited.catch((err: unknown) => {
-          spawnError = err as Error;
-        })
-      : Promise.resolve();
-
-    // Made on the thread pool while bwrap sets up its namespaces, so it costs no latency.
-    this.cgroupMade = cgroups
-      ? cgroups.create({ memoryBytes: limits.memoryBytes, pids: limits.pids, cpus: limits.cpus, background }).then((cg) => {
-          this.cgroup = cg;
-          return cg;
-        })
-      : Promise.resolve(undefined);
-    this.cgroupMade.catch(() => undefined);
-
-    const cgroupReady = new Promise<void>((resolve, reject) => {
-      this.cgroupMade.catch((err: unknown) => {
-        this.kill();
-        reject(
-          new HexrError("sandbox.cgroup_failed", `cannot create a cgroup for the sandbox: ${(err as Error).message}`, {
-            kind: "unavailable",
-          }),
-        );
-      });
-      let statusBuf = "";
-      this.pipes[4]?.setEncoding("utf8");
-      this.pipes[4]?.on("data", (chunk: string) => {
-        statusBuf += chunk;
-        let nl: number;
-        while ((nl = statusBuf.indexOf("\n")) !== -1) {
-          const line = statusBuf.slice(0, nl).trim();
-          statusBuf = statusBuf.slice(nl + 1);
-          let doc: StatusDoc;
-          try {
-            doc = JSON.parse(line) as StatusDoc;
-          } catch {
-            continue;
-          }
-          if (typeof doc["child-pid"] === "number" && this.killer.pid === undefined) {
-            const pid = doc["child-pid"];
-            if (!this.killer.reported(pid)) continue; // killed before it was reported: killed now
-            this.cgroupMade
-              .then((cg) => cg?.add(pid))
-              .then(
-                () => {
-                  // Inside its cgroup now: bwrap may finish (seccomp, init, the first process's exec),
-                  // so that process already waits when an execution takes the sandbox.
-                  this.pipes[5]?.end("x");
-                  resolve();
-                },
-                (err: unknown) => {
-                  this.kill();
-                  reject(
-                    new HexrError("sandbox.cgroup_failed", `cannot move the sandbox into its cgroup: ${(err as Error).message}`, {
-                      kind: "unavailable",
-                    }),
-                  );
-                },
-              );
-          }
-          if (typeof doc["exit-code"] === "number") exitDoc = doc["exit-code"];
-        }
-      });
-      void exited.then(() => reject(this.setupFailure(spawnError)));
-    });
-    // A python sandbox is ready once its interpreter waits in the stub (it has read main.py by then).
-    const stubReady =
-      kind === "python"
-        ? new Promise<void>((resolve, reject) => {
-            const check = () => {
-              if (/^ready$/m.test(this.runnerText)) {
-                this.onRunner = undefined;
-                resolve();
-              }
-            };
-            this.onRunner = check;
-            check();
-            void exited.then(() => reject(this.setupFailure(spawnError)));
-          })
-        : undefined;
-    this.ready = stubReady ? Promise.all([cgroupReady, stubReady]).then(() => undefined) : cgroupReady;
-    cgroupReady.catch(() => undefined);
-    stubReady?.catch(() => undefined);
-    this.ready.catch(() => undefined);
-    this.ended = exited.then(() => {
-      this.dead = true;
-      this.killer.done();
-      return { exitDoc, spawnError };
-    });
-  }
-
-  get alive(): boolean {
-    return !this.dead && !this.released;
-  }
-
-  setupFailure(spawnError: Error | undefined): HexrError {
-    const why = spawnError
-      ? spawnError.message
-      : this.stderr.text().trim().split("\n").slice(-3).join("; ") || "bubblewrap exited without diagnostics";
-    return new HexrError("sandbox.backend_failed", `the namespace sandbox failed to start (${why}); run 'hexr sandbox doctor'`, {
-      kind: "unavailable",
-    });
-  }
-
-  /** The default CPU weight for a sandbox set up in the background, now that an execution waits for it. */
-  async prioritize(): Promise<void> {
-    await (await this.cgroupMade.catch(() => undefined))?.prioritize();
-  }
-
-  /** Lets the sandbox run its job (written just before); a python sandbox's stub also gets the variables. */
-  release(env: Record<string, string>): void {
-    this.released = true;
-    if (this.kind === "python") this.pipes[7]?.end(["run", ...Object.entries(env).map(([k, v]) => `${k}=${v}`)].join("\0"));
-    else this.pipes[7]?.end("go\n");
-  }
-
-  kill(): void {
-    this.killer.kill();
-    void this.cgroup?.killAll();
-  }
+function kindOf(key: PoolKey): SandboxKind {
+  return key.startsWith("forked:") ? "forked" : (key as "python" | "generic");
 }
 
 export class NamespaceBackend implements SandboxBackend {
   readonly name = "namespace" as const;
   readonly installsPackages = true;
-  private readonly opts: Required<Omit<NamespaceBackendOptions, "log" | "runtimeParent" | "packageDirs">> &
+  private readonly opts: Required<Omit<NamespaceBackendOptions, "log" | "runtimeParent" | "packageDirs" | "forkServer">> &
     Pick<NamespaceBackendOptions, "log" | "runtimeParent" | "packageDirs">;
+  /** The fork server's settings; undefined when it is disabled by configuration. */
+  private readonly forkOpts: Required<ForkServerOptions> | undefined;
   private bwrap: string | undefined;
   private seccomp: Buffer | undefined;
   private runtime: RuntimeDir | undefined;
   private cgroups: CgroupManager | undefined;
   private devNull: number | undefined;
   private staticArgs: string[] = [];
+  /** bwrap's options for a zygote (its command is the python interpreter on the zygote's main.py). */
+  private zygoteArgs: string[] = [];
   /** main.py of a python sandbox until its job comes. */
   private stub = "";
+  /** main.py of a zygote. */
+  private zygoteMain = "";
   private state: BackendHealth = { backend: "namespace", available: false, checks: [], summary: "not started" };
   private readonly cleanups = new Set<Promise<void>>();
-  /** Warm sandboxes per kind; a kind is kept warm once an execution has used it. */
-  private readonly pools: Record<SandboxKind, Sandbox[]> = { python: [], generic: [] };
-  private readonly wanted = new Set<SandboxKind>();
+  /** Warm sandboxes per pool; a pool is kept warm once an execution has used it. */
+  private readonly pools = new Map<PoolKey, PooledSandbox[]>();
+  private readonly wanted = new Set<PoolKey>();
   private seq = 0;
+  /** The fork server's zygote per tenant ("" for the operator). */
+  private readonly zygotes = new Map<string, Zygote>();
+  /** Zygotes still running, retired ones included (stop() kills them). */
+  private readonly allZygotes = new Set<Zygote>();
+  /** Why python sandboxes do not fork from a zygote (undefined: they do, once started). */
+  private forkOff: string | undefined = "not started";
+  private forkFailures = 0;
+  private idleTimer: NodeJS.Timeout | undefined;
   /** True from the probe on, while the backend is started and the probe did not fail. */
   private usable = false;
   /** Package directories left out of the sandboxes, and why (the sandbox user cannot reach them). */
   private unboundDirs: Partial<Record<"python" | "javascript", string>> = {};
 
   constructor(opts: NamespaceBackendOptions) {
+    const { forkServer = true, ...rest } = opts;
     this.opts = {
       bwrapPath: "bwrap",
       uid: 65534,
@@ -337,7 +177,17 @@ export class NamespaceBackend implements SandboxBackend {
       cgroups: "required",
       warmPool: 2,
       now: () => performance.now(),
-      ...opts,
+      ...rest,
+    };
+    this.forkOpts = forkServer === false ? undefined : { ...FORK_SERVER_DEFAULTS, ...(forkServer === true ? {} : forkServer) };
+  }
+
+  /** Whether python sandboxes fork from a zygote now, and why not (tests, doctor). */
+  forkServerState(): { active: boolean; reason?: string; zygotes: number } {
+    return {
+      active: this.forkOff === undefined,
+      ...(this.forkOff ? { reason: this.forkOff } : {}),
+      zygotes: this.allZygotes.size,
     };
   }
 
@@ -405,6 +255,7 @@ export class NamespaceBackend implements SandboxBackend {
       limits: rlimits,
     });
     this.stub = pythonStub(rlimits);
+    this.zygoteMain = zygoteScript(rlimits, { uid: 65534, gid: 65534 });
     this.devNull = openSync("/dev/null", "r");
 
     const cg = openCgroups();
@@ -470,21 +321,78 @@ export class NamespaceBackend implements SandboxBackend {
         detail: there ? INTERPRETERS[l] : `${INTERPRETERS[l]} is missing, so ${l} executions fail`,
       });
     }
+    checks.push(await this.startForkServer());
+    if (this.forkOpts && this.forkOff === undefined) {
+      this.idleTimer = setInterval(() => this.evictIdle(), Math.min(30_000, this.forkOpts.idleMs)).unref();
+    }
     // The warm pool fills after the first execution: platforms that never execute pay nothing.
     this.state = {
       backend: "namespace",
       available: true,
       checks,
-      summary: `bubblewrap sandbox ready (${this.cgroups ? `cgroup ${this.cgroups.version}` : "DEGRADED: no cgroup"}; ${langs.join(", ")})`,
+      summary: `bubblewrap sandbox ready (${this.cgroups ? `cgroup ${this.cgroups.version}` : "DEGRADED: no cgroup"}; ${langs.join(", ")}${
+        this.forkOff === undefined ? "; python fork server" : ""
+      })`,
     };
     return this.state;
   }
 
-  private buildStaticArgs(): string[] {
+  /**
+   * Prepares the python fork server and proves it with a real python execution forked from a zygote
+   * (not a fallback), checked as confined as a bubblewrap sandbox. Its zygote goes afterwards: a
+   * tenant's is started with its first python execution. A failure leaves python executions to
+   * bubblewrap sandboxes (a warning).
+   */
+  private async startForkServer(): Promise<BackendCheck> {
+    const name = "fork-server";
+    const off = (why: string, ok = false): BackendCheck => {
+      this.forkOff = why;
+      return {
+        name,
+        ok,
+        severity: "warning",
+        detail: `python fork server ${why}; python sandboxes start a new interpreter each`,
+      };
+    };
+    if (!this.forkOpts) return off("disabled (sandbox.namespace.forkServer: false)", true);
+    if (!existsSync(INTERPRETERS.python)) return off(`unavailable: ${INTERPRETERS.python} is missing`);
+    if (!existsSync(ZYGOTE_LIBRARY_PATH)) {
+      return off(`unavailable: ${ZYGOTE_LIBRARY_PATH} is not built (run 'npm run build:native -w @hexr/platform'; needs gcc)`);
+    }
+    const rt = this.runtime!;
+    copyFileSync(ZYGOTE_LIBRARY_PATH, join(rt.zygote, ZYGOTE_LIBRARY));
+    chmodSync(join(rt.zygote, ZYGOTE_LIBRARY), 0o644);
+    writeFileSync(join(rt.zygote, `main.${EXT.python}`), this.zygoteMain, { mode: 0o644 });
+    this.zygoteArgs = this.buildZygoteArgs();
+    this.forkOff = undefined;
+    this.forkFailures = 0;
+    try {
+      const probe = await this.execIn("forked:", { ...pythonConfinementProbeRequest(15_000), tenant: "" }, { fallback: false });
+      if (!isConfined(probe)) {
+        return off(
+          `unavailable: its probe did not come up confined (exit ${probe.exitCode}): ${(probe.stderr || probe.stdout).slice(0, 300)}`,
+        );
+      }
+      return {
+        name,
+        ok: true,
+        severity: "warning",
+        detail:
+          "python executions fork from a per-tenant zygote interpreter into fresh namespaces (probe: uid 65534, no capabilities, no-new-privs, seccomp filter active)",
+      };
+    } catch (err) {
+      return off(`unavailable: its probe failed: ${(err as Error).message}`);
+    } finally {
+      for (const key of [...this.zygotes.keys()]) this.dropZygote(key);
+      this.wanted.clear();
+    }
+  }
+
+  private buildStaticArgs(ids?: { uid: number; gid: number }): string[] {
     const { limits } = this.opts;
     const rt = this.runtime!;
     const args = [
-      ...confinedRootArgs(rt.etc),
+      ...confinedRootArgs(rt.etc, ids),
       "--proc",
       "/proc",
       "--dev",
@@ -511,15 +419,23 @@ export class NamespaceBackend implements SandboxBackend {
     return args;
   }
 
-  private spawnSandbox(kind: SandboxKind, background = false): Sandbox {
-    const id = `s${++this.seq}`;
-    const jobDir = join(this.runtime!.jobs, id);
-    mkdirSync(jobDir, { mode: 0o755 });
-    if (kind === "python") writeFileSync(join(jobDir, `main.${EXT.python}`), this.stub, { mode: 0o644 });
-    const args = [
-      ...this.staticArgs,
+  /**
+   * A zygote's bwrap options: the sandboxes' root and mounts, but uid 0 of its user namespace with
+   * every capability there (it makes each sandbox's namespaces and mounts) and no seccomp filter (it
+   * applies it to each sandbox, after the setup). Its /tmp holds the job directories (read-only) and
+   * the directory a sandbox stages its /proc in; /run/hexr/job holds its main.py and the library.
+   */
+  private buildZygoteArgs(): string[] {
+    const rt = this.runtime!;
+    return [
+      ...this.buildStaticArgs({ uid: 0, gid: 0 }),
+      "--dir",
+      ZYGOTE_PATHS.procStage,
       "--ro-bind",
-      jobDir,
+      rt.jobs,
+      ZYGOTE_PATHS.jobs,
+      "--ro-bind",
+      rt.zygote,
       SANDBOX_PATHS.job,
       "--chdir",
       "/tmp",
@@ -531,22 +447,135 @@ export class NamespaceBackend implements SandboxBackend {
       "4",
       "--block-fd",
       "5",
-      "--seccomp",
-      "6",
+      "--cap-add",
+      "ALL",
     ];
+  }
+
+  /** A tenant's zygote: the live one, unless it has made `maxForks` sandboxes or died (then a new one). */
+  private zygoteFor(tenant: string): Zygote {
+    const fo = this.forkOpts!;
+    const current = this.zygotes.get(tenant);
+    if (current && current.usable && current.forks < fo.maxForks) return current;
+    if (current) this.retireZygote(tenant, current);
+    while (this.zygotes.size >= fo.maxZygotes) {
+      const [lru] = [...this.zygotes.entries()].sort((a, b) => a[1].lastUsed - b[1].lastUsed)[0]!;
+      this.dropZygote(lru);
+    }
     const runAs = process.getuid?.() === 0 ? { uid: this.opts.uid, gid: this.opts.gid } : undefined;
-    const sb = new Sandbox(
-      kind,
-      this.bwrap!,
-      args,
-      this.seccomp!,
-      this.devNull!,
-      jobDir,
-      this.cgroups,
-      this.opts.limits,
+    const { limits } = this.opts;
+    const z = new Zygote({
+      key: tenant,
+      bwrap: this.bwrap!,
+      args: this.zygoteArgs,
+      command: [INTERPRETERS.python, SANDBOX_PATHS.code.python],
+      seccomp: this.seccomp!,
+      devNull: this.devNull!,
+      cgroups: this.cgroups,
+      limits: { ...limits, pids: Math.max(limits.pids, 64) },
       runAs,
-      background,
+    });
+    this.zygotes.set(tenant, z);
+    this.allZygotes.add(z);
+    this.track(
+      z.ended.then(async () => {
+        this.allZygotes.delete(z);
+        if (this.zygotes.get(tenant) === z) this.zygotes.delete(tenant);
+        if (!z.retired) {
+          this.opts.log?.warn(
+            { tenant, forks: z.forks, diagnostics: z.diagnostics().slice(-1000) },
+            "the python fork server's zygote exited",
+          );
+        }
+        await (await z.cgroupMade.catch(() => undefined))?.destroy();
+      }),
     );
+    return z;
+  }
+
+  /** No more sandboxes from this zygote; those it made run to their end. */
+  private retireZygote(tenant: string, z: Zygote): void {
+    z.retire();
+    if (this.zygotes.get(tenant) === z) this.zygotes.delete(tenant);
+  }
+
+  /** A tenant's zygote and its warm sandboxes go (idle, evicted, or the probe's). */
+  private dropZygote(tenant: string): void {
+    const z = this.zygotes.get(tenant);
+    if (z) this.retireZygote(tenant, z);
+    const key: PoolKey = `forked:${tenant}`;
+    this.wanted.delete(key);
+    for (const sb of this.pools.get(key)?.splice(0) ?? []) sb.kill();
+  }
+
+  /** Zygotes not asked for a sandbox within idleMs go. */
+  private evictIdle(): void {
+    const idleMs = this.forkOpts?.idleMs ?? Infinity;
+    const now = performance.now();
+    for (const [tenant, z] of [...this.zygotes]) if (now - z.lastUsed > idleMs) this.dropZygote(tenant);
+  }
+
+  /** A forked sandbox failed to come up: after a few in a row, python sandboxes stop forking. */
+  private forkFailed(err: unknown): void {
+    this.forkFailures++;
+    const why = (err as Error).message;
+    this.opts.log?.warn(
+      { err: why, failures: this.forkFailures },
+      "a forked python sandbox failed to start; this execution runs in a new interpreter",
+    );
+    if (this.forkFailures < FORK_FAILURES_TO_DISABLE || this.forkOff !== undefined) return;
+    this.forkOff = `disabled after ${this.forkFailures} failed sandboxes in a row (last: ${why})`;
+    this.opts.log?.error({ reason: this.forkOff }, "python fork server disabled; python sandboxes start a new interpreter each");
+    for (const tenant of [...this.zygotes.keys()]) this.dropZygote(tenant);
+  }
+
+  private spawnSandbox(key: PoolKey, background = false): PooledSandbox {
+    const kind = kindOf(key);
+    const id = `s${++this.seq}`;
+    const jobDir = join(this.runtime!.jobs, id);
+    mkdirSync(jobDir, { mode: 0o755 });
+    const { limits } = this.opts;
+    let sb: PooledSandbox;
+    if (kind === "forked") {
+      const sizes = { tmpfsBytes: limits.tmpfsBytes, shmBytes: Math.min(limits.tmpfsBytes, 64 * 1024 * 1024) };
+      sb = new ForkedSandbox(this.zygoteFor(key.slice("forked:".length)), id, jobDir, this.cgroups, limits, sizes, background);
+    } else {
+      if (kind === "python") writeFileSync(join(jobDir, `main.${EXT.python}`), this.stub, { mode: 0o644 });
+      const args = [
+        ...this.staticArgs,
+        "--ro-bind",
+        jobDir,
+        SANDBOX_PATHS.job,
+        "--chdir",
+        "/tmp",
+        "--remount-ro",
+        "/",
+        "--clearenv",
+        ...Object.entries(BASE_ENV).flatMap(([k, v]) => ["--setenv", k, v]),
+        "--json-status-fd",
+        "4",
+        "--block-fd",
+        "5",
+        "--seccomp",
+        "6",
+      ];
+      const runAs = process.getuid?.() === 0 ? { uid: this.opts.uid, gid: this.opts.gid } : undefined;
+      // A python sandbox starts its interpreter at once (the stub waits); others start the runner.
+      const command = kind === "python" ? [INTERPRETERS.python, SANDBOX_PATHS.code.python] : ["/bin/sh", SANDBOX_PATHS.runner];
+      sb = new BwrapSandbox({
+        kind: kind === "python" ? "python" : "generic",
+        bwrap: this.bwrap!,
+        args,
+        command,
+        seccomp: this.seccomp!,
+        devNull: this.devNull!,
+        jobDir,
+        cgroups: this.cgroups,
+        limits,
+        runAs,
+        background,
+      });
+    }
     // Whatever happens to it, a sandbox's cgroup and job directory go when its processes are gone.
     this.track(
       sb.ended.then(async () => {
@@ -561,24 +590,27 @@ export class NamespaceBackend implements SandboxBackend {
   }
 
   private refill(): void {
-    if (!this.usable || !this.state.available) return; // not during the probe: a doctor run needs no pool
-    for (const kind of this.wanted) {
-      const pool = this.pools[kind];
+    if (!this.usable || !this.state.available) return; // not during the probes: a doctor run needs no pool
+    for (const key of this.wanted) {
+      if (kindOf(key) === "forked" && this.forkOff !== undefined) continue;
+      let pool = this.pools.get(key);
+      if (!pool) this.pools.set(key, (pool = []));
       for (let i = pool.length - 1; i >= 0; i--) if (!pool[i]!.alive) pool.splice(i, 1);
       while (pool.length < this.opts.warmPool) {
-        let sb: Sandbox;
+        let sb: PooledSandbox;
         try {
           // Set up at the lowest CPU weight: running executions and the platform go first.
-          sb = this.spawnSandbox(kind, true);
+          sb = this.spawnSandbox(key, true);
         } catch (err) {
           this.opts.log?.warn({ err }, "cannot set up a warm sandbox");
           return;
         }
-        pool.push(sb);
+        const list = pool;
+        list.push(sb);
         sb.ended.then(
           () => {
-            const i = pool.indexOf(sb);
-            if (i !== -1) pool.splice(i, 1);
+            const i = list.indexOf(sb);
+            if (i !== -1) list.splice(i, 1);
           },
           () => undefined,
         );
@@ -586,9 +618,9 @@ export class NamespaceBackend implements SandboxBackend {
     }
   }
 
-  private async take(kind: SandboxKind): Promise<Sandbox> {
+  private async take(key: PoolKey): Promise<PooledSandbox> {
     for (;;) {
-      const sb = this.pools[kind].shift() ?? this.spawnSandbox(kind);
+      const sb = this.pools.get(key)?.shift() ?? this.spawnSandbox(key);
       try {
         // A warm sandbox gets its CPU weight back before its job runs (and before its setup, if that
         // is still under way: the execution now waits for it).
@@ -604,6 +636,12 @@ export class NamespaceBackend implements SandboxBackend {
       }
       if (sb.alive) return sb;
     }
+  }
+
+  /** Python jobs that a running interpreter can take go to the tenant's zygote while the fork server works. */
+  private poolKey(req: BackendExecRequest): PoolKey {
+    const kind = kindFor(req);
+    return kind === "python" && this.forkOff === undefined ? `forked:${req.tenant ?? ""}` : kind;
   }
 
   /**
@@ -627,6 +665,14 @@ export class NamespaceBackend implements SandboxBackend {
   }
 
   async exec(req: BackendExecRequest): Promise<BackendExecResult> {
+    return this.execIn(this.poolKey(req), req, { fallback: true });
+  }
+
+  /**
+   * Runs `req` in a sandbox of pool `key`. A forked sandbox that fails to come up is counted against
+   * the fork server and, with `fallback`, the execution runs in a bubblewrap python sandbox instead.
+   */
+  private async execIn(key: PoolKey, req: BackendExecRequest, opts: { fallback: boolean }): Promise<BackendExecResult> {
     if (!this.usable || !this.bwrap || !this.seccomp || !this.runtime) {
       throw new HexrError("sandbox.backend_unavailable", "the namespace backend is not started; run 'hexr sandbox doctor'", {
         kind: "unavailable",
@@ -634,18 +680,26 @@ export class NamespaceBackend implements SandboxBackend {
     }
     const unbound = req.install?.origin === "local" ? this.unboundDirs[req.install.language] : undefined;
     if (unbound) throw new HexrError("sandbox.package_install_failed", unbound, { kind: "failed_precondition" });
-    let sb: Sandbox;
+    let sb: PooledSandbox;
     try {
       if (req.signal?.aborted) throw new HexrError("sandbox.aborted", "the execution was cancelled", { kind: "unavailable" });
-      sb = await this.take(kindFor(req));
+      try {
+        sb = await this.take(key);
+        if (kindOf(key) === "forked") this.forkFailures = 0;
+      } catch (err) {
+        if (kindOf(key) !== "forked" || !opts.fallback || (err as HexrError).code === "sandbox.cgroup_failed") throw err;
+        this.forkFailed(err);
+        key = "python";
+        sb = await this.take(key);
+      }
     } catch (err) {
       discardFetched(req);
       throw err;
     }
-    return this.runIn(sb, req);
+    return this.runIn(key, sb, req);
   }
 
-  private async runIn(sb: Sandbox, req: BackendExecRequest): Promise<BackendExecResult> {
+  private async runIn(key: PoolKey, sb: PooledSandbox, req: BackendExecRequest): Promise<BackendExecResult> {
     const { limits, now } = this.opts;
     try {
       writeJob(sb.jobDir, req);
@@ -702,8 +756,8 @@ export class NamespaceBackend implements SandboxBackend {
     // With a warm sandbox of its kind still waiting, the next one is set up once this execution is
     // over and its result is on its way (setImmediate: after the reply), so the setup takes neither
     // CPU nor event-loop time from it; with none left, at once (after the release, so the two overlap).
-    this.wanted.add(sb.kind);
-    if (this.pools[sb.kind].some((p) => p.alive)) void sb.ended.then(() => setImmediate(() => this.refill()));
+    this.wanted.add(key);
+    if (this.pools.get(key)?.some((p) => p.alive)) void sb.ended.then(() => setImmediate(() => this.refill()));
     else setImmediate(() => this.refill());
 
     const { exitDoc, spawnError } = await sb.ended;
@@ -754,8 +808,15 @@ export class NamespaceBackend implements SandboxBackend {
 
   async stop(): Promise<void> {
     this.usable = false;
-    for (const pool of Object.values(this.pools)) for (const sb of pool.splice(0)) sb.kill();
+    if (this.idleTimer) clearInterval(this.idleTimer);
+    this.idleTimer = undefined;
+    for (const pool of this.pools.values()) for (const sb of pool.splice(0)) sb.kill();
+    this.pools.clear();
     this.wanted.clear();
+    // A zygote's death ends every sandbox it made (they live in its pid namespace).
+    for (const z of this.allZygotes) z.kill();
+    this.zygotes.clear();
+    this.forkOff = "not started";
     while (this.cleanups.size) await Promise.all([...this.cleanups]);
     await this.cgroups?.close();
     this.cgroups = undefined;
@@ -767,7 +828,7 @@ export class NamespaceBackend implements SandboxBackend {
 }
 
 /** Python jobs the interpreter can run as started (no packages, no startup variables) get a python sandbox. */
-function kindFor(req: BackendExecRequest): SandboxKind {
+function kindFor(req: BackendExecRequest): "python" | "generic" {
   return jobMode(req.language, req.env, { installs: req.install !== undefined }) === "run" ? "python" : "generic";
 }
 

@@ -30,6 +30,8 @@ export interface RuntimeDir {
   readonly runner: string;
   /** Parent of the per-sandbox job directories. */
   readonly jobs: string;
+  /** The python zygote's main.py and fork server library (bound at /run/hexr/job in a zygote). */
+  readonly zygote: string;
   remove(): void;
 }
 
@@ -210,16 +212,16 @@ export function rootLinks(): string[] {
  * would add a second user namespace to every sandbox to say the same again, at ~1.9 ms of CPU per
  * sandbox (`perf stat` of bwrap with and without it), a third of bwrap's own cost.
  */
-export function confinedRootArgs(etc: string): string[] {
+export function confinedRootArgs(etc: string, ids: { uid: number; gid: number } = { uid: 65534, gid: 65534 }): string[] {
   return [
     "--unshare-all",
     "--unshare-user",
     "--die-with-parent",
     "--new-session",
     "--uid",
-    "65534",
+    String(ids.uid),
     "--gid",
-    "65534",
+    String(ids.gid),
     "--hostname",
     "sandbox",
     "--ro-bind",
@@ -269,52 +271,127 @@ export function prepareRuntimeDir(opts: { limits: SandboxRlimits; parent?: strin
   writeFileSync(runner, runnerScript(opts.limits), { mode: 0o644 });
   const jobs = join(dir, "jobs");
   mkdirSync(jobs, { mode: 0o755 });
+  const zygote = join(dir, "zygote");
+  mkdirSync(zygote, { mode: 0o755 });
   return {
     dir,
     etc,
     runner,
     jobs,
+    zygote,
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
 
 /**
- * main.py of a python sandbox until its job comes: the interpreter (started ahead, confined, with the
- * sandbox's base environment) sets the rlimits the runner sets in other sandboxes, reports `ready` on
- * fd 8 and reads its go from fd 7 until EOF: `run` and the execution's variables (NUL-separated
- * `K=V`). It closes both descriptors, applies the variables and runs the code the platform has
- * meanwhile written over main.py as the `__main__` script, reporting an uncaught exception as the
- * interpreter does (without this stub's frame). Python jobs that need more (packages to install,
- * variables read at interpreter startup) go to a sandbox whose runner starts a new interpreter
- * instead (`jobMode`).
+ * How an interpreter started ahead waits for its job (the python stub's and the zygote's copies):
+ * it reports `ready` on fd 8 and reads its go from fd 7 until EOF: `run` and the execution's
+ * variables (NUL-separated `K=V`). It closes both descriptors and applies the variables; the platform
+ * has meanwhile written the code over main.py. Released without a job (the platform went away), it
+ * exits with 127.
  */
-export function pythonStub(l: SandboxRlimits): string {
-  const limits = [
-    ["CORE", 0],
-    ["NOFILE", l.nofile],
-    ["NPROC", l.nproc],
-    ["FSIZE", fileSizeBlocks(l) * 512],
-    ["CPU", l.cpuSeconds],
-  ]
-    .map(([name, v]) => `(resource.RLIMIT_${name}, ${v})`)
-    .join(", ");
-  return pythonStubScript(String.raw`    import resource
-    for r, v in (${limits}):
-        resource.setrlimit(r, (v, v))
-    os.write(8, b"ready\n")
-    data = b""
-    while True:
-        chunk = os.read(7, 65536)
-        if not chunk:
-            break
-        data += chunk
-    os.close(7)
+const GO_PROTOCOL = String.raw`    try:
+        os.write(8, b"ready\n")
+        data = b""
+        while True:
+            chunk = os.read(7, 65536)
+            if not chunk:
+                break
+            data += chunk
+        os.close(7)
+    except OSError:
+        os._exit(127)
     parts = data.split(b"\0")
     if parts[0] != b"run":
-        os._exit(127)  # released without a job (the platform went away)
+        os._exit(127)
     os.close(8)
     for kv in parts[1:]:
         k, _, v = kv.partition(b"=")
         os.environb[k] = v
-`);
+`;
+
+/** The rlimits as (resource, value) pairs, as the python stub sets them (FSIZE in bytes, as `ulimit -f` blocks). */
+function rlimitValues(l: SandboxRlimits): Record<"CORE" | "NOFILE" | "NPROC" | "FSIZE" | "CPU", number> {
+  return { CORE: 0, NOFILE: l.nofile, NPROC: l.nproc, FSIZE: fileSizeBlocks(l) * 512, CPU: l.cpuSeconds };
+}
+
+/**
+ * main.py of a python sandbox until its job comes: the interpreter (started ahead, confined, with the
+ * sandbox's base environment) sets the rlimits the runner sets in other sandboxes, waits for its go
+ * (GO_PROTOCOL) and runs the code the platform has meanwhile written over main.py as the `__main__`
+ * script, reporting an uncaught exception as the interpreter does (without this stub's frame).
+ * Python jobs that need more (packages to install, variables read at interpreter startup) go to a
+ * sandbox whose runner starts a new interpreter instead (`jobMode`).
+ */
+export function pythonStub(l: SandboxRlimits): string {
+  const limits = Object.entries(rlimitValues(l))
+    .map(([name, v]) => `(resource.RLIMIT_${name}, ${v})`)
+    .join(", ");
+  return pythonStubScript(
+    String.raw`    import resource
+    for r, v in (${limits}):
+        resource.setrlimit(r, (v, v))
+` + GO_PROTOCOL,
+  );
+}
+
+/** Paths in the zygote's own view (its mount namespace), besides SANDBOX_PATHS. */
+export const ZYGOTE_PATHS = {
+  /** The runtime directory's jobs/, where a sandbox finds its job directory to bind at /run/hexr/job. */
+  jobs: "/tmp/jobs",
+  /** An empty directory where a sandbox mounts its /proc before moving it over the zygote's. */
+  procStage: "/tmp/proc",
+  /** The fork server library (hexr_zygote.so), beside the zygote's main.py. */
+  library: `${SANDBOX_PATHS.job}/hexr_zygote.so`,
+} as const;
+
+/** The file name of the fork server library in the native addon's build directory and in the zygote's directory. */
+export const ZYGOTE_LIBRARY = "hexr_zygote.so";
+
+/**
+ * main.py of the python zygote (./zygote.ts): an interpreter started once in a bubblewrap sandbox
+ * like a python stub's, but holding capabilities in its own user namespace and without the seccomp
+ * filter, which it reads from fd 6 to apply to each sandbox. It loads the fork server library and
+ * calls its loop (hexr_zygote_serve, native/src/zygote.c) on the control socket at fd 9, after
+ * freezing its objects out of the garbage collector's reach (a collection in a copy would otherwise
+ * write to every page it shares with the zygote). The loop returns only in a sandbox's confined copy,
+ * which then goes on as a python stub does (GO_PROTOCOL) and leaves with a quick exit. The zygote
+ * itself runs no code of any execution; it exits when the platform closes the control socket and
+ * the sandboxes it made have ended.
+ */
+export function zygoteScript(l: SandboxRlimits, ids: { uid: number; gid: number }): string {
+  const r = rlimitValues(l);
+  return pythonStubScript(
+    String.raw`    import ctypes, gc
+    program = b""
+    while True:
+        chunk = os.read(6, 65536)
+        if not chunk:
+            break
+        program += chunk
+    os.close(6)
+    class Config(ctypes.Structure):
+        _fields_ = [("seccomp", ctypes.c_char_p), ("seccomp_len", ctypes.c_uint32), ("uid", ctypes.c_uint32),
+                    ("gid", ctypes.c_uint32), ("pad", ctypes.c_uint32), ("rlimit_nofile", ctypes.c_uint64),
+                    ("rlimit_nproc", ctypes.c_uint64), ("rlimit_fsize", ctypes.c_uint64), ("rlimit_cpu", ctypes.c_uint64),
+                    ("jobs_dir", ctypes.c_char_p), ("proc_dir", ctypes.c_char_p)]
+    config = Config(program, len(program), ${ids.uid}, ${ids.gid}, 0, ${r.NOFILE}, ${r.NPROC}, ${r.FSIZE}, ${r.CPU},
+                    b"${ZYGOTE_PATHS.jobs}", b"${ZYGOTE_PATHS.procStage}")
+    serve = ctypes.PyDLL("${ZYGOTE_PATHS.library}", use_errno=True).hexr_zygote_serve
+    serve.argtypes = (ctypes.c_int, ctypes.POINTER(Config))
+    serve.restype = ctypes.c_int
+    after_fork = ctypes.pythonapi.PyOS_AfterFork_Child
+    after_fork.argtypes = ()
+    after_fork.restype = None
+    gc.freeze()
+    os.write(8, b"ready\n")
+    served = serve(9, ctypes.byref(config))
+    if served != 1:
+        if served < 0:
+            os.write(2, b"hexr zygote: " + os.strerror(ctypes.get_errno()).encode() + b"\n")
+        os._exit(0 if served == 0 else 70)
+    after_fork()
+` + GO_PROTOCOL,
+    { quickExit: true },
+  );
 }

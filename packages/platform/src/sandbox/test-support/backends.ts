@@ -12,6 +12,8 @@ import type { TestPlatform } from "../../test-support/platform.js";
 /** A backend the escape suite runs against, with what is normal for it. */
 export interface BackendUnderTest {
   name: "namespace" | "microvm";
+  /** What the suite's title calls it (a backend may be run in more than one way). */
+  label: string;
   /** Extra `sandbox` config for the test platform. */
   config: Partial<SandboxConfigInput>;
   /** The exact environment a sandboxed program sees, given the caller's variables. */
@@ -45,10 +47,10 @@ function instanceDirs(): string[] {
   return out;
 }
 
-/** Processes in this process's execution cgroups (each once, though v1 lists it per controller), with their command lines. */
-function sandboxProcesses(): Array<{ pid: string; cmd: string }> {
+/** Processes in this process's execution cgroups (each once, though v1 lists it per controller), with their command lines and cgroup. */
+function sandboxProcesses(): Array<{ pid: string; cmd: string; comm: string; cgroup: string }> {
   const seen = new Set<string>();
-  const out: Array<{ pid: string; cmd: string }> = [];
+  const out: Array<{ pid: string; cmd: string; comm: string; cgroup: string }> = [];
   for (const dir of instanceDirs()) {
     if (!existsSync(dir)) continue;
     for (const child of readdirSync(dir, { withFileTypes: true })) {
@@ -65,7 +67,12 @@ function sandboxProcesses(): Array<{ pid: string; cmd: string }> {
         if (seen.has(pid)) continue;
         seen.add(pid);
         try {
-          out.push({ pid, cmd: readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ").trim() });
+          out.push({
+            pid,
+            cmd: readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ").trim(),
+            comm: readFileSync(`/proc/${pid}/comm`, "utf8").trim(),
+            cgroup: child.name,
+          });
         } catch {
           // exited meanwhile
         }
@@ -75,27 +82,44 @@ function sandboxProcesses(): Array<{ pid: string; cmd: string }> {
   return out;
 }
 
+/**
+ * Only sandboxes waiting for an execution may remain: bwrap, and a runner or a python stub that still
+ * waits for its go on fd 7 (each closes fd 7 before it reads a job), with whatever else is in that
+ * sandbox's cgroup (a forked sandbox's init); and the python fork server's zygotes.
+ */
+async function namespaceLeftovers(): Promise<void> {
+  let left: string[] = [];
+  for (let i = 0; i < 100; i++) {
+    const procs = sandboxProcesses();
+    const waiting = new Set(
+      procs.filter(({ pid, cmd }) => WAITING.includes(cmd) && existsSync(`/proc/${pid}/fd/7`)).map((p) => p.cgroup),
+    );
+    left = procs
+      .filter(({ cmd, comm, cgroup }) => !/^(\S*\/)?bwrap /.test(cmd) && comm !== "hexr-zygote" && !waiting.has(cgroup))
+      .map((p) => `${p.cmd} (${p.comm}, cgroup ${p.cgroup})`);
+    if (left.length === 0) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  expect(left).toEqual([]);
+}
+
 const namespace: BackendUnderTest = {
   name: "namespace",
+  label: "namespace (python fork server)",
   config: { namespace: { warmPool: 1 } },
   expectedEnvKeys: (user) => [...NAMESPACE_ENV, ...user].sort(),
   ownProcess:
     /^((\/usr\/bin\/)?bwrap --args 3 -- (\/bin\/sh \/run\/hexr\/runner\.sh|\/usr\/bin\/python3 \/run\/hexr\/job\/main\.py)|\/usr\/bin\/python3 \/run\/hexr\/job\/main\.py)$/,
   setuidRootError: "EINVAL",
-  async expectNoLeftovers() {
-    // Only sandboxes waiting for an execution may remain: bwrap, and a runner or a python stub that
-    // still waits for its go on fd 7 (each closes fd 7 before it reads a job).
-    let left: string[] = [];
-    for (let i = 0; i < 100; i++) {
-      left = sandboxProcesses()
-        .filter(({ pid, cmd }) => !/^(\S*\/)?bwrap /.test(cmd) && !(WAITING.includes(cmd) && existsSync(`/proc/${pid}/fd/7`)))
-        .map((p) => p.cmd);
-      if (left.length === 0) return;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    expect(left).toEqual([]);
-  },
+  expectNoLeftovers: namespaceLeftovers,
   instanceDirs,
+};
+
+/** The namespace backend with a new interpreter per python execution (the fork server off). */
+const namespaceFresh: BackendUnderTest = {
+  ...namespace,
+  label: "namespace (a new interpreter per execution)",
+  config: { namespace: { warmPool: 1, forkServer: false } },
 };
 
 /** The image the microvm suite uses: `HEXR_TEST_MICROVM_IMAGE`, else what `hexr sandbox setup` built for ~/.hexr. */
@@ -104,6 +128,7 @@ const MICROVM_POOL = 1;
 
 const microvm: BackendUnderTest = {
   name: "microvm",
+  label: "microvm",
   config: { microvm: { imageDir: TEST_MICROVM_IMAGE, poolSize: MICROVM_POOL } },
   expectedEnvKeys: (user) => [...NAMESPACE_ENV, ...user].sort(),
   // hidepid=2 in the guest: the code sees its own processes only.
@@ -174,7 +199,7 @@ export async function availableBackends(): Promise<BackendUnderTest[]> {
   });
   const h = await ns.start();
   await ns.stop();
-  if (h.available) out.push(namespace);
+  if (h.available) out.push(namespace, namespaceFresh);
   await ensureMicrovmImage();
   const mv = new MicrovmBackend({
     imageDir: TEST_MICROVM_IMAGE,

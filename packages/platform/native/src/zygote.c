@@ -1,0 +1,433 @@
+// The python fork server of the namespace sandbox (hexr_zygote.so). A python interpreter started once
+// inside a bubblewrap sandbox (the zygote) loads this library with ctypes and calls hexr_zygote_serve,
+// which never returns in the zygote until the platform closes the control socket. For each sandbox the
+// platform asks for, it forks a copy of the interpreter into fresh namespaces, and only that copy
+// returns to python, confined as a bubblewrap sandbox's first process is, to run one execution.
+//
+// Why C: on small virtual machines a page fault costs ~10 us, and a python loop that forks writes to
+// hundreds of copy-on-write pages (reference counts) after every fork; this loop writes to a few. It
+// also keeps the security-relevant steps (namespaces, mounts, user mapping, capabilities, seccomp) in
+// one place, made of plain system calls, before any python runs in the copy.
+//
+// Processes per sandbox (the zygote is in its own user namespace U, where it holds capabilities, and
+// in its own pid namespace; it runs no code of any execution):
+//   B  forked by the zygote as pid 1 of a new pid namespace; moves itself into the execution's cgroup
+//      (cgroup.procs descriptors the platform opened and sent), unshares mount, network, ipc, uts and
+//      cgroup namespaces, mounts a new /proc, private /tmp, /dev/shm and /dev/pts, binds the
+//      execution's job directory at /run/hexr/job and detaches the zygote's own mounts; then forks C
+//      and reaps until C exits (the sandbox's init, as bubblewrap's is), exiting with C's status.
+//   C  pid 2: a new session, its own user namespace (uid/gid 65534 mapped to itself, so it holds no
+//      capability over the namespaces above, all owned by U), rlimits, every capability dropped,
+//      no-new-privs, the sandbox's seccomp program; then it returns to python (the stub).
+// The zygote reports B's end on the sandbox's status descriptor as bubblewrap does
+// (`{"exit-code": N}`); a failed setup step is reported there first (`{"setup-error": "..."}`).
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+#define JOB_MAGIC 0x6878727aU  // "hxrz"
+#define MAX_CGROUP_FDS 4
+#define JOB_FDS 5  // stdout, stderr, status, go, report
+#define MAX_SANDBOXES 1024
+#define ID_MAX 64
+
+// What the zygote's python hands over once (a ctypes Structure with the same layout).
+struct hexr_zygote_config {
+  const unsigned char* seccomp;  // struct sock_filter[], as bubblewrap's --seccomp takes it
+  uint32_t seccomp_len;          // bytes
+  uint32_t uid;                  // the sandbox's uid and gid, in the zygote's user namespace and in C's
+  uint32_t gid;
+  uint32_t pad;
+  uint64_t rlimit_nofile;
+  uint64_t rlimit_nproc;
+  uint64_t rlimit_fsize;
+  uint64_t rlimit_cpu;
+  const char* jobs_dir;  // where the platform's job directories are in the zygote's view
+  const char* proc_dir;  // an empty directory on the zygote's /tmp, where B mounts its /proc first
+};
+
+// One request on the control socket (SOCK_SEQPACKET), with JOB_FDS + ncgroup descriptors attached.
+struct job_msg {
+  uint32_t magic;
+  uint32_t ncgroup;
+  uint64_t tmpfs_bytes;
+  uint64_t shm_bytes;
+  char id[ID_MAX];  // the job directory's name below jobs_dir, NUL-terminated
+};
+
+enum { FD_STDOUT, FD_STDERR, FD_STATUS, FD_GO, FD_REPORT };
+
+// Where C finds its descriptors when it returns to python: the stub's protocol (bubblewrap's layout).
+#define C_GO_FD 7
+#define C_REPORT_FD 8
+
+static int write_all(int fd, const char* buf, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, buf, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    buf += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+// `{"setup-error": "<what>: <strerror>"}` on the status descriptor; `what` is ours (no quotes to escape).
+static void report_setup_error(int status_fd, const char* what, int err) {
+  char line[512];
+  int n = snprintf(line, sizeof line, "{\"setup-error\":\"%s: %s\"}\n", what, strerror(err));
+  if (n > 0 && status_fd >= 0) write_all(status_fd, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
+static int write_file(const char* path, const char* text) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  int r = write_all(fd, text, strlen(text));
+  int saved = errno;
+  close(fd);
+  errno = saved;
+  return r;
+}
+
+// Closes every descriptor except those in keep (any order, -1 entries ignored).
+static void close_all_except(const int* keep, int n) {
+  int sorted[16];
+  int m = 0;
+  for (int i = 0; i < n && m < 16; i++)
+    if (keep[i] >= 0) sorted[m++] = keep[i];
+  for (int i = 1; i < m; i++)
+    for (int j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) {
+      int t = sorted[j];
+      sorted[j] = sorted[j - 1];
+      sorted[j - 1] = t;
+    }
+  unsigned lo = 0;
+  for (int i = 0; i < m; i++) {
+    if ((unsigned)sorted[i] > lo) syscall(SYS_close_range, lo, (unsigned)sorted[i] - 1, 0);
+    lo = (unsigned)sorted[i] + 1;
+  }
+  syscall(SYS_close_range, lo, ~0U, 0);
+}
+
+static int drop_capabilities(void) {
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) return -1;
+  for (int cap = 0; cap <= 63; cap++) {
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
+      if (errno == EINVAL) break;  // past the kernel's last capability
+      return -1;
+    }
+  }
+  struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  memset(data, 0, sizeof data);
+  return (int)syscall(SYS_capset, &hdr, data);
+}
+
+static int set_rlimit(int resource, uint64_t v) {
+  struct rlimit r = {(rlim_t)v, (rlim_t)v};
+  return setrlimit(resource, &r);
+}
+
+// C: the execution's process, set up as bubblewrap sets up a sandbox's first process; returns to python.
+// fds: the job's descriptors (stdout, stderr, status, go, report). Returns 0, or -1 with the status
+// descriptor told why (the caller exits).
+static int enter_code_process(const struct hexr_zygote_config* cfg, const int* fds) {
+  int status_fd = fds[FD_STATUS];
+  prctl(PR_SET_NAME, "python3", 0, 0, 0);  // as a new interpreter's (B's name came with the fork)
+  const char* step = "setsid";
+  if (setsid() < 0) goto fail;
+  // The stub's layout: 0 stays (the zygote's /dev/null), 1/2 output, 7 the go, 8 reports; the status
+  // descriptor at 9 until the setup is over. Sources move above 9 first so no dup2 clobbers another.
+  step = "descriptors";
+  int moved[JOB_FDS];
+  for (int i = 0; i < JOB_FDS; i++)
+    if ((moved[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 10)) < 0) goto fail;
+  const int target[JOB_FDS] = {1, 2, 9, C_GO_FD, C_REPORT_FD};
+  for (int i = 0; i < JOB_FDS; i++)
+    if (dup2(moved[i], target[i]) < 0) goto fail;  // dup2 clears close-on-exec on the target
+  const int keep[] = {0, 1, 2, 9, C_GO_FD, C_REPORT_FD};
+  close_all_except(keep, 6);
+  status_fd = 9;
+  fcntl(9, F_SETFD, FD_CLOEXEC);
+
+  // Its own user namespace, mapping the sandbox's ids to themselves: C keeps no capability in U, which
+  // owns every other namespace of the sandbox, and RLIMIT_NPROC counts this sandbox's processes only.
+  step = "user namespace";
+  uid_t outer_uid = geteuid();
+  gid_t outer_gid = getegid();
+  if (unshare(CLONE_NEWUSER) != 0) goto fail;
+  char map[64];
+  step = "setgroups";
+  if (write_file("/proc/self/setgroups", "deny") != 0) goto fail;
+  step = "uid_map";
+  snprintf(map, sizeof map, "%u %u 1\n", cfg->uid, (unsigned)outer_uid);
+  if (write_file("/proc/self/uid_map", map) != 0) goto fail;
+  step = "gid_map";
+  snprintf(map, sizeof map, "%u %u 1\n", cfg->gid, (unsigned)outer_gid);
+  if (write_file("/proc/self/gid_map", map) != 0) goto fail;
+
+  step = "rlimits";
+  if (set_rlimit(RLIMIT_CORE, 0) != 0 || set_rlimit(RLIMIT_NOFILE, cfg->rlimit_nofile) != 0 ||
+      set_rlimit(RLIMIT_NPROC, cfg->rlimit_nproc) != 0 || set_rlimit(RLIMIT_FSIZE, cfg->rlimit_fsize) != 0 ||
+      set_rlimit(RLIMIT_CPU, cfg->rlimit_cpu) != 0)
+    goto fail;
+  step = "capabilities";
+  if (drop_capabilities() != 0) goto fail;
+  step = "no-new-privs";
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) goto fail;
+  step = "seccomp";
+  struct sock_fprog prog = {(unsigned short)(cfg->seccomp_len / sizeof(struct sock_filter)),
+                            (struct sock_filter*)cfg->seccomp};
+  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) goto fail;
+  close(9);
+  return 0;
+fail:
+  report_setup_error(status_fd, step, errno);
+  return -1;
+}
+
+// Mounts `type` at `dir` in place of what is there (detached with everything below it).
+static int replace_mount(const char* dir, const char* type, unsigned long flags, const char* data) {
+  if (umount2(dir, MNT_DETACH) != 0 && errno != EINVAL) return -1;  // EINVAL: not a mount point
+  return mount(type, dir, type, flags, data);
+}
+
+// B, after the zygote forked it as pid 1 of a new pid namespace. Returns only in C (0); B itself exits.
+static int enter_sandbox(const struct hexr_zygote_config* cfg, const struct job_msg* job, int* fds, int* cgroup_fds) {
+  int status_fd = fds[FD_STATUS];
+  prctl(PR_SET_NAME, "hexr-init", 0, 0, 0);
+  const char* step = "cgroup";
+  char buf[256];
+  // Into the execution's cgroup before anything is set up, so the setup is charged and limited too.
+  for (uint32_t i = 0; i < job->ncgroup; i++) {
+    if (write_all(cgroup_fds[i], "0", 1) != 0) goto fail;
+    close(cgroup_fds[i]);
+    cgroup_fds[i] = -1;
+  }
+  // Only /dev/null (0) and the job's descriptors stay: not the control socket, nor other sandboxes'.
+  int keep[JOB_FDS + 1] = {0};
+  memcpy(keep + 1, fds, sizeof(int) * JOB_FDS);
+  close_all_except(keep, JOB_FDS + 1);
+
+  step = "namespaces";
+  if (unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP) != 0) goto fail;
+  // The new network namespace's loopback is down until brought up (as bubblewrap does); the kernel
+  // gives it 127.0.0.1 and ::1 then.
+  step = "loopback";
+  int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) goto fail;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strcpy(ifr.ifr_name, "lo");
+  ifr.ifr_flags = IFF_UP | IFF_RUNNING;
+  int up = ioctl(sock, SIOCSIFFLAGS, &ifr);
+  close(sock);
+  if (up != 0) goto fail;
+  step = "mount propagation";
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) goto fail;
+  // The execution's job directory (read-only), in place of the zygote's.
+  step = "job directory";
+  snprintf(buf, sizeof buf, "%s/%s", cfg->jobs_dir, job->id);
+  if (umount2("/run/hexr/job", MNT_DETACH) != 0) goto fail;
+  if (mount(buf, "/run/hexr/job", NULL, MS_BIND, NULL) != 0) goto fail;
+  if (mount(NULL, "/run/hexr/job", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) != 0) goto fail;
+  // A /proc of the new pid namespace. The kernel lets a user namespace mount proc only where a proc
+  // is already fully visible, so it is mounted beside the zygote's, which is then detached.
+  step = "proc";
+  if (mount("proc", cfg->proc_dir, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) goto fail;
+  if (umount2("/proc", MNT_DETACH) != 0) goto fail;
+  if (mount(cfg->proc_dir, "/proc", NULL, MS_MOVE, NULL) != 0) goto fail;
+  // Private /tmp and /dev/shm (the zygote's /tmp, with every job directory below it, goes) and /dev/pts.
+  step = "tmp";
+  snprintf(buf, sizeof buf, "mode=0755,size=%llu", (unsigned long long)job->tmpfs_bytes);
+  if (replace_mount("/tmp", "tmpfs", MS_NOSUID | MS_NODEV, buf) != 0) goto fail;
+  step = "dev/shm";
+  snprintf(buf, sizeof buf, "mode=0755,size=%llu", (unsigned long long)job->shm_bytes);
+  if (replace_mount("/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, buf) != 0) goto fail;
+  step = "dev/pts";
+  if (replace_mount("/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620") != 0) goto fail;
+  step = "chdir";
+  if (chdir("/tmp") != 0) goto fail;
+
+  step = "fork";
+  pid_t c = fork();
+  if (c < 0) goto fail;
+  if (c == 0) return enter_code_process(cfg, fds) == 0 ? 0 : (_exit(126), -1);
+
+  // B: the sandbox's init. It holds nothing: no descriptor, no capability.
+  close_all_except(NULL, 0);
+  drop_capabilities();
+  for (;;) {
+    int st;
+    pid_t p = waitpid(-1, &st, 0);
+    if (p < 0) {
+      if (errno == EINTR) continue;
+      _exit(127);
+    }
+    if (p == c) _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+  }
+fail:
+  report_setup_error(status_fd, step, errno);
+  _exit(126);
+}
+
+struct sandbox {
+  pid_t pid;       // B, in the zygote's pid namespace
+  int pidfd;       // B's
+  int status_fd;   // where its end is reported
+};
+
+// Takes one request off the control socket. Returns 1 with *fds filled, 0 at end of stream, -1 on a
+// malformed message (its descriptors closed, the status descriptor told when there is one), -2 when
+// nothing was there (EAGAIN).
+static int recv_job(int ctrl, struct job_msg* job, int* fds, int* cgroup_fds) {
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * (JOB_FDS + MAX_CGROUP_FDS))];
+    struct cmsghdr align;
+  } u;
+  struct iovec iov = {job, sizeof *job};
+  struct msghdr msg = {0};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = u.buf;
+  msg.msg_controllen = sizeof u.buf;
+  ssize_t n = recvmsg(ctrl, &msg, MSG_CMSG_CLOEXEC);
+  if (n < 0) return errno == EAGAIN || errno == EINTR ? -2 : 0;
+  if (n == 0) return 0;
+  int got[JOB_FDS + MAX_CGROUP_FDS];
+  int ngot = 0;
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+    for (int i = 0; i < k; i++) {
+      int fd;
+      memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      if (ngot < JOB_FDS + MAX_CGROUP_FDS) got[ngot++] = fd;
+      else close(fd);
+    }
+  }
+  int ok = n == (ssize_t)sizeof *job && !(msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) && job->magic == JOB_MAGIC &&
+           job->ncgroup <= MAX_CGROUP_FDS && ngot == JOB_FDS + (int)job->ncgroup &&
+           memchr(job->id, 0, ID_MAX) != NULL && job->id[0] != 0;
+  for (const char* p = job->id; ok && *p; p++)
+    ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_';
+  if (!ok) {
+    if (ngot > FD_STATUS) {
+      const char* line = "{\"setup-error\":\"the zygote got a malformed request\"}\n";
+      write_all(got[FD_STATUS], line, strlen(line));
+    }
+    for (int i = 0; i < ngot; i++) close(got[i]);
+    return -1;
+  }
+  memcpy(fds, got, sizeof(int) * JOB_FDS);
+  memcpy(cgroup_fds, got + JOB_FDS, sizeof(int) * job->ncgroup);
+  return 1;
+}
+
+// The zygote's loop. Returns 1 in a sandbox's code process (C), ready for python; 0 in the zygote once
+// the control socket is closed and every sandbox it made has ended; -1 (errno set) if it cannot go on.
+int hexr_zygote_serve(int ctrl, const struct hexr_zygote_config* cfg) {
+  static struct sandbox live[MAX_SANDBOXES];
+  static struct pollfd pfds[MAX_SANDBOXES + 1];
+  int nlive = 0;
+  int open_ctrl = 1;
+  int own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+  if (own_pidns < 0) return -1;
+  prctl(PR_SET_NAME, "hexr-zygote", 0, 0, 0);  // what `ps` on the host shows
+  while (open_ctrl || nlive > 0) {
+    int n = 0;
+    if (open_ctrl && nlive < MAX_SANDBOXES) pfds[n++] = (struct pollfd){ctrl, POLLIN, 0};
+    int first = n;
+    for (int i = 0; i < nlive; i++) pfds[n++] = (struct pollfd){live[i].pidfd, POLLIN, 0};
+    if (poll(pfds, (nfds_t)n, -1) < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    // Ended sandboxes first: their status goes out, and their slots free up.
+    for (int i = nlive - 1; i >= 0; i--) {
+      if (!pfds[first + i].revents) continue;
+      siginfo_t si;
+      memset(&si, 0, sizeof si);
+      if (waitid(P_PIDFD, (id_t)live[i].pidfd, &si, WEXITED | WNOHANG) != 0 || si.si_pid == 0) continue;
+      int code = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+      char line[64];
+      int len = snprintf(line, sizeof line, "{\"exit-code\":%d}\n", code);
+      write_all(live[i].status_fd, line, (size_t)len);
+      close(live[i].status_fd);
+      close(live[i].pidfd);
+      live[i] = live[--nlive];
+    }
+    if (first == 0 || !(pfds[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+
+    struct job_msg job;
+    int fds[JOB_FDS];
+    int cgroup_fds[MAX_CGROUP_FDS];
+    memset(&job, 0, sizeof job);
+    int r = recv_job(ctrl, &job, fds, cgroup_fds);
+    if (r == 0) {
+      open_ctrl = 0;
+      continue;
+    }
+    if (r < 0) continue;
+    // B is born in a new pid namespace (the zygote's own children go back to its own afterwards).
+    pid_t b = -1;
+    int err = 0;
+    if (unshare(CLONE_NEWPID) != 0) {
+      err = errno;
+    } else {
+      b = fork();
+      err = errno;
+      if (b == 0) {
+        close(own_pidns);
+        if (enter_sandbox(cfg, &job, fds, cgroup_fds) == 0) return 1;
+        _exit(126);
+      }
+      if (setns(own_pidns, CLONE_NEWPID) != 0) return -1;
+    }
+    int pidfd = b > 0 ? (int)syscall(SYS_pidfd_open, b, 0) : -1;
+    if (b > 0 && pidfd < 0) {
+      err = errno;
+      kill(b, SIGKILL);
+      waitpid(b, NULL, 0);
+      b = -1;
+    }
+    if (b < 0) report_setup_error(fds[FD_STATUS], "zygote fork", err);
+    for (int i = 0; i < JOB_FDS; i++)
+      if (i != FD_STATUS || b < 0) close(fds[i]);
+    for (uint32_t i = 0; i < job.ncgroup; i++) close(cgroup_fds[i]);
+    if (b > 0) {
+      fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+      live[nlive++] = (struct sandbox){b, pidfd, fds[FD_STATUS]};
+    }
+  }
+  close(own_pidns);
+  return 0;
+}
