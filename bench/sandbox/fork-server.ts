@@ -95,12 +95,21 @@ const row = (name: string, s: Sample[]) => ({
   p99: fmtMs(median(s.map((x) => x.p99))),
   "execs/s (2 parallel)": median(s.map((x) => x.rate)).toFixed(1),
 });
-console.log(`\nnamespace backend, ${ROUNDS} rounds (medians), ${ITERATIONS} sequential executions and ${SECONDS} s two at a time per mode:\n`);
+console.log(
+  `\nnamespace backend, ${ROUNDS} rounds (medians), ${ITERATIONS} sequential executions and ${SECONDS} s two at a time per mode:\n`,
+);
 printTable([
   row("fork server (default)", on),
   row("new interpreter per execution", off),
-  { "python print('hello')": "bare /usr/bin/python3 -c", "p50 (one at a time)": "-", p99: "-", "execs/s (2 parallel)": median(bareRates).toFixed(1) },
+  {
+    "python print('hello')": "bare /usr/bin/python3 -c",
+    "p50 (one at a time)": "-",
+    p99: "-",
+    "execs/s (2 parallel)": median(bareRates).toFixed(1),
+  },
 ]);
 const ratio = median(on.map((x) => x.rate)) / median(off.map((x) => x.rate));
 const vsBare = median(on.map((x) => x.rate)) / median(bareRates);
-console.log(`\nfork server / new interpreter: ${ratio.toFixed(2)}x the executions per second; / bare python3 -c: ${vsBare.toFixed(2)}x`);
+console.log(
+  `\nfork server / new interpreter: ${ratio.toFixed(2)}x the executions per second; / bare python3 -c: ${vsBare.toFixed(2)}x`,
+);
