@@ -15,10 +15,12 @@
 //      (cgroup.procs descriptors the platform opened and sent), unshares mount, network, ipc, uts and
 //      cgroup namespaces, mounts a new /proc, private /tmp, /dev/shm and /dev/pts, binds the
 //      execution's job directory at /run/hexr/job and detaches the zygote's own mounts; then forks C
-//      and reaps until C exits (the sandbox's init, as bubblewrap's is), exiting with C's status.
-//   C  pid 2: a new session, its own user namespace (uid/gid 65534 mapped to itself, so it holds no
-//      capability over the namespaces above, all owned by U), rlimits, every capability dropped,
-//      no-new-privs, the sandbox's seccomp program; then it returns to python (the stub).
+//      and reaps until C exits (the sandbox's init, as bubblewrap's is), exiting with C's status. It is
+//      not dumpable (C cannot write into its memory) and, once C runs, has no capability and the
+//      same seccomp filter.
+//   C  pid 2: a new session, its own user namespace (uid/gid 65534, mapped to the zygote's, so it
+//      holds no capability over the namespaces above, all owned by U), rlimits, every capability
+//      dropped, no-new-privs, the sandbox's seccomp program; then it returns to python (the stub).
 // The zygote reports B's end on the sandbox's status descriptor as bubblewrap does
 // (`{"exit-code": N}`); a failed setup step is reported there first (`{"setup-error": "..."}`).
 #define _GNU_SOURCE
@@ -151,6 +153,12 @@ static int drop_capabilities(void) {
   return (int)syscall(SYS_capset, &hdr, data);
 }
 
+static int apply_seccomp(const struct hexr_zygote_config* cfg) {
+  struct sock_fprog prog = {(unsigned short)(cfg->seccomp_len / sizeof(struct sock_filter)),
+                            (struct sock_filter*)cfg->seccomp};
+  return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
+}
+
 static int set_rlimit(int resource, uint64_t v) {
   struct rlimit r = {(rlim_t)v, (rlim_t)v};
   return setrlimit(resource, &r);
@@ -178,8 +186,8 @@ static int enter_code_process(const struct hexr_zygote_config* cfg, const int* f
   status_fd = 9;
   fcntl(9, F_SETFD, FD_CLOEXEC);
 
-  // Its own user namespace, mapping the sandbox's ids to themselves: C keeps no capability in U, which
-  // owns every other namespace of the sandbox, and RLIMIT_NPROC counts this sandbox's processes only.
+  // Its own user namespace, uid/gid 65534 inside mapped to the zygote's own: C keeps no capability in
+  // U, which owns every other namespace of the sandbox, and RLIMIT_NPROC counts this sandbox only.
   step = "user namespace";
   uid_t outer_uid = geteuid();
   gid_t outer_gid = getegid();
@@ -204,9 +212,11 @@ static int enter_code_process(const struct hexr_zygote_config* cfg, const int* f
   step = "no-new-privs";
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) goto fail;
   step = "seccomp";
-  struct sock_fprog prog = {(unsigned short)(cfg->seccomp_len / sizeof(struct sock_filter)),
-                            (struct sock_filter*)cfg->seccomp};
-  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) goto fail;
+  if (apply_seccomp(cfg) != 0) goto fail;
+  // Dumpable again, as a new interpreter is: the zygote's capabilities made its memory (and so its
+  // copies') non-dumpable, and nothing of C's needs hiding from its own processes.
+  step = "dumpable";
+  if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0) goto fail;
   close(9);
   return 0;
 fail:
@@ -224,7 +234,11 @@ static int replace_mount(const char* dir, const char* type, unsigned long flags,
 static int enter_sandbox(const struct hexr_zygote_config* cfg, const struct job_msg* job, int* fds, int* cgroup_fds) {
   int status_fd = fds[FD_STATUS];
   prctl(PR_SET_NAME, "hexr-init", 0, 0, 0);
-  const char* step = "cgroup";
+  // C, its child, must never write into B's memory (/proc/1/mem): B holds capabilities in U until it
+  // has forked C (then it drops them and takes the seccomp filter too).
+  const char* step = "dumpable";
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) goto fail;
+  step = "cgroup";
   char buf[256];
   // Into the execution's cgroup before anything is set up, so the setup is charged and limited too.
   for (uint32_t i = 0; i < job->ncgroup; i++) {
@@ -282,9 +296,10 @@ static int enter_sandbox(const struct hexr_zygote_config* cfg, const struct job_
   if (c < 0) goto fail;
   if (c == 0) return enter_code_process(cfg, fds) == 0 ? 0 : (_exit(126), -1);
 
-  // B: the sandbox's init. It holds nothing: no descriptor, no capability.
+  // B: the sandbox's init. It holds nothing (no descriptor, no capability) and gets the seccomp filter too.
   close_all_except(NULL, 0);
   drop_capabilities();
+  apply_seccomp(cfg);
   for (;;) {
     int st;
     pid_t p = waitpid(-1, &st, 0);

@@ -76,6 +76,12 @@ describe("python fork server", () => {
       request(`
 import json, os, socket
 status = dict(l.split(":\\t", 1) for l in open("/proc/self/status").read().splitlines() if ":\\t" in l)
+def tryopen(p, mode):
+    try:
+        open(p, mode).close()
+        return "opened"
+    except OSError as e:
+        return e.strerror
 def tryls(p):
     try:
         return sorted(os.listdir(p))
@@ -89,6 +95,9 @@ def loopback(family, addr):
     conn, _ = srv.accept()
     c.sendall(b"ping")
     return conn.recv(4).decode()
+def dumpable():
+    import ctypes
+    return ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)  # PR_GET_DUMPABLE
 def unshare():
     import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
@@ -104,6 +113,8 @@ print(json.dumps({
     "mounts": [l.split()[4] for l in open("/proc/self/mountinfo")], "fds": sorted(int(f) for f in os.listdir("/proc/self/fd")),
     "env": sorted(os.environ), "cwd": os.getcwd(), "unshare": unshare(),
     "loopback": [loopback(socket.AF_INET, "127.0.0.1"), loopback(socket.AF_INET6, "::1")],
+    "init": [tryopen("/proc/1/mem", "r+b"), tryopen("/proc/1/environ", "rb"), open("/proc/1/status").read().split("Seccomp:")[1].split()[0]],
+    "dumpable": dumpable(),
 }))`),
     );
     expect(r.stderr).toBe("");
@@ -126,6 +137,9 @@ print(json.dumps({
       cwd: "/tmp",
       unshare: "Operation not permitted",
       loopback: ["ping", "ping"],
+      // The sandbox's init (pid 1) held capabilities while it set the sandbox up: no way into it.
+      init: ["Permission denied", "Permission denied", "2"],
+      dumpable: 1,
     });
     // Only 0-2 (the directory listing's own descriptor aside): nothing of the zygote or the platform.
     expect((v["fds"] as number[]).filter((fd) => fd <= 2)).toEqual([0, 1, 2]);
