@@ -434,19 +434,7 @@ export class NamespaceBackend implements SandboxBackend {
       "--ro-bind",
       rt.jobs,
       ZYGOTE_PATHS.jobs,
-      "--ro-bind",
-      rt.zygote,
-      SANDBOX_PATHS.job,
-      "--chdir",
-      "/tmp",
-      "--remount-ro",
-      "/",
-      "--clearenv",
-      ...Object.entries(BASE_ENV).flatMap(([k, v]) => ["--setenv", k, v]),
-      "--json-status-fd",
-      "4",
-      "--block-fd",
-      "5",
+      ...sandboxTail(rt.zygote),
       "--cap-add",
       "ALL",
     ];
@@ -541,24 +529,7 @@ export class NamespaceBackend implements SandboxBackend {
       sb = new ForkedSandbox(this.zygoteFor(key.slice("forked:".length)), id, jobDir, this.cgroups, limits, sizes, background);
     } else {
       if (kind === "python") writeFileSync(join(jobDir, `main.${EXT.python}`), this.stub, { mode: 0o644 });
-      const args = [
-        ...this.staticArgs,
-        "--ro-bind",
-        jobDir,
-        SANDBOX_PATHS.job,
-        "--chdir",
-        "/tmp",
-        "--remount-ro",
-        "/",
-        "--clearenv",
-        ...Object.entries(BASE_ENV).flatMap(([k, v]) => ["--setenv", k, v]),
-        "--json-status-fd",
-        "4",
-        "--block-fd",
-        "5",
-        "--seccomp",
-        "6",
-      ];
+      const args = [...this.staticArgs, ...sandboxTail(jobDir), "--seccomp", "6"];
       const runAs = process.getuid?.() === 0 ? { uid: this.opts.uid, gid: this.opts.gid } : undefined;
       // A python sandbox starts its interpreter at once (the stub waits); others start the runner.
       const command = kind === "python" ? [INTERPRETERS.python, SANDBOX_PATHS.code.python] : ["/bin/sh", SANDBOX_PATHS.runner];
@@ -825,6 +796,29 @@ export class NamespaceBackend implements SandboxBackend {
     if (this.devNull !== undefined) closeSync(this.devNull);
     this.devNull = undefined;
   }
+}
+
+/**
+ * The end of every bubblewrap sandbox's options (a zygote's too): its job directory at /run/hexr/job,
+ * /tmp as the working directory, the root read-only, the base environment only, and the spawn
+ * protocol's status and block descriptors (./sandbox.ts).
+ */
+function sandboxTail(jobDir: string): string[] {
+  return [
+    "--ro-bind",
+    jobDir,
+    SANDBOX_PATHS.job,
+    "--chdir",
+    "/tmp",
+    "--remount-ro",
+    "/",
+    "--clearenv",
+    ...Object.entries(BASE_ENV).flatMap(([k, v]) => ["--setenv", k, v]),
+    "--json-status-fd",
+    "4",
+    "--block-fd",
+    "5",
+  ];
 }
 
 /** Python jobs the interpreter can run as started (no packages, no startup variables) get a python sandbox. */

@@ -238,6 +238,17 @@ describe("python fork server: lifetimes", () => {
     }
   });
 
+  it("replaces zygotes in the middle of a burst without failing a sandbox", async () => {
+    const b = await started({ warmPool: 0, forkServer: { maxForks: 3 } });
+    try {
+      const results = await Promise.all(Array.from({ length: 16 }, () => b.exec(request(INIT, { tenant: "rotating" }))));
+      expect(results.map((r) => r.stdout)).toEqual(results.map(() => "hexr-init\n"));
+      expect(b.forkServerState()).toMatchObject({ active: true });
+    } finally {
+      await b.stop();
+    }
+  });
+
   it("replaces a zygote after maxForks sandboxes (a new hash seed)", async () => {
     const b = await started({ warmPool: 0, forkServer: { maxForks: 2 } });
     try {

@@ -108,7 +108,7 @@ export class Zygote {
 
   /** Started, not retired, not dead. */
   get usable(): boolean {
-    return !this.dead && this.ctrl !== undefined;
+    return !this.dead && !this.stopped && this.ctrl !== undefined;
   }
 
   /** Its process has not ended (a retired zygote runs until its sandboxes have ended). */
@@ -133,7 +133,7 @@ export class Zygote {
    * socket's queue is full (the kernel queues ~10 messages; a zygote still starting reads none).
    */
   send(id: string, sizes: { tmpfsBytes: number; shmBytes: number }, fds: number[], cgroupFds: number[]): Promise<void> {
-    if (this.ctrl === undefined) return Promise.reject(zygoteGone("it has been stopped"));
+    if (!this.usable) return Promise.reject(zygoteGone("it has been stopped"));
     if (!/^[A-Za-z0-9_-]+$/.test(id) || id.length >= ID_MAX) return Promise.reject(new Error(`invalid sandbox id ${id}`));
     const msg = Buffer.alloc(JOB_BYTES);
     msg.writeUInt32LE(JOB_MAGIC, 0);
@@ -174,12 +174,13 @@ export class Zygote {
       this.queue.shift();
       item.resolve();
     }
+    if (this.stopped) this.closeCtrl(); // retired: what was asked before has gone out
   }
 
-  /** No more sandboxes: the zygote exits once those it made have ended. */
+  /** No more sandboxes: requests already made still go out; the zygote exits once its sandboxes have ended. */
   retire(): void {
     this.stopped = true;
-    this.closeCtrl();
+    this.flush();
   }
 
   kill(): void {
