@@ -54,7 +54,6 @@ export class Zygote {
   forks = 0;
   /** When it was last asked for a sandbox (ms, monotonic). */
   lastUsed = performance.now();
-  readonly ready: Promise<void>;
   readonly ended: Promise<SandboxEnd>;
   /** The zygote's own cgroup (its forks start there; each sandbox then moves into its own). */
   readonly cgroupMade: Promise<ExecCgroup | undefined>;
@@ -97,7 +96,6 @@ export class Zygote {
       () => closeSync(theirs),
       () => closeSync(theirs),
     );
-    this.ready = this.proc.ready;
     this.cgroupMade = this.proc.cgroupMade;
     this.ended = this.proc.ended.then((end) => {
       this.dead = true;
