@@ -165,7 +165,7 @@ export const SandboxConfig = z.strictObject({
       warmPool: z.number().int().min(0).max(64).default(2),
       /**
        * Python executions fork from a per-tenant zygote interpreter into fresh namespaces instead of
-       * starting a new interpreter each (several times less CPU); `false` = a new interpreter each.
+       * starting a new interpreter each (about half the CPU per execution); `false` = a new interpreter each.
        */
       forkServer: z.boolean().default(true),
     })

@@ -163,6 +163,19 @@ describe("sandbox service on the namespace backend", () => {
     expect(system.code).toBe("sandbox.forbidden");
   });
 
+  it("runs each tenant's python on that tenant's own zygote (the operator's too)", async () => {
+    const key = (tenant: string): ExecContext => ({ principal: { kind: "tenant-key", keyId: `k-${tenant}`, tenant } });
+    const seed = async (ctx: ExecContext) => (await run({ code: "print(hash('hexr'))" }, ctx)).stdout;
+    const [a1, a2, b, operator] = [
+      await seed(key("acme")),
+      await seed(key("acme")),
+      await seed(key("globex")),
+      await seed(admin),
+    ];
+    expect(a1).toBe(a2);
+    expect(new Set([a1, b, operator]).size).toBe(3);
+  });
+
   it("runs up to maxConcurrent at once, queues up to maxQueue, and refuses beyond", async () => {
     const slow = () => run({ code: "sleep 1; echo done", language: "shell" });
     const a = slow();
