@@ -1,4 +1,4 @@
-// Builds the native addon with node-gyp, and the sandbox's fork-server library with the C compiler (run by `npm install` through the package's install script).
+// Builds the native addon with node-gyp, and the sandbox's fork servers with the C compiler (run by `npm install` through the package's install script).
 // Uses the headers installed beside this Node when present, so no download from nodejs.org is needed.
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -41,18 +41,23 @@ if (r.error) {
 }
 if (r.status !== 0) process.exit(r.status ?? 1);
 
-// The namespace sandbox's python fork server: a plain shared library the zygote interpreter loads
-// with ctypes (no Node, no Python headers), built beside the addon.
+// The namespace sandbox's fork servers, built beside the addon with the C compiler (no Node, no
+// Python headers): a shared library the python zygote interpreter loads with ctypes, and the same
+// code as an executable (hexr-zygote) for sandboxes that start a new program.
 if (process.platform === "linux") {
   const cc = process.env["CC"] || "cc";
-  const out = join(here, "build", "Release", "hexr_zygote.so");
-  const z = spawnSync(cc, ["-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o", out, join(here, "src", "zygote.c")], {
-    stdio: "inherit",
-  });
-  if (z.error || z.status !== 0) {
-    console.error(
-      `hexr native addon: cannot build ${out} with ${cc}${z.error ? ` (${z.error.message})` : ""}; install a C toolchain (gcc)`,
-    );
-    process.exit(1);
+  const src = join(here, "src", "zygote.c");
+  const flags = ["-O2", "-Wall", "-Wextra", "-Werror"];
+  for (const [out, extra] of [
+    [join(here, "build", "Release", "hexr_zygote.so"), ["-shared", "-fPIC"]],
+    [join(here, "build", "Release", "hexr-zygote"), ["-DHEXR_ZYGOTE_MAIN"]],
+  ]) {
+    const z = spawnSync(cc, [...extra, ...flags, "-o", out, src], { stdio: "inherit" });
+    if (z.error || z.status !== 0) {
+      console.error(
+        `hexr native addon: cannot build ${out} with ${cc}${z.error ? ` (${z.error.message})` : ""}; install a C toolchain (gcc)`,
+      );
+      process.exit(1);
+    }
   }
 }

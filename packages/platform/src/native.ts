@@ -34,6 +34,9 @@ const ADDON_URL = new URL("../native/build/Release/hexr_native.node", import.met
 /** The namespace sandbox's python fork server library (native/src/zygote.c), built beside the addon. */
 export const ZYGOTE_LIBRARY_PATH = fileURLToPath(new URL("../native/build/Release/hexr_zygote.so", import.meta.url));
 
+/** The same fork server as an executable (hexr-zygote), whose sandboxes exec the runner. */
+export const ZYGOTE_EXECUTABLE_PATH = fileURLToPath(new URL("../native/build/Release/hexr-zygote", import.meta.url));
+
 let binding: NativeBinding | undefined;
 
 /** The addon, loaded once. */

@@ -230,12 +230,24 @@ describe("namespace backend: CPU weight of warm sandboxes", () => {
     limits: { memoryBytes: 256 * MiB, pids: 64, cpus: 1, tmpfsBytes: 32 * MiB, maxOutputBytes: 64 * 1024 },
     warmPool: 1,
   });
+  /** Whether a cgroup holds a zygote of the fork server (its own cgroup, not a sandbox's). */
+  const zygotes = (dir: string) =>
+    readFileSync(join(dir, "cgroup.procs"), "utf8")
+      .split("\n")
+      .filter(Boolean)
+      .some((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "hexr-zygote";
+        } catch {
+          return false; // gone meanwhile
+        }
+      });
   /** CPU weights of this backend's live sandbox cgroups. */
   const weights = () => {
     const info = backend.cgroupInfo()!;
     const [parent, file] = info.version === "v1" ? [info.parents[2]!, "cpu.shares"] : [info.parents[0]!, "cpu.weight"];
     return readdirSync(parent, { withFileTypes: true })
-      .filter((e) => e.isDirectory())
+      .filter((e) => e.isDirectory() && !zygotes(join(parent, e.name)))
       .map((e) => readFileSync(join(parent, e.name, file), "utf8").trim())
       .sort();
   };

@@ -10,12 +10,13 @@
  * anything of a job before the release); an execution takes one, writes its job into the sandbox's
  * read-only job directory, releases it, and the sandbox is destroyed when the code ends. Each
  * sandbox serves one execution. They are made two ways (./sandbox.ts):
- *   - a bubblewrap process per sandbox (shell, javascript, and python jobs that need a new
- *     interpreter: packages, startup variables);
- *   - for other python jobs, a copy of a per-tenant zygote interpreter, forked into the same kind of
- *     sandbox by the python fork server (./zygote.ts). Without a working fork server (disabled, the
- *     library missing, its probe failed, or it failed three times in a row) python sandboxes start a
- *     new interpreter each, as bubblewrap sandboxes.
+ *   - a bubblewrap process per sandbox;
+ *   - by the fork server (./zygote.ts): a zygote process, started once, forks each sandbox into fresh
+ *     namespaces of the same kind. Python jobs an interpreter can run as started get a copy of a
+ *     per-tenant zygote interpreter; the others (shell, javascript, python that needs a new
+ *     interpreter) a copy of the small hexr-zygote program that execs the runner, so no copy keeps
+ *     anything of another's memory. Without a working fork server (disabled, not built, its probes
+ *     failed, or it failed three times in a row) every sandbox is a bubblewrap process.
  */
 
 import { HexrError, type SandboxLanguage } from "@hexr/core";
@@ -37,7 +38,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { Logger } from "pino";
-import { ZYGOTE_LIBRARY_PATH } from "../../native.js";
+import { ZYGOTE_EXECUTABLE_PATH, ZYGOTE_LIBRARY_PATH } from "../../native.js";
 import { openCgroups, type CgroupManager } from "../cgroup.js";
 import type {
   BackendCheck,
@@ -52,8 +53,10 @@ import {
   prepareRuntimeDir,
   pythonStub,
   SANDBOX_PATHS,
+  ZYGOTE_EXECUTABLE,
   ZYGOTE_LIBRARY,
   ZYGOTE_PATHS,
+  zygoteArgv,
   zygoteScript,
   type RuntimeDir,
 } from "./runtime-dir.js";
@@ -79,7 +82,7 @@ export interface NamespaceBackendOptions {
   packageDirs?: { python?: string; javascript?: string };
   /** Where the runtime directory goes (default: the OS temp dir). */
   runtimeParent?: string;
-  /** The python fork server (./zygote.ts); `false` = every python sandbox starts a new interpreter. */
+  /** The fork server (./zygote.ts); `false` = every sandbox is a bubblewrap process. */
   forkServer?: boolean | ForkServerOptions;
   log?: Logger;
   /** Monotonic milliseconds. */
@@ -89,7 +92,7 @@ export interface NamespaceBackendOptions {
 export interface ForkServerOptions {
   /** Sandboxes one zygote makes before a new one replaces it (its copies share its hash seed and address layout). */
   maxForks?: number;
-  /** A tenant's zygote (and its warm sandboxes) go after this long without an execution. */
+  /** A zygote (a tenant's, or the runner's) and its warm sandboxes go after this long without an execution. */
   idleMs?: number;
   /** Zygotes alive at once; beyond, the least recently used goes. */
   maxZygotes?: number;
@@ -97,7 +100,7 @@ export interface ForkServerOptions {
 
 const FORK_SERVER_DEFAULTS: Required<ForkServerOptions> = { maxForks: 1000, idleMs: 5 * 60_000, maxZygotes: 16 };
 
-/** Failed forked sandboxes in a row after which python sandboxes start a new interpreter each again. */
+/** Failed forked sandboxes in a row after which every sandbox is a bubblewrap process again. */
 const FORK_FAILURES_TO_DISABLE = 3;
 
 /** Interpreters per language, as the sandbox sees them (they come from the host's /usr). */
@@ -123,11 +126,30 @@ export function shellQuote(v: string): string {
   return `'${v.replace(/'/g, `'\\''`)}'`;
 }
 
-/** Pool keys: a kind, and for forked sandboxes the tenant whose zygote makes them (`forked:<tenant>`). */
-type PoolKey = "python" | "generic" | `forked:${string}`;
+/**
+ * Pool keys: a kind, and for forked python sandboxes the tenant whose zygote makes them
+ * (`forked:<tenant>`); `forked-generic` sandboxes all come from the one runner zygote.
+ */
+type PoolKey = "python" | "generic" | "forked-generic" | `forked:${string}`;
+
+/** Zygotes: a python interpreter per tenant (`python:<tenant>`), and the runner's (hexr-zygote). */
+type ZygoteKey = `python:${string}` | "generic";
 
 function kindOf(key: PoolKey): SandboxKind {
-  return key.startsWith("forked:") ? "forked" : (key as "python" | "generic");
+  return key.startsWith("forked:") ? "forked" : (key as "python" | "generic" | "forked-generic");
+}
+
+function isForked(key: PoolKey): key is "forked-generic" | `forked:${string}` {
+  return key === "forked-generic" || key.startsWith("forked:");
+}
+
+/** The zygote that makes a forked pool's sandboxes, and back. */
+function zygoteKeyOf(pool: "forked-generic" | `forked:${string}`): ZygoteKey {
+  return pool === "forked-generic" ? "generic" : `python:${pool.slice("forked:".length)}`;
+}
+
+function poolKeyOf(zygote: ZygoteKey): PoolKey {
+  return zygote === "generic" ? "forked-generic" : `forked:${zygote.slice("python:".length)}`;
 }
 
 export class NamespaceBackend implements SandboxBackend {
@@ -143,23 +165,25 @@ export class NamespaceBackend implements SandboxBackend {
   private cgroups: CgroupManager | undefined;
   private devNull: number | undefined;
   private staticArgs: string[] = [];
-  /** bwrap's options for a zygote (its command is the python interpreter on the zygote's main.py). */
+  /** bwrap's options for a zygote (its command: the python interpreter on its main.py, or hexr-zygote). */
   private zygoteArgs: string[] = [];
   /** main.py of a python sandbox until its job comes. */
   private stub = "";
-  /** main.py of a zygote. */
+  /** main.py of a python zygote. */
   private zygoteMain = "";
+  /** The runner's zygote: hexr-zygote and its arguments. */
+  private runnerZygoteCommand: string[] = [];
   private state: BackendHealth = { backend: "namespace", available: false, checks: [], summary: "not started" };
   private readonly cleanups = new Set<Promise<void>>();
   /** Warm sandboxes per pool; a pool is kept warm once an execution has used it. */
   private readonly pools = new Map<PoolKey, PooledSandbox[]>();
   private readonly wanted = new Set<PoolKey>();
   private seq = 0;
-  /** The fork server's zygote per tenant ("" for the operator). */
-  private readonly zygotes = new Map<string, Zygote>();
+  /** The fork server's zygotes: one python interpreter per tenant ("" for the operator's), and the runner's. */
+  private readonly zygotes = new Map<ZygoteKey, Zygote>();
   /** Zygotes still running, retired ones included (stop() kills them). */
   private readonly allZygotes = new Set<Zygote>();
-  /** Why python sandboxes do not fork from a zygote (undefined: they do, once started). */
+  /** Why sandboxes do not fork from a zygote (undefined: they do, once started). */
   private forkOff: string | undefined = "not started";
   private forkFailures = 0;
   private idleTimer: NodeJS.Timeout | undefined;
@@ -182,7 +206,7 @@ export class NamespaceBackend implements SandboxBackend {
     this.forkOpts = forkServer === false ? undefined : { ...FORK_SERVER_DEFAULTS, ...(forkServer === true ? {} : forkServer) };
   }
 
-  /** Whether python sandboxes fork from a zygote now, and why not (tests, doctor). */
+  /** Whether sandboxes fork from zygotes now, and why not (tests, doctor). */
   forkServerState(): { active: boolean; reason?: string; zygotes: number } {
     return {
       active: this.forkOff === undefined,
@@ -256,6 +280,7 @@ export class NamespaceBackend implements SandboxBackend {
     });
     this.stub = pythonStub(rlimits);
     this.zygoteMain = zygoteScript(rlimits, { uid: 65534, gid: 65534 });
+    this.runnerZygoteCommand = zygoteArgv(rlimits, { uid: 65534, gid: 65534 });
     this.devNull = openSync("/dev/null", "r");
 
     const cg = openCgroups();
@@ -331,54 +356,62 @@ export class NamespaceBackend implements SandboxBackend {
       available: true,
       checks,
       summary: `bubblewrap sandbox ready (${this.cgroups ? `cgroup ${this.cgroups.version}` : "DEGRADED: no cgroup"}; ${langs.join(", ")}${
-        this.forkOff === undefined ? "; python fork server" : ""
+        this.forkOff === undefined ? "; fork server" : ""
       })`,
     };
     return this.state;
   }
 
   /**
-   * Prepares the python fork server and proves it with a real python execution forked from a zygote
-   * (not a fallback), checked as confined as a bubblewrap sandbox. Its zygote goes afterwards: a
-   * tenant's is started with its first python execution. A failure leaves python executions to
-   * bubblewrap sandboxes (a warning).
+   * Prepares the fork server and proves it with two real executions forked from its zygotes (not
+   * fallbacks), a python one and a shell one, each checked as confined as a bubblewrap sandbox. The
+   * zygotes go afterwards: each starts again with the first execution that needs it. A failure leaves
+   * every execution to bubblewrap sandboxes (a warning).
    */
   private async startForkServer(): Promise<BackendCheck> {
     const name = "fork-server";
     const off = (why: string, ok = false): BackendCheck => {
       this.forkOff = why;
-      return {
-        name,
-        ok,
-        severity: "warning",
-        detail: `python fork server ${why}; python sandboxes start a new interpreter each`,
-      };
+      return { name, ok, severity: "warning", detail: `fork server ${why}; every sandbox is a bubblewrap process` };
     };
     if (!this.forkOpts) return off("disabled (sandbox.namespace.forkServer: false)", true);
     if (!existsSync(INTERPRETERS.python)) return off(`unavailable: ${INTERPRETERS.python} is missing`);
-    if (!existsSync(ZYGOTE_LIBRARY_PATH)) {
-      return off(`unavailable: ${ZYGOTE_LIBRARY_PATH} is not built (run 'npm run build:native -w @hexr/platform'; needs gcc)`);
+    for (const built of [ZYGOTE_LIBRARY_PATH, ZYGOTE_EXECUTABLE_PATH]) {
+      if (!existsSync(built)) {
+        return off(`unavailable: ${built} is not built (run 'npm run build:native -w @hexr/platform'; needs gcc)`);
+      }
     }
     const rt = this.runtime!;
-    copyFileSync(ZYGOTE_LIBRARY_PATH, join(rt.zygote, ZYGOTE_LIBRARY));
-    chmodSync(join(rt.zygote, ZYGOTE_LIBRARY), 0o644);
+    for (const [from, file, mode] of [
+      [ZYGOTE_LIBRARY_PATH, ZYGOTE_LIBRARY, 0o644],
+      [ZYGOTE_EXECUTABLE_PATH, ZYGOTE_EXECUTABLE, 0o755],
+    ] as const) {
+      copyFileSync(from, join(rt.zygote, file));
+      chmodSync(join(rt.zygote, file), mode);
+    }
     writeFileSync(join(rt.zygote, `main.${EXT.python}`), this.zygoteMain, { mode: 0o644 });
     this.zygoteArgs = this.buildZygoteArgs();
     this.forkOff = undefined;
     this.forkFailures = 0;
+    const probes: Array<[string, PoolKey, BackendExecRequest]> = [
+      ["python", "forked:", { ...pythonConfinementProbeRequest(15_000), tenant: "" }],
+      ["runner", "forked-generic", confinementProbeRequest(15_000)],
+    ];
     try {
-      const probe = await this.execIn("forked:", { ...pythonConfinementProbeRequest(15_000), tenant: "" }, { fallback: false });
-      if (!isConfined(probe)) {
-        return off(
-          `unavailable: its probe did not come up confined (exit ${probe.exitCode}): ${(probe.stderr || probe.stdout).slice(0, 300)}`,
-        );
+      for (const [what, key, req] of probes) {
+        const probe = await this.execIn(key, req, { fallback: false });
+        if (!isConfined(probe)) {
+          return off(
+            `unavailable: its ${what} probe did not come up confined (exit ${probe.exitCode}): ${(probe.stderr || probe.stdout).slice(0, 300)}`,
+          );
+        }
       }
       return {
         name,
         ok: true,
         severity: "warning",
         detail:
-          "python executions fork from a per-tenant zygote interpreter into fresh namespaces (probe: uid 65534, no capabilities, no-new-privs, seccomp filter active)",
+          "sandboxes fork from zygotes into fresh namespaces: python executions from a per-tenant interpreter, the others from hexr-zygote, which execs the runner (probes: uid 65534, no capabilities, no-new-privs, seccomp filter active)",
       };
     } catch (err) {
       return off(`unavailable: its probe failed: ${(err as Error).message}`);
@@ -440,12 +473,12 @@ export class NamespaceBackend implements SandboxBackend {
     ];
   }
 
-  /** A tenant's zygote: the live one, unless it has made `maxForks` sandboxes or died (then a new one). */
-  private zygoteFor(tenant: string): Zygote {
+  /** A zygote: the live one, unless it has made `maxForks` sandboxes or died (then a new one). */
+  private zygoteFor(key: ZygoteKey): Zygote {
     const fo = this.forkOpts!;
-    const current = this.zygotes.get(tenant);
+    const current = this.zygotes.get(key);
     if (current && current.usable && current.forks < fo.maxForks) return current;
-    if (current) this.retireZygote(tenant, current);
+    if (current) this.retireZygote(key, current);
     while (this.zygotes.size >= fo.maxZygotes) {
       const [lru] = [...this.zygotes.entries()].sort((a, b) => a[1].lastUsed - b[1].lastUsed)[0]!;
       this.dropZygote(lru);
@@ -453,26 +486,26 @@ export class NamespaceBackend implements SandboxBackend {
     const runAs = process.getuid?.() === 0 ? { uid: this.opts.uid, gid: this.opts.gid } : undefined;
     const { limits } = this.opts;
     const z = new Zygote({
-      key: tenant,
+      key,
       bwrap: this.bwrap!,
       args: this.zygoteArgs,
-      command: [INTERPRETERS.python, SANDBOX_PATHS.code.python],
+      command: key === "generic" ? this.runnerZygoteCommand : [INTERPRETERS.python, SANDBOX_PATHS.code.python],
       seccomp: this.seccomp!,
       devNull: this.devNull!,
       cgroups: this.cgroups,
       limits: { ...limits, pids: Math.max(limits.pids, 64) },
       runAs,
     });
-    this.zygotes.set(tenant, z);
+    this.zygotes.set(key, z);
     this.allZygotes.add(z);
     this.track(
       z.ended.then(async () => {
         this.allZygotes.delete(z);
-        if (this.zygotes.get(tenant) === z) this.zygotes.delete(tenant);
+        if (this.zygotes.get(key) === z) this.zygotes.delete(key);
         if (!z.retired) {
           this.opts.log?.warn(
-            { tenant, forks: z.forks, diagnostics: z.diagnostics().slice(-1000) },
-            "the python fork server's zygote exited",
+            { zygote: key, forks: z.forks, diagnostics: z.diagnostics().slice(-1000) },
+            "a zygote of the fork server exited",
           );
         }
         await (await z.cgroupMade.catch(() => undefined))?.destroy();
@@ -482,39 +515,39 @@ export class NamespaceBackend implements SandboxBackend {
   }
 
   /** No more sandboxes from this zygote; those it made run to their end. */
-  private retireZygote(tenant: string, z: Zygote): void {
+  private retireZygote(key: ZygoteKey, z: Zygote): void {
     z.retire();
-    if (this.zygotes.get(tenant) === z) this.zygotes.delete(tenant);
+    if (this.zygotes.get(key) === z) this.zygotes.delete(key);
   }
 
-  /** A tenant's zygote and its warm sandboxes go (idle, evicted, or the probe's). */
-  private dropZygote(tenant: string): void {
-    const z = this.zygotes.get(tenant);
-    if (z) this.retireZygote(tenant, z);
-    const key: PoolKey = `forked:${tenant}`;
-    this.wanted.delete(key);
-    for (const sb of this.pools.get(key)?.splice(0) ?? []) sb.kill();
+  /** A zygote and its warm sandboxes go (idle, evicted, or the probe's). */
+  private dropZygote(key: ZygoteKey): void {
+    const z = this.zygotes.get(key);
+    if (z) this.retireZygote(key, z);
+    const pool = poolKeyOf(key);
+    this.wanted.delete(pool);
+    for (const sb of this.pools.get(pool)?.splice(0) ?? []) sb.kill();
   }
 
   /** Zygotes not asked for a sandbox within idleMs go. */
   private evictIdle(): void {
     const idleMs = this.forkOpts?.idleMs ?? Infinity;
     const now = performance.now();
-    for (const [tenant, z] of [...this.zygotes]) if (now - z.lastUsed > idleMs) this.dropZygote(tenant);
+    for (const [key, z] of [...this.zygotes]) if (now - z.lastUsed > idleMs) this.dropZygote(key);
   }
 
-  /** A forked sandbox failed to come up: after a few in a row, python sandboxes stop forking. */
+  /** A forked sandbox failed to come up: after a few in a row, sandboxes stop forking. */
   private forkFailed(err: unknown): void {
     this.forkFailures++;
     const why = (err as Error).message;
     this.opts.log?.warn(
       { err: why, failures: this.forkFailures },
-      "a forked python sandbox failed to start; this execution runs in a new interpreter",
+      "a forked sandbox failed to start; this execution runs in a bubblewrap sandbox",
     );
     if (this.forkFailures < FORK_FAILURES_TO_DISABLE || this.forkOff !== undefined) return;
     this.forkOff = `disabled after ${this.forkFailures} failed sandboxes in a row (last: ${why})`;
-    this.opts.log?.error({ reason: this.forkOff }, "python fork server disabled; python sandboxes start a new interpreter each");
-    for (const tenant of [...this.zygotes.keys()]) this.dropZygote(tenant);
+    this.opts.log?.error({ reason: this.forkOff }, "fork server disabled; every sandbox is a bubblewrap process");
+    for (const key of [...this.zygotes.keys()]) this.dropZygote(key);
   }
 
   private spawnSandbox(key: PoolKey, background = false): PooledSandbox {
@@ -524,9 +557,19 @@ export class NamespaceBackend implements SandboxBackend {
     mkdirSync(jobDir, { mode: 0o755 });
     const { limits } = this.opts;
     let sb: PooledSandbox;
-    if (kind === "forked") {
+    if (isForked(key)) {
       const sizes = { tmpfsBytes: limits.tmpfsBytes, shmBytes: Math.min(limits.tmpfsBytes, 64 * 1024 * 1024) };
-      sb = new ForkedSandbox(this.zygoteFor(key.slice("forked:".length)), id, jobDir, this.cgroups, limits, sizes, background);
+      const zygote = this.zygoteFor(zygoteKeyOf(key));
+      sb = new ForkedSandbox({
+        zygote,
+        kind: key === "forked-generic" ? "forked-generic" : "forked",
+        id,
+        jobDir,
+        cgroups: this.cgroups,
+        limits,
+        sizes,
+        background,
+      });
     } else {
       if (kind === "python") writeFileSync(join(jobDir, `main.${EXT.python}`), this.stub, { mode: 0o644 });
       const args = [...this.staticArgs, ...sandboxTail(jobDir), "--seccomp", "6"];
@@ -563,7 +606,7 @@ export class NamespaceBackend implements SandboxBackend {
   private refill(): void {
     if (!this.usable || !this.state.available) return; // not during the probes: a doctor run needs no pool
     for (const key of this.wanted) {
-      if (kindOf(key) === "forked" && this.forkOff !== undefined) continue;
+      if (isForked(key) && this.forkOff !== undefined) continue;
       let pool = this.pools.get(key);
       if (!pool) this.pools.set(key, (pool = []));
       for (let i = pool.length - 1; i >= 0; i--) if (!pool[i]!.alive) pool.splice(i, 1);
@@ -609,10 +652,14 @@ export class NamespaceBackend implements SandboxBackend {
     }
   }
 
-  /** Python jobs that a running interpreter can take go to the tenant's zygote while the fork server works. */
+  /**
+   * While the fork server works, python jobs that a running interpreter can take go to the tenant's
+   * zygote, the others to the runner's.
+   */
   private poolKey(req: BackendExecRequest): PoolKey {
     const kind = kindFor(req);
-    return kind === "python" && this.forkOff === undefined ? `forked:${req.tenant ?? ""}` : kind;
+    if (this.forkOff !== undefined) return kind;
+    return kind === "python" ? `forked:${req.tenant ?? ""}` : "forked-generic";
   }
 
   /**
@@ -641,7 +688,7 @@ export class NamespaceBackend implements SandboxBackend {
 
   /**
    * Runs `req` in a sandbox of pool `key`. A forked sandbox that fails to come up is counted against
-   * the fork server and, with `fallback`, the execution runs in a bubblewrap python sandbox instead.
+   * the fork server and, with `fallback`, the execution runs in a bubblewrap sandbox of its kind instead.
    */
   private async execIn(key: PoolKey, req: BackendExecRequest, opts: { fallback: boolean }): Promise<BackendExecResult> {
     if (!this.usable || !this.bwrap || !this.seccomp || !this.runtime) {
@@ -656,11 +703,11 @@ export class NamespaceBackend implements SandboxBackend {
       if (req.signal?.aborted) throw new HexrError("sandbox.aborted", "the execution was cancelled", { kind: "unavailable" });
       try {
         sb = await this.take(key);
-        if (kindOf(key) === "forked") this.forkFailures = 0;
+        if (isForked(key)) this.forkFailures = 0;
       } catch (err) {
-        if (kindOf(key) !== "forked" || !opts.fallback || (err as HexrError).code === "sandbox.cgroup_failed") throw err;
+        if (!isForked(key) || !opts.fallback || (err as HexrError).code === "sandbox.cgroup_failed") throw err;
         this.forkFailed(err);
-        key = "python";
+        key = key === "forked-generic" ? "generic" : "python";
         sb = await this.take(key);
       }
     } catch (err) {

@@ -343,10 +343,32 @@ export const ZYGOTE_PATHS = {
   procStage: "/tmp/proc",
   /** The fork server library (hexr_zygote.so), beside the zygote's main.py. */
   library: `${SANDBOX_PATHS.job}/hexr_zygote.so`,
+  /** The fork server as an executable (hexr-zygote), the runner's zygote. */
+  executable: `${SANDBOX_PATHS.job}/hexr-zygote`,
 } as const;
 
 /** The file name of the fork server library in the native addon's build directory and in the zygote's directory. */
 export const ZYGOTE_LIBRARY = "hexr_zygote.so";
+
+/** The file name of the fork server executable, likewise. */
+export const ZYGOTE_EXECUTABLE = "hexr-zygote";
+
+/**
+ * The runner's zygote (hexr-zygote, native/src/zygote.c): the same fork server as the python
+ * zygote's, with the same confinement for each sandbox, but a small program instead of an
+ * interpreter; each copy execs the runner, which then waits for its go as in a bubblewrap sandbox.
+ * It reads the seccomp program from fd 6 and serves the control socket at fd 9.
+ */
+export function zygoteArgv(l: SandboxRlimits, ids: { uid: number; gid: number }): string[] {
+  const r = rlimitValues(l);
+  return [
+    ZYGOTE_PATHS.executable,
+    ...[ids.uid, ids.gid, r.NOFILE, r.NPROC, r.FSIZE, r.CPU].map(String),
+    ZYGOTE_PATHS.jobs,
+    ZYGOTE_PATHS.procStage,
+    SANDBOX_PATHS.runner,
+  ];
+}
 
 /**
  * main.py of the python zygote (./zygote.ts): an interpreter started once in a bubblewrap sandbox

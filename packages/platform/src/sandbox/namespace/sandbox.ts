@@ -1,7 +1,7 @@
 /**
  * One namespace sandbox as the backend's pools hold it: set up ahead of its execution and blocked
  * until `release`. Two kinds make them: a bubblewrap process per sandbox (`BwrapSandbox`, here), and
- * the python fork server (`ForkedSandbox`, ./zygote.ts), whose zygote is itself a `BwrapSandbox`.
+ * the fork server (`ForkedSandbox`, ./zygote.ts), whose zygotes are themselves `BwrapSandbox`es.
  *
  * Spawn protocol of a bubblewrap sandbox: bwrap is started without forking the platform (./spawn.ts)
  * and gets exactly these descriptors: it reads its options from fd 3 (an in-memory file, so nothing
@@ -22,9 +22,10 @@ import { NativeProcess, SandboxKill, type ChildFd } from "./spawn.js";
 
 /**
  * python: an interpreter started ahead that waits in its stub; generic: the runner, which starts the
- * job's program; forked: a copy of a zygote's interpreter (./zygote.ts); zygote: the fork server itself.
+ * job's program; forked: a copy of a zygote's interpreter (./zygote.ts); forked-generic: a copy of
+ * the runner's zygote that has exec'd the runner; zygote: a fork server itself.
  */
-export type SandboxKind = "python" | "generic" | "forked" | "zygote";
+export type SandboxKind = "python" | "generic" | "forked" | "forked-generic" | "zygote";
 
 /** What one sandbox reports when its process tree is gone. */
 export interface SandboxEnd {
@@ -83,7 +84,9 @@ export function statusLines(onDoc: (doc: StatusDoc) => void): (chunk: string) =>
 
 /** The go a stub or runner waits for on fd 7: a python stub also gets the execution's variables. */
 export function goMessage(kind: SandboxKind, env: Record<string, string>): string {
-  return kind === "generic" ? "go\n" : ["run", ...Object.entries(env).map(([k, v]) => `${k}=${v}`)].join("\0");
+  return kind === "generic" || kind === "forked-generic"
+    ? "go\n"
+    : ["run", ...Object.entries(env).map(([k, v]) => `${k}=${v}`)].join("\0");
 }
 
 export function backendFailed(why: string): HexrError {
@@ -93,7 +96,7 @@ export function backendFailed(why: string): HexrError {
 }
 
 export interface BwrapSandboxOptions {
-  kind: Exclude<SandboxKind, "forked">;
+  kind: "python" | "generic" | "zygote";
   bwrap: string;
   /** bwrap's options (read from fd 3). */
   args: string[];
@@ -117,7 +120,7 @@ export interface BwrapSandboxOptions {
  * A python sandbox (and the zygote) is ready once its interpreter waits (`ready` on fd 8).
  */
 export class BwrapSandbox implements PooledSandbox {
-  readonly kind: Exclude<SandboxKind, "forked">;
+  readonly kind: "python" | "generic" | "zygote";
   readonly proc: NativeProcess | undefined;
   readonly stdout: CappedOutput;
   readonly stderr: CappedOutput;

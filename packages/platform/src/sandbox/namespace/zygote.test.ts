@@ -1,10 +1,11 @@
 /**
- * The python fork server (zygote.ts, native/src/zygote.c) through the namespace backend: forked
- * sandboxes are confined as bubblewrap ones are, end as a new interpreter does, never share a zygote
- * across tenants, and the backend falls back to new interpreters when the fork server fails.
+ * The fork server (zygote.ts, native/src/zygote.c) through the namespace backend: forked sandboxes,
+ * from a python zygote or the runner's, are confined as bubblewrap ones are; python copies end as a
+ * new interpreter does and never share a zygote across tenants; and the backend falls back to
+ * bubblewrap sandboxes when the fork server fails.
  */
 
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BackendExecRequest, BackendExecResult } from "../types.js";
@@ -50,7 +51,7 @@ function ourZygotes(): number[] {
 /** What pid 1 of the sandbox is: the fork server's init (`hexr-init`) or bubblewrap's (`bwrap`). */
 const INIT = "print(open('/proc/1/comm').read().strip())";
 
-describe("python fork server", () => {
+describe("fork server", () => {
   let b: NamespaceBackend;
   beforeAll(async () => {
     b = await started();
@@ -63,17 +64,35 @@ describe("python fork server", () => {
     expect(b.forkServerState()).toMatchObject({ active: true });
   });
 
-  it("forks python executions from the tenant's zygote; shell and startup variables still get bubblewrap", async () => {
-    expect((await b.exec(request(INIT))).stdout).toBe("hexr-init\n");
+  it("forks python executions from the tenant's zygote, and the others from the runner's", async () => {
+    // A copy of the zygote's interpreter: hash randomization was on when it started.
+    const flags = `${INIT}\nimport sys\nprint(sys.flags.hash_randomization)`;
+    expect((await b.exec(request(flags))).stdout).toBe("hexr-init\n1\n");
     expect(ourZygotes()).toHaveLength(1);
     expect(b.forkServerState().zygotes).toBe(1);
-    expect((await b.exec(request(INIT, { env: { PYTHONHASHSEED: "0" } }))).stdout).toBe("bwrap\n");
-    expect((await b.exec(request("cat /proc/1/comm", { language: "shell" }))).stdout).toBe("bwrap\n");
+    // A variable read at startup: a new interpreter, started by the runner in a copy of the runner's zygote.
+    expect((await b.exec(request(flags, { env: { PYTHONHASHSEED: "0" } }))).stdout).toBe("hexr-init\n0\n");
+    expect((await b.exec(request("cat /proc/1/comm", { language: "shell" }))).stdout).toBe("hexr-init\n");
+    expect(
+      (
+        await b.exec(
+          request("console.log(require('fs').readFileSync('/proc/1/comm', 'utf8').trim())", { language: "javascript" }),
+        )
+      ).stdout,
+    ).toBe("hexr-init\n");
+    expect(ourZygotes()).toHaveLength(2);
+    expect(b.forkServerState().zygotes).toBe(2);
   });
 
-  it("confines a forked interpreter as a bubblewrap sandbox's", async () => {
+  // The same program in a python zygote's copy, and in a new interpreter the runner starts in a copy
+  // of the runner's zygote (a startup variable sends it there).
+  it.each([
+    ["a forked interpreter", {}],
+    ["the runner's copy", { PYTHONHASHSEED: "0" }],
+  ])("confines %s as a bubblewrap sandbox's", async (_, env: Record<string, string>) => {
     const r = await b.exec(
-      request(`
+      request(
+        `
 import json, os, socket
 status = dict(l.split(":\\t", 1) for l in open("/proc/self/status").read().splitlines() if ":\\t" in l)
 def tryopen(p, mode):
@@ -115,7 +134,9 @@ print(json.dumps({
     "loopback": [loopback(socket.AF_INET, "127.0.0.1"), loopback(socket.AF_INET6, "::1")],
     "init": [tryopen("/proc/1/mem", "r+b"), tryopen("/proc/1/environ", "rb"), open("/proc/1/status").read().split("Seccomp:")[1].split()[0]],
     "dumpable": dumpable(),
-}))`),
+}))`,
+        { env },
+      ),
     );
     expect(r.stderr).toBe("");
     const v = JSON.parse(r.stdout) as Record<string, unknown>;
@@ -147,7 +168,19 @@ print(json.dumps({
     expect(v["mounts"]).toEqual(
       expect.arrayContaining(["/", "/usr", "/etc", "/proc", "/dev", "/dev/pts", "/dev/shm", "/tmp", "/run/hexr/job"]),
     );
-    expect(v["env"]).toEqual(["HOME", "LANG", "PATH", "PWD", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "TMPDIR", "USER"]);
+    expect(v["env"]).toEqual(
+      [
+        "HOME",
+        "LANG",
+        "PATH",
+        "PWD",
+        "PYTHONDONTWRITEBYTECODE",
+        "PYTHONUNBUFFERED",
+        "TMPDIR",
+        "USER",
+        ...Object.keys(env),
+      ].sort(),
+    );
   });
 
   it("gives each execution fresh file systems and processes, never another's", async () => {
@@ -224,7 +257,7 @@ print(json.dumps({
   });
 });
 
-describe("python fork server: lifetimes", () => {
+describe("fork server: lifetimes", () => {
   it("serves a burst of sandboxes from a zygote still starting (more than the socket's queue holds)", async () => {
     const b = await started({ warmPool: 0 });
     try {
@@ -288,8 +321,26 @@ describe("python fork server: lifetimes", () => {
       }
       const state = b.forkServerState();
       expect(state.active).toBe(false);
-      expect(state.reason).toMatch(/^disabled after 3 failed sandboxes in a row \(last: .*python fork server/);
+      expect(state.reason).toMatch(/^disabled after 3 failed sandboxes in a row \(last: .*fork server/);
       expect((await b.exec(request(INIT))).stdout).toBe("bwrap\n");
+      expect((await b.exec(request("cat /proc/1/comm", { language: "shell" }))).stdout).toBe("bwrap\n");
+    } finally {
+      await b.stop();
+    }
+  });
+
+  it("falls back to a bubblewrap sandbox when the runner's zygote fails", async () => {
+    const b = await started({ warmPool: 0 });
+    try {
+      const rt = (b as unknown as { runtime: { zygote: string } }).runtime;
+      // Renamed over it: the probe's zygote may still run the executable.
+      writeFileSync(join(rt.zygote, "broken"), "#!/bin/sh\necho 'cannot start' >&2\nexit 3\n", { mode: 0o755 });
+      renameSync(join(rt.zygote, "broken"), join(rt.zygote, "hexr-zygote"));
+      const r = await b.exec(request("cat /proc/1/comm", { language: "shell" }));
+      expect(r).toMatchObject({ stdout: "bwrap\n", exitCode: 0 });
+      // One failure is not three: the fork server stays on, and python still forks.
+      expect(b.forkServerState()).toMatchObject({ active: true });
+      expect((await b.exec(request(INIT))).stdout).toBe("hexr-init\n");
     } finally {
       await b.stop();
     }

@@ -1,5 +1,5 @@
 /**
- * The namespace backend's python fork server. A python execution costs a fresh interpreter's start
+ * The namespace backend's fork server. A python execution costs a fresh interpreter's start
  * (~800 page faults, hundreds of files opened and read) and a bubblewrap process's setup; on a small
  * virtual machine, where a page fault costs ~10 us, that is most of an execution. Instead, a zygote
  * (an interpreter started once in a bubblewrap sandbox, see `zygoteScript`) forks a copy of itself
@@ -8,7 +8,12 @@
  * no-new-privs and the same seccomp program (native/src/zygote.c). The copy then waits for its job
  * as a python stub does, runs it, and leaves with a quick exit.
  *
- * What the copies share with each other is the zygote's memory as it was before any execution ran:
+ * Sandboxes that start a new program (shell, javascript, python that needs a new interpreter) come
+ * from the runner's zygote instead: the same fork server built as a small executable (hexr-zygote,
+ * see `zygoteArgv`), whose copies, set up and confined the same way, exec the runner. They save a
+ * bubblewrap process's start and setup per sandbox, and share nothing with each other (exec).
+ *
+ * What the copies of a python zygote share with each other is the zygote's memory as it was before any execution ran:
  * an initialized interpreter, its hash seed and its address layout. Executions of different tenants
  * never share a zygote (one per tenant, see NamespaceBackend), and a zygote is replaced after
  * `maxForks` sandboxes.
@@ -34,7 +39,7 @@ const ID_MAX = 64;
 const EAGAIN = 11;
 
 export interface ZygoteOptions {
-  /** Which executions it serves: a tenant, or "" for the operator's. */
+  /** Which executions it serves: `python:<tenant>` ("" for the operator's), or `generic` (the runner's). */
   key: string;
   bwrap: string;
   /** bwrap's options for the zygote (./backend.ts builds them). */
@@ -198,7 +203,7 @@ export class Zygote {
 }
 
 function zygoteGone(why: string): HexrError {
-  return backendFailed(`python fork server: its zygote is not available (${why})`);
+  return backendFailed(`fork server: its zygote is not available (${why})`);
 }
 
 /** Sizes of a forked sandbox's private file systems. */
@@ -207,13 +212,28 @@ export interface ForkedSizes {
   shmBytes: number;
 }
 
+export interface ForkedSandboxOptions {
+  zygote: Zygote;
+  /** forked: a python zygote's copy; forked-generic: the runner's zygote's copy. */
+  kind: "forked" | "forked-generic";
+  id: string;
+  jobDir: string;
+  cgroups: CgroupManager | undefined;
+  limits: SandboxLimits;
+  sizes: ForkedSizes;
+  /** Set up ahead of its execution: the lowest CPU weight until `prioritize`. */
+  background: boolean;
+}
+
 /**
- * A sandbox forked by a zygote, made ahead of its execution like a bubblewrap python sandbox and
- * used the same way: the platform writes the job into `jobDir` (bound read-only at /run/hexr/job),
- * then `release` sends the go and the execution's variables.
+ * A sandbox forked by a zygote, made ahead of its execution like a bubblewrap sandbox of its kind
+ * and used the same way: the platform writes the job into `jobDir` (bound read-only at
+ * /run/hexr/job), then `release` sends the go (with a python copy, the execution's variables). It is
+ * ready once its first process waits (`ready` on its report pipe, from the stub or before the exec of
+ * the runner).
  */
 export class ForkedSandbox implements PooledSandbox {
-  readonly kind = "forked" as const;
+  readonly kind: "forked" | "forked-generic";
   readonly jobDir: string;
   readonly stdout: CappedOutput;
   readonly stderr: CappedOutput;
@@ -230,15 +250,9 @@ export class ForkedSandbox implements PooledSandbox {
   private killed = false;
   private setupError: string | undefined;
 
-  constructor(
-    zygote: Zygote,
-    id: string,
-    jobDir: string,
-    cgroups: CgroupManager | undefined,
-    limits: SandboxLimits,
-    sizes: ForkedSizes,
-    background: boolean,
-  ) {
+  constructor(o: ForkedSandboxOptions) {
+    const { zygote, id, jobDir, cgroups, limits, sizes, background } = o;
+    this.kind = o.kind;
     this.jobDir = jobDir;
     this.zygote = zygote;
     this.stdout = new CappedOutput("stdout", limits.maxOutputBytes);
@@ -342,7 +356,7 @@ export class ForkedSandbox implements PooledSandbox {
       spawnError?.message ??
       this.setupError ??
       (this.stderr.text().trim().split("\n").slice(-3).join("; ") || "the forked sandbox ended before it was ready");
-    return backendFailed(`python fork server: ${why}`);
+    return backendFailed(`fork server: ${why}`);
   }
 
   async prioritize(): Promise<void> {

@@ -85,7 +85,7 @@ function sandboxProcesses(): Array<{ pid: string; cmd: string; comm: string; cgr
 /**
  * Only sandboxes waiting for an execution may remain: bwrap, and a runner or a python stub that still
  * waits for its go on fd 7 (each closes fd 7 before it reads a job), with whatever else is in that
- * sandbox's cgroup (a forked sandbox's init); and the python fork server's zygotes.
+ * sandbox's cgroup (a forked sandbox's init); and the fork server's zygotes.
  */
 async function namespaceLeftovers(): Promise<void> {
   let left: string[] = [];
@@ -105,7 +105,7 @@ async function namespaceLeftovers(): Promise<void> {
 
 const namespace: BackendUnderTest = {
   name: "namespace",
-  label: "namespace (python fork server)",
+  label: "namespace (fork server)",
   config: { namespace: { warmPool: 1 } },
   expectedEnvKeys: (user) => [...NAMESPACE_ENV, ...user].sort(),
   ownProcess:
@@ -115,10 +115,10 @@ const namespace: BackendUnderTest = {
   instanceDirs,
 };
 
-/** The namespace backend with a new interpreter per python execution (the fork server off). */
+/** The namespace backend with the fork server off: every sandbox a bubblewrap process of its own. */
 const namespaceFresh: BackendUnderTest = {
   ...namespace,
-  label: "namespace (a new interpreter per execution)",
+  label: "namespace (a bubblewrap process per sandbox)",
   config: { namespace: { warmPool: 1, forkServer: false } },
 };
 
