@@ -21,8 +21,9 @@
 //   C  pid 2: a new session, its own user namespace (uid/gid 65534, mapped to the zygote's, so it
 //      holds no capability over the namespaces above, all owned by U), rlimits, every capability
 //      dropped, no-new-privs, the sandbox's seccomp program; then it returns to python (the stub).
-// The zygote reports B's end on the sandbox's status descriptor as bubblewrap does
-// (`{"exit-code": N}`); a failed setup step is reported there first (`{"setup-error": "..."}`).
+// B reports C's end on the sandbox's status descriptor as bubblewrap does (`{"exit-code": N}`), and
+// the zygote B's end after it (the same code, or that of the signal that killed B); a failed setup
+// step is reported there instead (`{"setup-error": "..."}`).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -296,8 +297,10 @@ static int enter_sandbox(const struct hexr_zygote_config* cfg, const struct job_
   if (c < 0) goto fail;
   if (c == 0) return enter_code_process(cfg, fds) == 0 ? 0 : (_exit(126), -1);
 
-  // B: the sandbox's init. It holds nothing (no descriptor, no capability) and gets the seccomp filter too.
-  close_all_except(NULL, 0);
+  // B: the sandbox's init. It holds no capability and no descriptor but the status one, and gets the
+  // seccomp filter too. It reports C's end itself, before its own exit (the teardown of the sandbox's
+  // namespaces) and the zygote's report of it, which says the same unless B is killed meanwhile.
+  close_all_except(&status_fd, 1);
   drop_capabilities();
   apply_seccomp(cfg);
   for (;;) {
@@ -307,7 +310,13 @@ static int enter_sandbox(const struct hexr_zygote_config* cfg, const struct job_
       if (errno == EINTR) continue;
       _exit(127);
     }
-    if (p == c) _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    if (p == c) {
+      int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      char line[64];
+      int len = snprintf(line, sizeof line, "{\"exit-code\":%d}\n", code);
+      write_all(status_fd, line, (size_t)len);
+      _exit(code);
+    }
   }
 fail:
   report_setup_error(status_fd, step, errno);

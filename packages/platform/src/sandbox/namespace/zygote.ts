@@ -279,17 +279,25 @@ export class ForkedSandbox implements PooledSandbox {
       this.runnerText += chunk;
       this.onRunner?.();
     });
+    // The sandbox's init reports its code process's exit code first (then the zygote, once the init
+    // is gone): with that, and every output pipe closed, the execution is over; the sandbox's
+    // namespaces are torn down meanwhile, and the cleanup (its cgroup) waits for its processes.
     let exitDoc: number | undefined;
+    let reported: () => void = () => undefined;
+    const exitReported = new Promise<void>((resolve) => (reported = resolve));
     status.setEncoding("utf8");
     status.on(
       "data",
       statusLines((doc) => {
-        if (typeof doc["exit-code"] === "number") exitDoc = doc["exit-code"];
+        if (typeof doc["exit-code"] === "number") {
+          exitDoc ??= doc["exit-code"];
+          reported();
+        }
         if (typeof doc["setup-error"] === "string") this.setupError ??= doc["setup-error"];
       }),
     );
     const closed = (s: Socket) => new Promise<void>((resolve) => s.once("close", () => resolve()));
-    const gone = Promise.all([closed(out), closed(err), closed(status), closed(report)]);
+    const gone = Promise.all([closed(out), closed(err), closed(report), Promise.race([closed(status), exitReported])]);
 
     this.cgroupMade = cgroups
       ? cgroups.create({ memoryBytes: limits.memoryBytes, pids: limits.pids, cpus: limits.cpus, background }).then((cg) => {
