@@ -164,8 +164,9 @@ export const SandboxConfig = z.strictObject({
       /** Sandboxes kept set up and waiting for an execution (each serves exactly one). */
       warmPool: z.number().int().min(0).max(64).default(2),
       /**
-       * Python executions fork from a per-tenant zygote interpreter into fresh namespaces instead of
-       * starting a new interpreter each (about half the CPU per execution); `false` = a new interpreter each.
+       * Sandboxes fork from zygotes into fresh namespaces: python executions from a per-tenant zygote
+       * interpreter (about half the CPU per execution of a new interpreter each), the others from
+       * hexr-zygote, which execs the runner; `false` = a bubblewrap process per sandbox.
        */
       forkServer: z.boolean().default(true),
     })
