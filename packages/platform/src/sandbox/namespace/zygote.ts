@@ -13,10 +13,10 @@
  * see `zygoteArgv`), whose copies, set up and confined the same way, exec the runner. They save a
  * bubblewrap process's start and setup per sandbox, and share nothing with each other (exec).
  *
- * What the copies of a python zygote share with each other is the zygote's memory as it was before any execution ran:
- * an initialized interpreter, its hash seed and its address layout. Executions of different tenants
- * never share a zygote (one per tenant, see NamespaceBackend), and a zygote is replaced after
- * `maxForks` sandboxes.
+ * What the copies of a python zygote share with each other is the zygote's memory as it was before
+ * any execution ran: an initialized interpreter, its hash seed and its address layout. Executions of
+ * different tenants never share a python zygote (one per tenant, see NamespaceBackend), and a zygote
+ * is replaced after `maxForks` sandboxes.
  *
  * The platform talks to a zygote over a SOCK_SEQPACKET socket (its fd 9): one message per sandbox,
  * with the sandbox's descriptors attached (stdout, stderr, status, the go, reports, and its cgroup's
