@@ -707,7 +707,7 @@ export class NamespaceBackend implements SandboxBackend {
       } catch (err) {
         if (!isForked(key) || !opts.fallback || (err as HexrError).code === "sandbox.cgroup_failed") throw err;
         this.forkFailed(err);
-        key = key === "forked-generic" ? "generic" : "python";
+        key = kindFor(req);
         sb = await this.take(key);
       }
     } catch (err) {
