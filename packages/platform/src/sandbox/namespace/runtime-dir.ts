@@ -371,12 +371,35 @@ export function zygoteArgv(l: SandboxRlimits, ids: { uid: number; gid: number })
 }
 
 /**
+ * Code the python zygote compiles and runs once before it serves, with globals of its own and its
+ * output to a StringIO: the parser, the compiler and the interpreter set up state on first use
+ * (caches, interned names, free lists), and a copy that finds it already made writes to ~150 fewer
+ * of the pages it shares with the zygote (each a ~13 us copy-on-write fault on this kind of VM).
+ * Nothing of it is visible to an execution: no module, variable or output is left behind.
+ */
+const ZYGOTE_WARM_UP = String.raw`import io
+def total(n, *, step=2):
+    return sum(i * step for i in range(n) if i % 2) + len([x for x in {"a": 1, "b": 2}.values()])
+class Point:
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+    def __repr__(self):
+        return f"Point({self.x!r}, {self.y:.1f})"
+try:
+    out = io.StringIO()
+    print("hello", total(5), Point(1, 2.5), sep=" ", file=out)
+except (ValueError, KeyError) as e:
+    raise SystemExit(1) from e
+`;
+
+/**
  * main.py of the python zygote (./zygote.ts): an interpreter started once in a bubblewrap sandbox
  * like a python stub's, but holding capabilities in its own user namespace and without the seccomp
- * filter, which it reads from fd 6 to apply to each sandbox. It loads the fork server library and
- * calls its loop (hexr_zygote_serve, native/src/zygote.c) on the control socket at fd 9, after
- * freezing its objects out of the garbage collector's reach (a collection in a copy would otherwise
- * write to every page it shares with the zygote). The loop returns only in a sandbox's confined copy,
+ * filter, which it reads from fd 6 to apply to each sandbox. It loads the fork server library, runs
+ * ZYGOTE_WARM_UP and imports what a copy's quick exit needs (atexit), collects the garbage, and calls
+ * its loop (hexr_zygote_serve, native/src/zygote.c) on the control socket at fd 9, after freezing its
+ * objects out of the garbage collector's reach (a collection in a copy would otherwise write to every
+ * page it shares with the zygote). The loop returns only in a sandbox's confined copy,
  * which then goes on as a python stub does (GO_PROTOCOL) and leaves with a quick exit. The zygote
  * itself runs no code of any execution; it exits when the platform closes the control socket and
  * the sandboxes it made have ended.
@@ -405,6 +428,9 @@ export function zygoteScript(l: SandboxRlimits, ids: { uid: number; gid: number 
     after_fork = ctypes.pythonapi.PyOS_AfterFork_Child
     after_fork.argtypes = ()
     after_fork.restype = None
+    import atexit
+    exec(compile(${JSON.stringify(ZYGOTE_WARM_UP)}, "<hexr warm-up>", "exec", dont_inherit=True), {"__name__": "__hexr_warm_up__"})
+    gc.collect()
     gc.freeze()
     os.write(8, b"ready\n")
     served = serve(9, ctypes.byref(config))
