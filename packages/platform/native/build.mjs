@@ -42,15 +42,20 @@ if (r.error) {
 if (r.status !== 0) process.exit(r.status ?? 1);
 
 // The namespace sandbox's fork servers, built beside the addon with the C compiler (no Node, no
-// Python headers): a shared library the python zygote interpreter loads with ctypes, and the same
-// code as an executable (hexr-zygote) for sandboxes that start a new program.
+// Python headers): a shared library the python zygote interpreter loads with ctypes, the same code as
+// an executable (hexr-zygote) for sandboxes that start a new program, and their sandboxes' init
+// (hexr-init), freestanding: no C library, so its exec maps nothing but itself.
 if (process.platform === "linux") {
   const cc = process.env["CC"] || "cc";
-  const src = join(here, "src", "zygote.c");
+  const zygote = join(here, "src", "zygote.c");
   const flags = ["-O2", "-Wall", "-Wextra", "-Werror"];
-  for (const [out, extra] of [
-    [join(here, "build", "Release", "hexr_zygote.so"), ["-shared", "-fPIC"]],
-    [join(here, "build", "Release", "hexr-zygote"), ["-DHEXR_ZYGOTE_MAIN"]],
+  const freestanding = ["-nostdlib", "-static", "-ffreestanding", "-fno-builtin", "-fno-stack-protector"];
+  freestanding.push("-fno-asynchronous-unwind-tables", "-fno-pie", "-no-pie", "-s");
+  for (const [out, extra, src] of [
+    // -z now: symbols bound as the zygote loads, not in each copy (a write to a page it shares).
+    [join(here, "build", "Release", "hexr_zygote.so"), ["-shared", "-fPIC", "-Wl,-z,now"], zygote],
+    [join(here, "build", "Release", "hexr-zygote"), ["-DHEXR_ZYGOTE_MAIN", "-Wl,-z,now"], zygote],
+    [join(here, "build", "Release", "hexr-init"), freestanding, join(here, "src", "init.c")],
   ]) {
     const z = spawnSync(cc, [...extra, ...flags, "-o", out, src], { stdio: "inherit" });
     if (z.error || z.status !== 0) {

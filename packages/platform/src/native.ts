@@ -37,6 +37,9 @@ export const ZYGOTE_LIBRARY_PATH = fileURLToPath(new URL("../native/build/Releas
 /** The same fork server as an executable (hexr-zygote), whose sandboxes exec the runner. */
 export const ZYGOTE_EXECUTABLE_PATH = fileURLToPath(new URL("../native/build/Release/hexr-zygote", import.meta.url));
 
+/** The init of the fork servers' sandboxes (hexr-init, native/src/init.c). */
+export const SANDBOX_INIT_PATH = fileURLToPath(new URL("../native/build/Release/hexr-init", import.meta.url));
+
 let binding: NativeBinding | undefined;
 
 /** The addon, loaded once. */

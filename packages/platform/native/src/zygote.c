@@ -11,18 +11,22 @@
 //
 // Processes per sandbox (the zygote is in its own user namespace U, where it holds capabilities, and
 // in its own pid namespace; it runs no code of any execution):
-//   B  forked by the zygote as pid 1 of a new pid namespace; moves itself into the execution's cgroup
-//      (cgroup.procs descriptors the platform opened and sent), unshares mount, network, ipc, uts and
-//      cgroup namespaces, mounts a new /proc, private /tmp, /dev/shm and /dev/pts, binds the
-//      execution's job directory at /run/hexr/job and detaches the zygote's own mounts; then forks C
-//      and reaps until C exits (the sandbox's init, as bubblewrap's is), exiting with C's status. It is
-//      not dumpable (C cannot write into its memory) and, once C runs, has no capability and the
-//      same seccomp filter.
+//   B  the zygote's vfork child, pid 1 of a new pid namespace: it runs on the zygote's stack and in its
+//      memory while the zygote waits, so making it copies nothing. It moves itself into the
+//      execution's cgroup (cgroup.procs descriptors the platform opened and sent), unshares mount,
+//      network, ipc, uts and cgroup namespaces, mounts a new /proc, private /tmp, /dev/shm and
+//      /dev/pts, binds the execution's job directory at /run/hexr/job and detaches the zygote's own
+//      mounts; then forks C, drops every capability, takes no-new-privs and the same seccomp filter,
+//      and execs hexr-init (native/src/init.c, two pages), which releases the zygote and reaps until C
+//      exits (the sandbox's init, as bubblewrap's is), exiting with C's status. It is never dumpable:
+//      the zygote's memory is not, and hexr-init is exec'd from a file it cannot read.
 //   C  pid 2: a new session, its own user namespace (uid/gid 65534, mapped to the zygote's, so it
 //      holds no capability over the namespaces above, all owned by U), rlimits, every capability
 //      dropped, no-new-privs, the sandbox's seccomp program; then it returns to python (the stub).
-// B reports C's end on the sandbox's status descriptor as bubblewrap does (`{"exit-code": N}`), and
-// the zygote B's end after it (the same code, or that of the signal that killed B); a failed setup
+//      Its copy of the zygote's memory is the only one a sandbox makes: on small VMs, making one and
+//      tearing it down costs more than all of B's work.
+// hexr-init reports C's end on the sandbox's status descriptor as bubblewrap does (`{"exit-code": N}`),
+// and the zygote B's end after it (the same code, or that of the signal that killed B); a failed setup
 // step is reported there instead (`{"setup-error": "..."}`).
 #define _GNU_SOURCE
 #include <errno.h>
@@ -66,7 +70,7 @@ struct hexr_zygote_config {
   uint32_t seccomp_len;          // bytes
   uint32_t uid;                  // the sandbox's uid and gid, in the zygote's user namespace and in C's
   uint32_t gid;
-  uint32_t pad;
+  int32_t init_fd;  // hexr-init (native/src/init.c, an O_PATH descriptor): each sandbox's init, exec'd by B
   uint64_t rlimit_nofile;
   uint64_t rlimit_nproc;
   uint64_t rlimit_fsize;
@@ -231,14 +235,15 @@ static int replace_mount(const char* dir, const char* type, unsigned long flags,
   return mount(type, dir, type, flags, data);
 }
 
-// B, after the zygote forked it as pid 1 of a new pid namespace. Returns only in C (0); B itself exits.
+// B, the zygote's vfork child (the zygote waits until B execs or exits), pid 1 of a new pid namespace.
+// It runs on the zygote's stack and in its memory, so making it copies nothing; it sets the sandbox up,
+// forks C (the sandbox's one copy of the zygote's memory), takes the sandbox's confinement itself and
+// execs hexr-init, which releases the zygote and reaps until C exits. Returns only in C (0).
 static int enter_sandbox(const struct hexr_zygote_config* cfg, const struct job_msg* job, int* fds, int* cgroup_fds) {
   int status_fd = fds[FD_STATUS];
   prctl(PR_SET_NAME, "hexr-init", 0, 0, 0);
-  // C, its child, must never write into B's memory (/proc/1/mem): B holds capabilities in U until it
-  // has forked C (then it drops them and takes the seccomp filter too).
-  const char* step = "dumpable";
-  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) goto fail;
+  const char* step = "no-new-privs";
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) goto fail;
   step = "cgroup";
   char buf[256];
   // Into the execution's cgroup before anything is set up, so the setup is charged and limited too.
@@ -247,10 +252,11 @@ static int enter_sandbox(const struct hexr_zygote_config* cfg, const struct job_
     close(cgroup_fds[i]);
     cgroup_fds[i] = -1;
   }
-  // Only /dev/null (0) and the job's descriptors stay: not the control socket, nor other sandboxes'.
-  int keep[JOB_FDS + 1] = {0};
-  memcpy(keep + 1, fds, sizeof(int) * JOB_FDS);
-  close_all_except(keep, JOB_FDS + 1);
+  // Only /dev/null (0), the init and the job's descriptors stay: not the control socket, nor other
+  // sandboxes'.
+  int keep[JOB_FDS + 2] = {0, cfg->init_fd};
+  memcpy(keep + 2, fds, sizeof(int) * JOB_FDS);
+  close_all_except(keep, JOB_FDS + 2);
 
   step = "namespaces";
   if (unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP) != 0) goto fail;
@@ -297,30 +303,21 @@ static int enter_sandbox(const struct hexr_zygote_config* cfg, const struct job_
   if (c < 0) goto fail;
   if (c == 0) return enter_code_process(cfg, fds) == 0 ? 0 : (_exit(126), -1);
 
-  // B: the sandbox's init. It holds no capability and no descriptor but the status one, and gets the
-  // seccomp filter too. It reports C's end itself, before its own exit (the teardown of the sandbox's
-  // namespaces) and the zygote's report of it, which says the same unless B is killed meanwhile.
-  close_all_except(&status_fd, 1);
-  drop_capabilities();
-  apply_seccomp(cfg);
-  for (;;) {
-    int st;
-    pid_t p = waitpid(-1, &st, 0);
-    if (p < 0) {
-      if (errno == EINTR) continue;
-      _exit(127);
-    }
-    if (p == c) {
-      int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-      char line[64];
-      int len = snprintf(line, sizeof line, "{\"exit-code\":%d}\n", code);
-      write_all(status_fd, line, (size_t)len);
-      _exit(code);
-    }
-  }
+  // B becomes the sandbox's init: no descriptor but the status one, no capability, no-new-privs (above)
+  // and the seccomp filter, then hexr-init (its descriptor closes on the exec).
+  step = "init";
+  int keep_init[2] = {status_fd, cfg->init_fd};
+  close_all_except(keep_init, 2);
+  if (drop_capabilities() != 0 || apply_seccomp(cfg) != 0) goto fail;
+  char status_arg[16], code_arg[16];
+  snprintf(status_arg, sizeof status_arg, "%d", status_fd);
+  snprintf(code_arg, sizeof code_arg, "%d", (int)c);
+  char* const argv[] = {"hexr-init", status_arg, code_arg, NULL};
+  char* const envp[] = {NULL};
+  syscall(SYS_execveat, cfg->init_fd, "", argv, envp, AT_EMPTY_PATH);
 fail:
   report_setup_error(status_fd, step, errno);
-  _exit(126);
+  _exit(126);  // as pid 1, it takes C (if forked) along
 }
 
 struct sandbox {
@@ -376,6 +373,15 @@ static int recv_job(int ctrl, struct job_msg* job, int* fds, int* cgroup_fds) {
   return 1;
 }
 
+// B's start, kept out of the zygote's loop (whose variables vfork would leave unsure). Returns B's pid
+// (or -1) in the zygote once B has exec'd hexr-init or exited, and 0 in C.
+static __attribute__((noinline)) pid_t vfork_sandbox(const struct hexr_zygote_config* cfg, const struct job_msg* job,
+                                                     int* fds, int* cgroup_fds) {
+  pid_t b = vfork();
+  if (b == 0 && enter_sandbox(cfg, job, fds, cgroup_fds) == 0) return 0;
+  return b;
+}
+
 // The zygote's loop. Returns 1 in a sandbox's code process (C), ready for python; 0 in the zygote once
 // the control socket is closed and every sandbox it made has ended; -1 (errno set) if it cannot go on.
 int hexr_zygote_serve(int ctrl, const struct hexr_zygote_config* cfg) {
@@ -386,6 +392,9 @@ int hexr_zygote_serve(int ctrl, const struct hexr_zygote_config* cfg) {
   int own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
   if (own_pidns < 0) return -1;
   prctl(PR_SET_NAME, "hexr-zygote", 0, 0, 0);  // what `ps` on the host shows
+  // Not dumpable (its capabilities made it so already): each sandbox's B runs in this memory until it
+  // execs hexr-init, and C makes its own copy dumpable again.
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return -1;
   while (open_ctrl || nlive > 0) {
     int n = 0;
     if (open_ctrl && nlive < MAX_SANDBOXES) pfds[n++] = (struct pollfd){ctrl, POLLIN, 0};
@@ -427,13 +436,9 @@ int hexr_zygote_serve(int ctrl, const struct hexr_zygote_config* cfg) {
     if (unshare(CLONE_NEWPID) != 0) {
       err = errno;
     } else {
-      b = fork();
+      b = vfork_sandbox(cfg, &job, fds, cgroup_fds);
       err = errno;
-      if (b == 0) {
-        close(own_pidns);
-        if (enter_sandbox(cfg, &job, fds, cgroup_fds) == 0) return 1;
-        _exit(126);
-      }
+      if (b == 0) return 1;  // C
       if (setns(own_pidns, CLONE_NEWPID) != 0) return -1;
     }
     int pidfd = b > 0 ? (int)syscall(SYS_pidfd_open, b, 0) : -1;
@@ -463,7 +468,7 @@ int hexr_zygote_serve(int ctrl, const struct hexr_zygote_config* cfg) {
 // bubblewrap sandbox, so no copy keeps anything of the zygote's memory. A process of ~1 MiB forks in
 // a fraction of the time a python interpreter's ~10 MiB takes.
 //
-//   hexr-zygote <uid> <gid> <nofile> <nproc> <fsize> <cpu> <jobs-dir> <proc-dir> <runner>
+//   hexr-zygote <uid> <gid> <nofile> <nproc> <fsize> <cpu> <jobs-dir> <proc-dir> <runner> <init>
 // with the seccomp program on fd 6 (read to its end), `ready` reported on fd 8 once it serves, and
 // the control socket on fd 9.
 static int parse_u64(const char* s, uint64_t* out) {
@@ -476,10 +481,11 @@ static int parse_u64(const char* s, uint64_t* out) {
 }
 
 int main(int argc, char** argv) {
-  if (argc != 10) {
-    fprintf(stderr, "usage: hexr-zygote <uid> <gid> <nofile> <nproc> <fsize> <cpu> <jobs-dir> <proc-dir> <runner>\n");
+  if (argc != 11) {
+    fprintf(stderr, "usage: hexr-zygote <uid> <gid> <nofile> <nproc> <fsize> <cpu> <jobs-dir> <proc-dir> <runner> <init>\n");
     return 64;
   }
+  unsetenv("LD_BIND_NOW");  // the zygote's own (see backend.ts); the runner's environment is the sandbox's
   uint64_t n[6];
   for (int i = 0; i < 6; i++) {
     if (parse_u64(argv[1 + i], &n[i]) != 0 || ((i < 2) && n[i] > UINT32_MAX)) {
@@ -505,6 +511,11 @@ int main(int argc, char** argv) {
     if (len == cap) program = realloc(program, cap *= 2);
   }
   close(6);
+  int init_fd = open(argv[10], O_PATH | O_CLOEXEC);
+  if (init_fd < 0) {
+    fprintf(stderr, "hexr zygote: cannot open the sandboxes' init %s: %s\n", argv[10], strerror(errno));
+    return 70;
+  }
   if (len == 0 || len % sizeof(struct sock_filter) != 0 || len / sizeof(struct sock_filter) > BPF_MAXINSNS) {
     fprintf(stderr, "hexr zygote: invalid seccomp program (%zu bytes)\n", len);
     return 64;
@@ -514,6 +525,7 @@ int main(int argc, char** argv) {
       .seccomp_len = (uint32_t)len,
       .uid = (uint32_t)n[0],
       .gid = (uint32_t)n[1],
+      .init_fd = init_fd,
       .rlimit_nofile = n[2],
       .rlimit_nproc = n[3],
       .rlimit_fsize = n[4],

@@ -38,7 +38,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { Logger } from "pino";
-import { ZYGOTE_EXECUTABLE_PATH, ZYGOTE_LIBRARY_PATH } from "../../native.js";
+import { SANDBOX_INIT_PATH, ZYGOTE_EXECUTABLE_PATH, ZYGOTE_LIBRARY_PATH } from "../../native.js";
 import { openCgroups, type CgroupManager } from "../cgroup.js";
 import type {
   BackendCheck,
@@ -53,6 +53,7 @@ import {
   prepareRuntimeDir,
   pythonStub,
   SANDBOX_PATHS,
+  SANDBOX_INIT,
   ZYGOTE_EXECUTABLE,
   ZYGOTE_LIBRARY,
   ZYGOTE_PATHS,
@@ -376,7 +377,7 @@ export class NamespaceBackend implements SandboxBackend {
     };
     if (!this.forkOpts) return off("disabled (sandbox.namespace.forkServer: false)", true);
     if (!existsSync(INTERPRETERS.python)) return off(`unavailable: ${INTERPRETERS.python} is missing`);
-    for (const built of [ZYGOTE_LIBRARY_PATH, ZYGOTE_EXECUTABLE_PATH]) {
+    for (const built of [ZYGOTE_LIBRARY_PATH, ZYGOTE_EXECUTABLE_PATH, SANDBOX_INIT_PATH]) {
       if (!existsSync(built)) {
         return off(`unavailable: ${built} is not built (run 'npm run build:native -w @hexr/platform'; needs gcc)`);
       }
@@ -385,6 +386,8 @@ export class NamespaceBackend implements SandboxBackend {
     for (const [from, file, mode] of [
       [ZYGOTE_LIBRARY_PATH, ZYGOTE_LIBRARY, 0o644],
       [ZYGOTE_EXECUTABLE_PATH, ZYGOTE_EXECUTABLE, 0o755],
+      // Executable but not readable: the kernel makes what execs it non-dumpable from the start.
+      [SANDBOX_INIT_PATH, SANDBOX_INIT, 0o111],
     ] as const) {
       copyFileSync(from, join(rt.zygote, file));
       chmodSync(join(rt.zygote, file), mode);
@@ -468,6 +471,11 @@ export class NamespaceBackend implements SandboxBackend {
       rt.jobs,
       ZYGOTE_PATHS.jobs,
       ...sandboxTail(rt.zygote),
+      // Every symbol bound as the zygote starts rather than on first use in each copy (the dynamic
+      // linker's write to a page the copy shares with the zygote). The zygote unsets it before serving.
+      "--setenv",
+      "LD_BIND_NOW",
+      "1",
       "--cap-add",
       "ALL",
     ];
@@ -596,7 +604,10 @@ export class NamespaceBackend implements SandboxBackend {
         try {
           await (await sb.cgroupMade.catch(() => undefined))?.destroy();
         } finally {
-          await rm(jobDir, { recursive: true, force: true });
+          // A few small files, removed with synchronous calls (a thread pool round trip each costs
+          // more); fetched packages (pkgs/, any number of files) on the thread pool.
+          if (existsSync(join(jobDir, "pkgs"))) await rm(jobDir, { recursive: true, force: true });
+          else rmSync(jobDir, { recursive: true, force: true });
         }
       }),
     );

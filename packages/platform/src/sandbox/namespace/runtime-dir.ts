@@ -345,6 +345,8 @@ export const ZYGOTE_PATHS = {
   library: `${SANDBOX_PATHS.job}/hexr_zygote.so`,
   /** The fork server as an executable (hexr-zygote), the runner's zygote. */
   executable: `${SANDBOX_PATHS.job}/hexr-zygote`,
+  /** Each forked sandbox's init (hexr-init). */
+  init: `${SANDBOX_PATHS.job}/hexr-init`,
 } as const;
 
 /** The file name of the fork server library in the native addon's build directory and in the zygote's directory. */
@@ -352,6 +354,9 @@ export const ZYGOTE_LIBRARY = "hexr_zygote.so";
 
 /** The file name of the fork server executable, likewise. */
 export const ZYGOTE_EXECUTABLE = "hexr-zygote";
+
+/** The file name of the forked sandboxes' init, likewise. */
+export const SANDBOX_INIT = "hexr-init";
 
 /**
  * The runner's zygote (hexr-zygote, native/src/zygote.c): the same fork server as the python
@@ -367,6 +372,7 @@ export function zygoteArgv(l: SandboxRlimits, ids: { uid: number; gid: number })
     ZYGOTE_PATHS.jobs,
     ZYGOTE_PATHS.procStage,
     SANDBOX_PATHS.runner,
+    ZYGOTE_PATHS.init,
   ];
 }
 
@@ -408,6 +414,7 @@ export function zygoteScript(l: SandboxRlimits, ids: { uid: number; gid: number 
   const r = rlimitValues(l);
   return pythonStubScript(
     String.raw`    import ctypes, gc
+    os.environ.pop("LD_BIND_NOW", None)  # the zygote's own (bound as it started); not its copies'
     program = b""
     while True:
         chunk = os.read(6, 65536)
@@ -417,10 +424,11 @@ export function zygoteScript(l: SandboxRlimits, ids: { uid: number; gid: number 
     os.close(6)
     class Config(ctypes.Structure):
         _fields_ = [("seccomp", ctypes.c_char_p), ("seccomp_len", ctypes.c_uint32), ("uid", ctypes.c_uint32),
-                    ("gid", ctypes.c_uint32), ("pad", ctypes.c_uint32), ("rlimit_nofile", ctypes.c_uint64),
+                    ("gid", ctypes.c_uint32), ("init_fd", ctypes.c_int32), ("rlimit_nofile", ctypes.c_uint64),
                     ("rlimit_nproc", ctypes.c_uint64), ("rlimit_fsize", ctypes.c_uint64), ("rlimit_cpu", ctypes.c_uint64),
                     ("jobs_dir", ctypes.c_char_p), ("proc_dir", ctypes.c_char_p)]
-    config = Config(program, len(program), ${ids.uid}, ${ids.gid}, 0, ${r.NOFILE}, ${r.NPROC}, ${r.FSIZE}, ${r.CPU},
+    init_fd = os.open("${ZYGOTE_PATHS.init}", os.O_PATH | os.O_CLOEXEC)
+    config = Config(program, len(program), ${ids.uid}, ${ids.gid}, init_fd, ${r.NOFILE}, ${r.NPROC}, ${r.FSIZE}, ${r.CPU},
                     b"${ZYGOTE_PATHS.jobs}", b"${ZYGOTE_PATHS.procStage}")
     serve = ctypes.PyDLL("${ZYGOTE_PATHS.library}", use_errno=True).hexr_zygote_serve
     serve.argtypes = (ctypes.c_int, ctypes.POINTER(Config))

@@ -333,15 +333,19 @@ export class ForkedSandbox implements PooledSandbox {
       .finally(() => theirs.forEach((fd) => closeSync(fd)));
     sent.catch(() => undefined);
 
+    let isReady = false;
     const waiting = new Promise<void>((resolve, reject) => {
       const check = () => {
         if (/^ready$/m.test(this.runnerText)) {
           this.onRunner = undefined;
+          isReady = true;
           resolve();
         }
       };
       this.onRunner = check;
-      void gone.then(() => reject(this.setupFailure(spawnError)));
+      void gone.then(() => {
+        if (!isReady) reject(this.setupFailure(spawnError));
+      });
     });
     this.ready = Promise.all([sent, waiting]).then(() => undefined);
     waiting.catch(() => undefined);

@@ -108,8 +108,9 @@ const namespace: BackendUnderTest = {
   label: "namespace (fork server)",
   config: { namespace: { warmPool: 1 } },
   expectedEnvKeys: (user) => [...NAMESPACE_ENV, ...user].sort(),
+  // bubblewrap's init and its child; a forked sandbox's init (hexr-init <status fd> <code pid>) and python.
   ownProcess:
-    /^((\/usr\/bin\/)?bwrap --args 3 -- (\/bin\/sh \/run\/hexr\/runner\.sh|\/usr\/bin\/python3 \/run\/hexr\/job\/main\.py)|\/usr\/bin\/python3 \/run\/hexr\/job\/main\.py)$/,
+    /^((\/usr\/bin\/)?bwrap --args 3 -- (\/bin\/sh \/run\/hexr\/runner\.sh|\/usr\/bin\/python3 \/run\/hexr\/job\/main\.py)|\/usr\/bin\/python3 \/run\/hexr\/job\/main\.py|hexr-init \d+ 2)$/,
   setuidRootError: "EINVAL",
   expectNoLeftovers: namespaceLeftovers,
   instanceDirs,
