@@ -84,7 +84,11 @@ _hexr_main(globals())
     try:
         fd = os.open(g["__file__"], os.O_RDONLY | os.O_CLOEXEC)
         try:
-            source = b"".join(iter(lambda: os.read(fd, 1 << 20), b""))
+            # Sized by the file (the platform wrote it whole before the go): a buffer of its size
+            # plus one byte comes from the interpreter's own allocator, where a large one would be
+            # mapped and unmapped (a TLB flush) by the C library.
+            size = os.fstat(fd).st_size + 1
+            source = b"".join(iter(lambda: os.read(fd, size), b""))
         finally:
             os.close(fd)
         code = compile(source, g["__file__"], "exec", dont_inherit=True)

@@ -233,6 +233,13 @@ print(json.dumps({
     }
   });
 
+  it("runs the whole of a long script, however the copy reads it", async () => {
+    // ~600 KB of source: the copy reads main.py in chunks of its size, until end of file.
+    const code = `x = 0\n${"x += 1  # padding padding padding padding padding padding padding\n".repeat(9000)}print(x)`;
+    expect(code.length).toBeGreaterThan(500_000);
+    expect(await b.exec(request(code))).toMatchObject({ stdout: "9000\n", exitCode: 0 });
+  });
+
   it("never shares a zygote across tenants: one tenant's executions share its hash seed, another's differ", async () => {
     const seed = async (tenant: string) => (await b.exec(request("print(hash('hexr'))", { tenant }))).stdout;
     const [a1, a2, other, operator] = [await seed("acme"), await seed("acme"), await seed("globex"), await seed("")];
