@@ -26,6 +26,14 @@ export interface NativeBinding {
   seqpacketPair(): [number, number];
   /** One message on a socket with these descriptors attached (SCM_RIGHTS); throws (errno EAGAIN, EPIPE, ...) and sends nothing if it cannot. */
   sendFds(socket: number, data: Buffer, fds: number[]): void;
+  /**
+   * On a worker thread: makes each directory (0755), then writes `values[i]` to `files[i]` in order
+   * (existing files only; `optional[i]`: a missing one is skipped). On a failure it removes the
+   * directories it made and rejects, naming the step (`mkdir <dir>: ...`, `write <file>: ...`, errno set).
+   */
+  cgroupMake(dirs: string[], files: string[], values: string[], optional: boolean[]): Promise<void>;
+  /** On a worker thread: rmdir of each directory, in order; per directory 0 or its errno. */
+  rmdirs(dirs: string[]): Promise<number[]>;
 }
 
 // Same relative path from src/ and dist/: the addon is built in packages/platform/native/build.

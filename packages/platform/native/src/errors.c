@@ -1,5 +1,6 @@
-// Errors the addon's functions give JavaScript.
+// Errors the addon's functions give JavaScript, and the string arguments they take.
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "errors.h"
@@ -19,4 +20,41 @@ napi_value throw_errno(napi_env env, const char* what, int err) {
   napi_value error = errno_error(env, what, err);
   if (error) napi_throw(env, error);
   return NULL;
+}
+
+char* string_arg(napi_env env, napi_value v) {
+  size_t len;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return NULL;
+  char* s = malloc(len + 1);
+  if (!s) return NULL;
+  if (napi_get_value_string_utf8(env, v, s, len + 1, &len) != napi_ok || strlen(s) != len) {
+    free(s);  // an embedded NUL would silently cut the string
+    return NULL;
+  }
+  return s;
+}
+
+void free_strings(char** list, uint32_t n) {
+  if (!list) return;
+  for (uint32_t i = 0; i < n; i++) free(list[i]);
+  free(list);
+}
+
+// A NULL-terminated copy of a JS string array.
+char** string_list(napi_env env, napi_value arr, uint32_t max, uint32_t* count) {
+  bool is_array;
+  if (napi_is_array(env, arr, &is_array) != napi_ok || !is_array) return NULL;
+  uint32_t n;
+  if (napi_get_array_length(env, arr, &n) != napi_ok || n > max) return NULL;
+  char** list = calloc(n + 1, sizeof(char*));
+  if (!list) return NULL;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v;
+    if (napi_get_element(env, arr, i, &v) != napi_ok || !(list[i] = string_arg(env, v))) {
+      free_strings(list, i);
+      return NULL;
+    }
+  }
+  *count = n;
+  return list;
 }

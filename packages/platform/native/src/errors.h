@@ -1,6 +1,7 @@
-// Errors the addon's functions give JavaScript (errors.c).
+// Errors the addon's functions give JavaScript, and the string arguments they take (errors.c).
 #pragma once
 #include <node_api.h>
+#include <stdint.h>
 
 #define CHECK(call)                                                   \
   do {                                                                \
@@ -15,3 +16,12 @@ napi_value errno_error(napi_env env, const char* what, int err);
 
 // Throws errno_error; returns NULL for the caller to return.
 napi_value throw_errno(napi_env env, const char* what, int err);
+
+// A JavaScript string as a malloc'd C string; NULL if it is not one or holds a NUL.
+char* string_arg(napi_env env, napi_value v);
+
+// A JavaScript array of at most `max` strings as a malloc'd NULL-terminated list; NULL if it is not one.
+char** string_list(napi_env env, napi_value arr, uint32_t max, uint32_t* count);
+
+// Frees the first n strings of list, and list.
+void free_strings(char** list, uint32_t n);

@@ -14,6 +14,7 @@
 
 #include "errors.h"
 
+#include "cgroupfs.h"
 #include "fdpass.h"
 #include "spawn.h"
 
@@ -78,6 +79,7 @@ static napi_value init(napi_env env, napi_value exports) {
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   CHECK(register_spawn(env, exports));
   CHECK(register_fdpass(env, exports));
+  CHECK(register_cgroupfs(env, exports));
   return exports;
 }
 

@@ -97,42 +97,6 @@ static int child_main(void* p) {
   _exit(127);
 }
 
-static char* string_arg(napi_env env, napi_value v) {
-  size_t len;
-  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return NULL;
-  char* s = malloc(len + 1);
-  if (!s) return NULL;
-  if (napi_get_value_string_utf8(env, v, s, len + 1, &len) != napi_ok || strlen(s) != len) {
-    free(s);  // an embedded NUL would silently cut the string
-    return NULL;
-  }
-  return s;
-}
-
-static void free_strings(char** list, uint32_t n) {
-  if (!list) return;
-  for (uint32_t i = 0; i < n; i++) free(list[i]);
-  free(list);
-}
-
-// A NULL-terminated copy of a JS string array.
-static char** string_list(napi_env env, napi_value arr, uint32_t* count) {
-  bool is_array;
-  if (napi_is_array(env, arr, &is_array) != napi_ok || !is_array) return NULL;
-  uint32_t n;
-  if (napi_get_array_length(env, arr, &n) != napi_ok || n > MAX_ARGS) return NULL;
-  char** list = calloc(n + 1, sizeof(char*));
-  if (!list) return NULL;
-  for (uint32_t i = 0; i < n; i++) {
-    napi_value v;
-    if (napi_get_element(env, arr, i, &v) != napi_ok || !(list[i] = string_arg(env, v))) {
-      free_strings(list, i);
-      return NULL;
-    }
-  }
-  *count = n;
-  return list;
-}
 
 // One spawn, run on a libuv worker thread: with CLONE_VFORK only the calling thread waits for the
 // child to exec, and the platform's event loop must not wait with it.
@@ -219,8 +183,8 @@ static napi_value spawn_process(napi_env env, napi_callback_info info) {
   bool ok = argc >= 6;
   if (ok) {
     job->file = string_arg(env, argv[0]);
-    job->args = string_list(env, argv[1], &job->nargs);
-    job->envs = string_list(env, argv[2], &job->nenv);
+    job->args = string_list(env, argv[1], MAX_ARGS, &job->nargs);
+    job->envs = string_list(env, argv[2], MAX_ARGS, &job->nenv);
   }
   uint32_t nfds = 0;
   bool is_array = false;

@@ -17,6 +17,8 @@ NAPI_MODULE_INIT() {
       {"reap", NULL, unsupported, NULL, NULL, NULL, napi_enumerable, NULL},
       {"seqpacketPair", NULL, unsupported, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sendFds", NULL, unsupported, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"cgroupMake", NULL, unsupported, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"rmdirs", NULL, unsupported, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

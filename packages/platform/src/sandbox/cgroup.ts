@@ -6,7 +6,9 @@
  */
 
 import { HexrError } from "@hexr/core";
+import { nativeBinding } from "../native.js";
 import { randomBytes } from "node:crypto";
+import { constants as osConstants } from "node:os";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statfsSync, writeFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { isAbsolute, join, posix } from "node:path";
@@ -56,11 +58,10 @@ export interface CgroupManager {
   /** This instance's parent directories, where per-execution cgroups are created. */
   readonly parents: readonly string[];
   /**
-   * A new cgroup with these limits. Its directories and limit files are made with synchronous calls:
-   * cgroupfs answers them from memory in microseconds (~0.2 ms for v1's whole lifecycle of 3 mkdirs,
-   * 7 writes and 3 rmdirs), where a thread pool round trip for each costs ~1.2 ms of CPU more per
-   * execution (bench/sandbox/cpu.ts). Moving a process in (`add`) stays on the thread pool: it can
-   * wait for an RCU grace period.
+   * A new cgroup with these limits, made in one job on the thread pool (native `cgroupMake`): mkdir
+   * waits for the kernel's cgroup lock, which a migration elsewhere can hold across an RCU grace
+   * period (made on the event loop, p99 3-4 ms, max ~10 ms of stall here), while one thread pool round
+   * trip per call (3 mkdirs and 6 writes with cgroup v1) cost ~1 ms of CPU more per execution.
    */
   create(limits: CgroupLimits): Promise<ExecCgroup>;
   /** Destroys what is left and removes the instance directories. */
@@ -110,6 +111,7 @@ export type LimitController = (typeof LIMIT_CONTROLLERS)[number];
 const CONTROLLERS = LIMIT_CONTROLLERS;
 type Controller = LimitController;
 const CPU_PERIOD_US = 100_000;
+const { ENOENT } = osConstants.errno;
 /** CFS refuses quotas below 1 ms. */
 const CPU_MIN_QUOTA_US = 1000;
 const CGROUP2_SUPER_MAGIC = 0x63677270;
@@ -636,7 +638,8 @@ abstract class BaseCgroup implements ExecCgroup {
       let left: readonly string[] = this.dirs;
       for (let i = 0; i < 200 && left.length; i++) {
         if (i > 0) await sleep(i < 10 ? 2 : 20);
-        left = left.filter((d) => !tryRmdir(d));
+        const errs = await nativeBinding().rmdirs([...left]);
+        left = left.filter((_, j) => errs[j] !== 0 && errs[j] !== ENOENT);
       }
       if (left.length) this.owner.leftBehind(this, left);
       this.owner.gone(this);
@@ -748,18 +751,13 @@ abstract class BaseManager implements CgroupManager {
   async create(limits: CgroupLimits): Promise<ExecCgroup> {
     const name = this.nextName();
     const { dirs, writes } = this.plan(name, limits);
-    const made: string[] = [];
-    try {
-      for (const d of dirs) {
-        mkdirSync(d);
-        made.push(d);
-      }
-      // In order (v1's memsw limit may not be set below the memory limit).
-      for (const [dir, w] of writes) writeLimit(dir, w);
-    } catch (err) {
-      for (const d of made) tryRmdir(d);
-      throw err;
-    }
+    // In order (v1's memsw limit may not be set below the memory limit).
+    await nativeBinding().cgroupMake(
+      dirs,
+      writes.map(([dir, w]) => join(dir, w.file)),
+      writes.map(([, w]) => w.value),
+      writes.map(([, w]) => w.optional === true),
+    );
     const cg = this.wrap(name, dirs, this.owner);
     cg.background = limits.background === true;
     this.live.add(cg);
