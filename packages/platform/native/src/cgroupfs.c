@@ -85,12 +85,8 @@ static void cgroup_execute(napi_env env, void* data) {
 static void cgroup_complete(napi_env env, napi_status status, void* data) {
   struct cgroup_job* job = data;
   napi_value value = NULL;
-  if (status != napi_ok) {
-    value = errno_error(env, "cgroup job cancelled", ECANCELED);
-    if (value) napi_reject_deferred(env, job->deferred, value);
-  } else if (job->err) {
-    value = errno_error(env, job->what, job->err);
-    if (value) napi_reject_deferred(env, job->deferred, value);
+  if (reject_failed(env, job->deferred, status, job->err, job->what)) {
+    // rejected
   } else if (!job->remove) {
     if (napi_get_undefined(env, &value) == napi_ok) napi_resolve_deferred(env, job->deferred, value);
   } else if (napi_create_array_with_length(env, job->ndirs, &value) == napi_ok) {
@@ -105,32 +101,31 @@ static void cgroup_complete(napi_env env, napi_status status, void* data) {
 }
 
 static napi_value queue_cgroup_job(napi_env env, struct cgroup_job* job) {
-  napi_value promise, name;
-  if (napi_create_promise(env, &job->deferred, &promise) != napi_ok ||
-      napi_create_string_utf8(env, "hexr.cgroup", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_async_work(env, NULL, name, cgroup_execute, cgroup_complete, job, &job->work) != napi_ok) {
-    free_cgroup_job(job);
-    napi_throw_error(env, "hexr.native_failed", "cannot queue the cgroup job");
-    return NULL;
-  }
-  if (napi_queue_async_work(env, job->work) != napi_ok) {
-    napi_delete_async_work(env, job->work);
-    free_cgroup_job(job);
-    napi_throw_error(env, "hexr.native_failed", "cannot queue the cgroup job");
-    return NULL;
-  }
+  napi_value promise = queue_work(env, "cgroup job", cgroup_execute, cgroup_complete, job, &job->work, &job->deferred);
+  if (!promise) free_cgroup_job(job);
   return promise;
+}
+
+// A job for a call with `n` arguments (into argv); NULL with an error thrown if it cannot be had.
+static struct cgroup_job* new_cgroup_job(napi_env env, napi_callback_info info, size_t n, napi_value* argv, size_t* argc) {
+  *argc = n;
+  if (napi_get_cb_info(env, info, argc, argv, NULL, NULL) != napi_ok) {
+    napi_throw_error(env, "hexr.native_failed", "napi_get_cb_info failed");
+    return NULL;
+  }
+  struct cgroup_job* job = calloc(1, sizeof *job);
+  if (!job) throw_errno(env, "calloc", ENOMEM);
+  return job;
 }
 
 // cgroupMake(dirs, files, values, optional) -> Promise<void>: makes each directory (0755), then
 // writes values[i] to files[i] in order (an existing file only; optional[i]: a missing one is
 // skipped). On a failure, removes the directories it made and rejects naming the step.
 static napi_value cgroup_make(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
+  size_t argc;
   napi_value argv[4];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  struct cgroup_job* job = calloc(1, sizeof *job);
-  if (!job) return throw_errno(env, "calloc", ENOMEM);
+  struct cgroup_job* job = new_cgroup_job(env, info, 4, argv, &argc);
+  if (!job) return NULL;
   uint32_t noptional = 0;
   bool is_array = false;
   bool ok = argc >= 4 && (job->dirs = string_list(env, argv[0], MAX_ITEMS, &job->ndirs)) &&
@@ -153,11 +148,10 @@ static napi_value cgroup_make(napi_env env, napi_callback_info info) {
 
 // rmdirs(dirs) -> Promise<number[]>: rmdir of each directory, in order; per directory 0 or its errno.
 static napi_value rmdirs(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
+  size_t argc;
   napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  struct cgroup_job* job = calloc(1, sizeof *job);
-  if (!job) return throw_errno(env, "calloc", ENOMEM);
+  struct cgroup_job* job = new_cgroup_job(env, info, 1, argv, &argc);
+  if (!job) return NULL;
   job->remove = true;
   if (argc < 1 || !(job->dirs = string_list(env, argv[0], MAX_ITEMS, &job->ndirs))) {
     free_cgroup_job(job);

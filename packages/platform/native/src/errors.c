@@ -1,4 +1,5 @@
 // Errors the addon's functions give JavaScript, and the string arguments they take.
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,30 @@ napi_value throw_errno(napi_env env, const char* what, int err) {
   napi_value error = errno_error(env, what, err);
   if (error) napi_throw(env, error);
   return NULL;
+}
+
+napi_value queue_work(napi_env env, const char* what, napi_async_execute_callback execute,
+                      napi_async_complete_callback complete, void* data, napi_async_work* work, napi_deferred* deferred) {
+  napi_value promise, name;
+  char msg[96];
+  snprintf(msg, sizeof msg, "hexr.%s", what);
+  *work = NULL;
+  if (napi_create_promise(env, deferred, &promise) == napi_ok &&
+      napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &name) == napi_ok &&
+      napi_create_async_work(env, NULL, name, execute, complete, data, work) == napi_ok &&
+      napi_queue_async_work(env, *work) == napi_ok)
+    return promise;
+  if (*work) napi_delete_async_work(env, *work);
+  snprintf(msg, sizeof msg, "cannot queue the %s", what);
+  napi_throw_error(env, "hexr.native_failed", msg);
+  return NULL;
+}
+
+bool reject_failed(napi_env env, napi_deferred deferred, napi_status status, int err, const char* what) {
+  if (status == napi_ok && err == 0) return false;
+  napi_value error = status != napi_ok ? errno_error(env, "job cancelled", ECANCELED) : errno_error(env, what, err);
+  if (error) napi_reject_deferred(env, deferred, error);
+  return true;
 }
 
 char* string_arg(napi_env env, napi_value v) {

@@ -159,15 +159,8 @@ static void spawn_execute(napi_env env, void* data) {
 static void spawn_complete(napi_env env, napi_status status, void* data) {
   struct spawn_job* job = data;
   napi_value value = NULL;
-  if (status != napi_ok) {
-    value = errno_error(env, "spawn cancelled", ECANCELED);
-    if (value) napi_reject_deferred(env, job->deferred, value);
-  } else if (job->err != 0) {
-    value = errno_error(env, job->what, job->err);
-    if (value) napi_reject_deferred(env, job->deferred, value);
-  } else if (napi_create_int32(env, job->pid, &value) == napi_ok) {
+  if (!reject_failed(env, job->deferred, status, job->err, job->what) && napi_create_int32(env, job->pid, &value) == napi_ok)
     napi_resolve_deferred(env, job->deferred, value);
-  }
   napi_delete_async_work(env, job->work);
   free_job(job);
 }
@@ -211,20 +204,8 @@ static napi_value spawn_process(napi_env env, napi_callback_info info) {
   job->a.uid = (uid_t)uid;
   job->a.gid = (gid_t)gid;
 
-  napi_value promise, name;
-  if (napi_create_promise(env, &job->deferred, &promise) != napi_ok ||
-      napi_create_string_utf8(env, "hexr.spawn", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_async_work(env, NULL, name, spawn_execute, spawn_complete, job, &job->work) != napi_ok) {
-    free_job(job);
-    napi_throw_error(env, "hexr.native_failed", "cannot queue the spawn");
-    return NULL;
-  }
-  if (napi_queue_async_work(env, job->work) != napi_ok) {
-    napi_delete_async_work(env, job->work);
-    free_job(job);
-    napi_throw_error(env, "hexr.native_failed", "cannot queue the spawn");
-    return NULL;
-  }
+  napi_value promise = queue_work(env, "spawn", spawn_execute, spawn_complete, job, &job->work, &job->deferred);
+  if (!promise) free_job(job);
   return promise;
 }
 
