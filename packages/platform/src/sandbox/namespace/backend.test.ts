@@ -246,10 +246,16 @@ describe("namespace backend: CPU weight of warm sandboxes", () => {
   const weights = () => {
     const info = backend.cgroupInfo()!;
     const [parent, file] = info.version === "v1" ? [info.parents[2]!, "cpu.shares"] : [info.parents[0]!, "cpu.weight"];
-    return readdirSync(parent, { withFileTypes: true })
-      .filter((e) => e.isDirectory() && !zygotes(join(parent, e.name)))
-      .map((e) => readFileSync(join(parent, e.name, file), "utf8").trim())
-      .sort();
+    const out: string[] = [];
+    for (const e of readdirSync(parent, { withFileTypes: true })) {
+      if (!e.isDirectory()) continue;
+      try {
+        if (!zygotes(join(parent, e.name))) out.push(readFileSync(join(parent, e.name, file), "utf8").trim());
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err; // a sandbox's cgroup removed meanwhile
+      }
+    }
+    return out.sort();
   };
   const settled = async (want: string[]) => {
     for (let i = 0; i < 200 && JSON.stringify(weights()) !== JSON.stringify(want); i++)
