@@ -1,7 +1,7 @@
 // hexr-init: the init (pid 1) of a sandbox the fork server makes (native/src/zygote.c). The zygote's
 // vfork child sets the sandbox up as pid 1 of its new pid namespace, forks the code process (C, pid 2),
 // takes the sandbox's confinement itself (no capability, no-new-privs, the seccomp filter) and execs
-// this program, which releases the zygote and leaves a process of two pages where a copy of the
+// this program, which releases the zygote and leaves a process of 16 KiB resident where a copy of the
 // zygote's memory would otherwise stay for the execution's length (on small VMs, making and tearing
 // down that copy costs more than all the init's work).
 //
