@@ -306,7 +306,9 @@ describe("fork server: lifetimes", () => {
     try {
       await b.exec(request("print(1)"));
       expect(ourZygotes().length).toBeGreaterThan(0);
-      for (let i = 0; i < 100 && ourZygotes().length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+      // The processes go first; the backend counts a zygote gone once it has seen its pipes close.
+      const gone = () => ourZygotes().length === 0 && b.forkServerState().zygotes === 0;
+      for (let i = 0; i < 100 && !gone(); i++) await new Promise((r) => setTimeout(r, 50));
       expect(ourZygotes()).toEqual([]);
       expect(b.forkServerState()).toMatchObject({ active: true, zygotes: 0 });
       expect((await b.exec(request(INIT))).stdout).toBe("hexr-init\n");
