@@ -398,6 +398,9 @@ except (ValueError, KeyError) as e:
     raise SystemExit(1) from e
 `;
 
+/** What the zygote's probe copy runs (and prints) to find the pages a copy writes to: a small program. */
+const ZYGOTE_PROBE = "print('hello')\n";
+
 /**
  * main.py of the python zygote (./zygote.ts): an interpreter started once in a bubblewrap sandbox
  * like a python stub's, but holding capabilities in its own user namespace and without the seccomp
@@ -426,11 +429,13 @@ export function zygoteScript(l: SandboxRlimits, ids: { uid: number; gid: number 
         _fields_ = [("seccomp", ctypes.c_char_p), ("seccomp_len", ctypes.c_uint32), ("uid", ctypes.c_uint32),
                     ("gid", ctypes.c_uint32), ("init_fd", ctypes.c_int32), ("rlimit_nofile", ctypes.c_uint64),
                     ("rlimit_nproc", ctypes.c_uint64), ("rlimit_fsize", ctypes.c_uint64), ("rlimit_cpu", ctypes.c_uint64),
-                    ("jobs_dir", ctypes.c_char_p), ("proc_dir", ctypes.c_char_p)]
+                    ("jobs_dir", ctypes.c_char_p), ("proc_dir", ctypes.c_char_p), ("populate", ctypes.c_char_p),
+                    ("populate_len", ctypes.c_uint32)]
     init_fd = os.open("${ZYGOTE_PATHS.init}", os.O_PATH | os.O_CLOEXEC)
     config = Config(program, len(program), ${ids.uid}, ${ids.gid}, init_fd, ${r.NOFILE}, ${r.NPROC}, ${r.FSIZE}, ${r.CPU},
                     b"${ZYGOTE_PATHS.jobs}", b"${ZYGOTE_PATHS.procStage}")
-    serve = ctypes.PyDLL("${ZYGOTE_PATHS.library}", use_errno=True).hexr_zygote_serve
+    lib = ctypes.PyDLL("${ZYGOTE_PATHS.library}", use_errno=True)
+    serve = lib.hexr_zygote_serve
     serve.argtypes = (ctypes.c_int, ctypes.POINTER(Config))
     serve.restype = ctypes.c_int
     after_fork = ctypes.pythonapi.PyOS_AfterFork_Child
@@ -440,8 +445,38 @@ export function zygoteScript(l: SandboxRlimits, ids: { uid: number; gid: number 
     exec(compile(${JSON.stringify(ZYGOTE_WARM_UP)}, "<hexr warm-up>", "exec", dont_inherit=True), {"__name__": "__hexr_warm_up__"})
     gc.collect()
     gc.freeze()
-    os.write(8, b"ready\n")
-    served = serve(9, ctypes.byref(config))
+    # A probe: a copy of the zygote that takes a copy's path below (the go, the stub, the quick exit)
+    # with a job of its own (ZYGOTE_PROBE on a memfd, output to a pipe nobody reads) and reports, as
+    # it exits, the pages it wrote to (zygote.c: hexr_zygote_probe, hexr_zygote_written). Each copy
+    # makes those its own in one call before it waits, which costs far less than a fault for each.
+    written_r, written_w = os.pipe()
+    probed = lib.hexr_zygote_probe()
+    if probed == 1:
+        os.close(written_r)
+        os.close(9)
+        go_r, go_w = os.pipe()
+        os.write(go_w, b"run\0HEXR_PROBE=1")
+        os.close(go_w)
+        report_r, report_w = os.pipe()
+        out_r, out_w = os.pipe()
+        main = os.memfd_create("probe")
+        os.write(main, ${JSON.stringify(ZYGOTE_PROBE)}.encode())
+        for src, dst in ((go_r, 7), (report_w, 8), (out_w, 1), (out_w, 2)):
+            os.dup2(src, dst)
+        g["__file__"] = f"/proc/self/fd/{main}"
+        quick_exit = os._exit
+        os._exit = lambda status: quick_exit(1 if status or lib.hexr_zygote_written(written_w) != 0 else 0)
+        served = 1
+    else:
+        os.close(written_w)
+        populate = b"".join(iter(lambda: os.read(written_r, 65536), b""))
+        os.close(written_r)
+        if probed != 0 or len(populate) % 16:
+            populate = b""  # the probe failed: copies take their faults
+        config.populate = populate
+        config.populate_len = len(populate) // 16
+        os.write(8, b"ready\n")
+        served = serve(9, ctypes.byref(config))
     if served != 1:
         if served < 0:
             os.write(2, b"hexr zygote: " + os.strerror(ctypes.get_errno()).encode() + b"\n")
