@@ -344,6 +344,8 @@ static int enter_sandbox(const struct hexr_zygote_config* cfg, const struct job_
   step = "init";
   int keep_init[2] = {status_fd, cfg->init_fd};
   close_all_except(keep_init, 2);
+  // The status descriptor came close-on-exec (MSG_CMSG_CLOEXEC); hexr-init reports on it.
+  if (fcntl(status_fd, F_SETFD, 0) != 0) goto fail;
   if (drop_capabilities() != 0 || apply_seccomp(cfg) != 0) goto fail;
   char status_arg[16], code_arg[16];
   snprintf(status_arg, sizeof status_arg, "%d", status_fd);
