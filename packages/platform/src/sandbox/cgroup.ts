@@ -633,11 +633,15 @@ abstract class BaseCgroup implements ExecCgroup {
 
   destroy(): Promise<void> {
     return (this.destroyed ??= (async () => {
-      await this.killAll();
-      // A killed process leaves its cgroup a moment after its parent saw it exit.
+      // Mostly its processes are gone by now and the directories go at once (a non-empty one
+      // refuses: EBUSY); else they are killed first. A killed process leaves its cgroup a moment
+      // after its parent saw it exit.
       let left: readonly string[] = this.dirs;
       for (let i = 0; i < 200 && left.length; i++) {
-        if (i > 0) await sleep(i < 10 ? 2 : 20);
+        if (i > 0) {
+          await this.killAll();
+          await sleep(i < 10 ? 2 : 20);
+        }
         const errs = await nativeBinding().rmdirs([...left]);
         left = left.filter((_, j) => errs[j] !== 0 && errs[j] !== ENOENT);
       }

@@ -30,8 +30,10 @@ import {
   mkdirSync,
   openSync,
   renameSync,
+  rmdirSync,
   rmSync,
   symlinkSync,
+  unlinkSync,
   writeFileSync,
 } from "node:fs";
 import { rm } from "node:fs/promises";
@@ -178,6 +180,8 @@ export class NamespaceBackend implements SandboxBackend {
   private readonly cleanups = new Set<Promise<void>>();
   /** Warm sandboxes per pool; a pool is kept warm once an execution has used it. */
   private readonly pools = new Map<PoolKey, PooledSandbox[]>();
+  /** The names written into each sandbox's job directory, removed with it. */
+  private readonly jobFiles = new WeakMap<PooledSandbox, Set<string>>();
   private readonly wanted = new Set<PoolKey>();
   private seq = 0;
   /** The fork server's zygotes: one python interpreter per tenant ("" for the operator's), and the runner's. */
@@ -563,6 +567,7 @@ export class NamespaceBackend implements SandboxBackend {
     const id = `s${++this.seq}`;
     const jobDir = join(this.runtime!.jobs, id);
     mkdirSync(jobDir, { mode: 0o755 });
+    const written = new Set<string>();
     const { limits } = this.opts;
     let sb: PooledSandbox;
     if (isForked(key)) {
@@ -579,7 +584,10 @@ export class NamespaceBackend implements SandboxBackend {
         background,
       });
     } else {
-      if (kind === "python") writeFileSync(join(jobDir, `main.${EXT.python}`), this.stub, { mode: 0o644 });
+      if (kind === "python") {
+        writeFileSync(join(jobDir, `main.${EXT.python}`), this.stub, { mode: 0o644 });
+        written.add(`main.${EXT.python}`);
+      }
       const args = [...this.staticArgs, ...sandboxTail(jobDir), "--seccomp", "6"];
       const runAs = process.getuid?.() === 0 ? { uid: this.opts.uid, gid: this.opts.gid } : undefined;
       // A python sandbox starts its interpreter at once (the stub waits); others start the runner.
@@ -604,13 +612,11 @@ export class NamespaceBackend implements SandboxBackend {
         try {
           await (await sb.cgroupMade.catch(() => undefined))?.destroy();
         } finally {
-          // A few small files, removed with synchronous calls (a thread pool round trip each costs
-          // more); fetched packages (pkgs/, any number of files) on the thread pool.
-          if (existsSync(join(jobDir, "pkgs"))) await rm(jobDir, { recursive: true, force: true });
-          else rmSync(jobDir, { recursive: true, force: true });
+          await removeJobDir(jobDir, written);
         }
       }),
     );
+    this.jobFiles.set(sb, written);
     return sb;
   }
 
@@ -731,7 +737,8 @@ export class NamespaceBackend implements SandboxBackend {
   private async runIn(key: PoolKey, sb: PooledSandbox, req: BackendExecRequest): Promise<BackendExecResult> {
     const { limits, now } = this.opts;
     try {
-      writeJob(sb.jobDir, req);
+      const written = this.jobFiles.get(sb);
+      for (const name of writeJob(sb.jobDir, req, sb.kind)) written?.add(name);
     } catch (err) {
       sb.kill();
       discardFetched(req);
@@ -885,16 +892,46 @@ function kindFor(req: BackendExecRequest): "python" | "generic" {
 }
 
 /** The job as the runner reads it; written before the sandbox is released. */
-function writeJob(dir: string, req: BackendExecRequest): void {
+/**
+ * Writes the job into a sandbox's job directory; returns the names written (pkgs/ aside). A python
+ * stub (kind python or forked) reads only main.py: its variables come with the go. The runner also
+ * reads job.sh and the package list.
+ */
+function writeJob(dir: string, req: BackendExecRequest, kind: SandboxKind): string[] {
   const opts = { mode: 0o644 } as const;
+  const names: string[] = [];
   if (req.install?.origin === "fetched") adoptFetched(req.install.sourceDir, join(dir, "pkgs"));
   // Resolved inside the sandbox: ESM and CommonJS both look for node_modules beside main.js.
-  if (req.language === "javascript") symlinkSync(SANDBOX_PATHS.nodeModules, join(dir, "node_modules"));
+  if (req.language === "javascript") {
+    symlinkSync(SANDBOX_PATHS.nodeModules, join(dir, "node_modules"));
+    names.push("node_modules");
+  }
   writeFileSync(join(dir, `main.${EXT[req.language]}`), req.code, opts);
-  if (req.install) writeFileSync(join(dir, "packages"), req.install.items.map((i) => i + "\n").join(""), opts);
+  names.push(`main.${EXT[req.language]}`);
+  if (kind === "python" || kind === "forked") return names;
+  if (req.install) {
+    writeFileSync(join(dir, "packages"), req.install.items.map((i) => i + "\n").join(""), opts);
+    names.push("packages");
+  }
   // The environment is a function the runner calls last, right before it execs the interpreter.
   const env = Object.entries(req.env).map(([k, v]) => `export ${k}=${shellQuote(v)}\n`);
   writeFileSync(join(dir, "job.sh"), `hexr_lang=${req.language}\nhexr_env() {\n:\n${env.join("")}}\n`, opts);
+  names.push("job.sh");
+  return names;
+}
+
+/**
+ * Removes a job directory: the names written into it and the directory, with a few synchronous
+ * calls (a thread pool round trip each would cost more); anything else there (fetched packages in
+ * pkgs/, any number of files) with a recursive removal on the thread pool.
+ */
+async function removeJobDir(dir: string, names: Iterable<string>): Promise<void> {
+  try {
+    for (const name of names) unlinkSync(join(dir, name));
+    rmdirSync(dir);
+  } catch {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /**

@@ -86,10 +86,11 @@ describe("fork server", () => {
 
   // The same program in a python zygote's copy, and in a new interpreter the runner starts in a copy
   // of the runner's zygote (a startup variable sends it there).
+  // A python stub's variables come with its go; the runner reads them from job.sh.
   it.each([
-    ["a forked interpreter", {}],
-    ["the runner's copy", { PYTHONHASHSEED: "0" }],
-  ])("confines %s as a bubblewrap sandbox's", async (_, env: Record<string, string>) => {
+    ["a forked interpreter", {}, ["main.py"]],
+    ["the runner's copy", { PYTHONHASHSEED: "0" }, ["job.sh", "main.py"]],
+  ])("confines %s as a bubblewrap sandbox's", async (_, env: Record<string, string>, job: string[]) => {
     const r = await b.exec(
       request(
         `
@@ -153,7 +154,7 @@ print(json.dumps({
       shm: [],
       pts: ["ptmx"],
       run: ["job", "runner.sh"],
-      job: ["job.sh", "main.py"],
+      job,
       jobs: "No such file or directory",
       cwd: "/tmp",
       unshare: "Operation not permitted",
@@ -350,6 +351,33 @@ describe("fork server: lifetimes", () => {
       // One failure is not three: the fork server stays on, and python still forks.
       expect(b.forkServerState()).toMatchObject({ active: true });
       expect((await b.exec(request(INIT))).stdout).toBe("hexr-init\n");
+    } finally {
+      await b.stop();
+    }
+  });
+
+  it.each([
+    ["forked", {}],
+    ["in bubblewrap processes", { forkServer: false }],
+  ])("removes each execution's job directory, whatever went into it (%s)", async (_, opts: Partial<NamespaceBackendOptions>) => {
+    const b = await started({ warmPool: 0, ...opts });
+    try {
+      const jobs = (b as unknown as { runtime: { jobs: string } }).runtime.jobs;
+      // main.py only; job.sh too (the runner's); node_modules (a symlink) too; a shell job.
+      await Promise.all(
+        [
+          request("print(1)"),
+          request("print(2)", { env: { PYTHONHASHSEED: "0" } }),
+          request("console.log(3)", { language: "javascript" }),
+          request("echo 4", { language: "shell" }),
+        ].map(async (req, i) => expect((await b.exec(req)).stdout).toBe(`${i + 1}\n`)),
+      );
+      let left = readdirSync(jobs);
+      for (let i = 0; i < 100 && left.length; i++) {
+        await new Promise((r) => setTimeout(r, 50)); // removed once each sandbox's processes are gone
+        left = readdirSync(jobs);
+      }
+      expect(left).toEqual([]);
     } finally {
       await b.stop();
     }
