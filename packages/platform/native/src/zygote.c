@@ -24,7 +24,10 @@
 //      holds no capability over the namespaces above, all owned by U), rlimits, every capability
 //      dropped, no-new-privs, the sandbox's seccomp program; then it returns to python (the stub).
 //      Its copy of the zygote's memory is the only one a sandbox makes: on small VMs, making one and
-//      tearing it down costs more than all of B's work.
+//      tearing it down costs more than all of B's work. The pages a copy writes to as it runs (the
+//      zygote learns them from a probe before it serves: hexr_zygote_probe) are copied into C as it
+//      is forked, pinned in the zygote (hexr_zygote_pin), or else populated by C in one call
+//      (own_written_pages): either is far cheaper than a copy-on-write fault for each.
 // hexr-init reports C's end on the sandbox's status descriptor as bubblewrap does (`{"exit-code": N}`),
 // and the zygote B's end after it (the same code, or that of the signal that killed B); a failed setup
 // step is reported there instead (`{"setup-error": "..."}`).
@@ -33,6 +36,7 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/io_uring.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <linux/seccomp.h>
@@ -81,7 +85,8 @@ struct hexr_zygote_config {
   const char* jobs_dir;  // where the platform's job directories are in the zygote's view
   const char* proc_dir;  // an empty directory on the zygote's /tmp, where B mounts its /proc first
   // Ranges (start, length in bytes) of the zygote's memory a copy writes to as it runs, which C makes
-  // its own in one call before it waits for its job (hexr_zygote_written); none for hexr-zygote.
+  // its own in one call before it waits for its job (hexr_zygote_written); none when the zygote has
+  // pinned them (hexr_zygote_pin: fork copies them) and for hexr-zygote.
   const uint64_t* populate;
   uint32_t populate_len;  // ranges
 };
@@ -177,10 +182,11 @@ static int set_rlimit(int resource, uint64_t v) {
 }
 
 // Copies, in C, the pages of the zygote's memory a copy writes to as it runs (cfg->populate), all in
-// one system call, before C waits for its job. Writing to a page C shares with the zygote costs a
-// copy-on-write fault each, and on a virtual machine whose hypervisor shadows page tables the fault
-// is most of it (~15 us here, against ~4.5 us per page made C's own by MADV_POPULATE_WRITE and ~5 us
-// for C's first touch of it afterwards). Only a hint: contents do not change, and a range that is no
+// one system call, before C waits for its job: where the zygote could not pin them. Writing to a
+// page C shares with the zygote costs a copy-on-write fault each, and on a virtual machine whose
+// hypervisor shadows page tables the fault is most of it (measured here: ~15 us a page, against
+// ~4.5 us a page made C's own by MADV_POPULATE_WRITE and ~1.3 us a pinned page copied by fork, each
+// plus ~5 us for C's first touch of it). Only a hint: contents do not change, and a range that is no
 // longer mapped writable (or a kernel without process_madvise for the caller itself) only costs the
 // faults again.
 static void own_written_pages(const struct hexr_zygote_config* cfg) {
@@ -433,6 +439,40 @@ int hexr_zygote_probe(void) {
   while (waitpid(p, &st, 0) < 0)
     if (errno != EINTR) return -1;
   return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+// Pins the ranges a copy writes to (hexr_zygote_written) in the zygote, as buffers of an io_uring
+// instance that is never used otherwise: fork copies a pinned page into the child at once (the
+// kernel's early copy-on-write for pages that may be under DMA), so a copy gets those pages as its
+// own without a fault, or the TLB flush each copy-on-write break costs, when it first writes to
+// them. Returns the instance's descriptor, which the zygote keeps open (the pins last as long), or
+// -1 (errno: no io_uring here, or RLIMIT_MEMLOCK reached), and then the copies populate instead.
+int hexr_zygote_pin(const uint64_t* ranges, uint32_t n) {
+  if (n == 0 || n > MAX_POPULATE_RANGES) {
+    errno = EINVAL;
+    return -1;
+  }
+  struct io_uring_params params;
+  memset(&params, 0, sizeof params);
+  int ring = (int)syscall(SYS_io_uring_setup, 1, &params);
+  if (ring < 0) return -1;
+  struct iovec* iov = calloc(n, sizeof *iov);
+  if (!iov) {
+    close(ring);
+    errno = ENOMEM;
+    return -1;
+  }
+  for (uint32_t i = 0; i < n; i++) iov[i] = (struct iovec){(void*)(uintptr_t)ranges[2 * i], (size_t)ranges[2 * i + 1]};
+  long r = syscall(SYS_io_uring_register, ring, IORING_REGISTER_BUFFERS, iov, n);
+  int saved = errno;
+  free(iov);
+  if (r < 0) {
+    close(ring);
+    errno = saved;
+    return -1;
+  }
+  fcntl(ring, F_SETFD, FD_CLOEXEC);
+  return ring;
 }
 
 // Writes to `out`, as little-endian (start, length) u64 pairs, the ranges of this process's private

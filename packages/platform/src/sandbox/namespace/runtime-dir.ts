@@ -473,6 +473,12 @@ export function zygoteScript(l: SandboxRlimits, ids: { uid: number; gid: number 
         os.close(written_r)
         if probed != 0 or len(populate) % 16:
             populate = b""  # the probe failed: copies take their faults
+        # Pinned, those pages are copied into each copy as it is forked; else each copy populates them.
+        pin = lib.hexr_zygote_pin
+        pin.argtypes = (ctypes.c_char_p, ctypes.c_uint32)
+        pinned = pin(populate, len(populate) // 16) if populate else -1
+        if pinned >= 0:
+            populate = b""
         config.populate = populate
         config.populate_len = len(populate) // 16
         os.write(8, b"ready\n")

@@ -2,7 +2,8 @@
  * How the python zygote learns the pages a copy writes to (native/src/zygote.c: hexr_zygote_probe,
  * hexr_zygote_written), driven from a plain python3 through ctypes as the zygote drives it: a probe
  * forked from a process reports exactly the pages it wrote to after the fork (merged into ranges),
- * not the ones it only read, and its exit status reaches the parent.
+ * not the ones it only read, and its exit status reaches the parent; pinned, those pages are copied
+ * into a child as it is forked.
  */
 
 import { spawnSync } from "node:child_process";
@@ -63,5 +64,46 @@ describe("the zygote's probe", () => {
   it("tells the parent when the probe failed", () => {
     const out = python(PROBE("(3,)", 2)) as { probed: number; bytes: number };
     expect(out).toMatchObject({ probed: -1, bytes: 0 });
+  });
+
+  it("pins pages so that a fork copies them into the child at once, the others staying shared", () => {
+    const out = python(`
+region = mmap.mmap(-1, 16 * PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+region.write(b"x" * len(region))
+base = ctypes.addressof(ctypes.c_char.from_buffer(region))
+ranges = b"".join(v.to_bytes(8, "little") for v in (base + 2 * PAGE, 3 * PAGE, base + 9 * PAGE, PAGE))
+lib.hexr_zygote_pin.argtypes = (ctypes.c_char_p, ctypes.c_uint32)
+ring = lib.hexr_zygote_pin(ranges, 2)
+err = ctypes.get_errno()
+bad = lib.hexr_zygote_pin(ranges, 0)
+def exclusive():  # pages of the region this process alone maps (pagemap bit 56), nothing written
+    with open("/proc/self/pagemap", "rb") as f:
+        f.seek(base // PAGE * 8)
+        data = f.read(16 * 8)
+    return [i for i in range(16) if (int.from_bytes(data[i * 8:i * 8 + 8], "little") >> 56) & 1]
+r, w = os.pipe()
+child = os.fork()
+if child == 0:
+    os.write(w, json.dumps(exclusive()).encode())
+    os._exit(0)
+os.close(w)
+seen = json.loads(os.read(r, 4096))
+os.waitpid(child, 0)
+try:
+    uring = open("/proc/sys/kernel/io_uring_disabled").read().strip()
+except OSError:
+    uring = "0"  # kernels before 6.6 cannot turn it off
+print(json.dumps({"ring": ring, "err": err, "bad": bad, "child": seen, "uring": uring}))
+`) as { ring: number; err: number; bad: number; child: number[]; uring: string };
+    expect(out.bad).toBe(-1);
+    if (out.uring === "0") {
+      expect(out.ring).toBeGreaterThan(2);
+      expect(out.child).toEqual([2, 3, 4, 9]);
+    } else {
+      // io_uring turned off on this machine: the zygote's copies populate those pages instead.
+      expect(out.ring).toBe(-1);
+      expect(out.err).toBeGreaterThan(0);
+      expect(out.child).toEqual([]);
+    }
   });
 });
