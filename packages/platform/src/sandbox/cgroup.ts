@@ -744,8 +744,11 @@ abstract class BaseManager implements CgroupManager {
 
   constructor(readonly parents: readonly string[]) {}
 
+  /** Tells this manager's cgroups from another's below the same parent (an `instance` they share). */
+  private readonly tag = randomBytes(3).toString("hex");
+
   protected nextName(): string {
-    return `x${++this.seq}-${randomBytes(3).toString("hex")}`;
+    return `x${++this.seq}-${this.tag}`;
   }
 
   /** The directories of a new cgroup called `name`, and the limit files each gets. */

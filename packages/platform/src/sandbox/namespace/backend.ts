@@ -608,7 +608,7 @@ export class NamespaceBackend implements SandboxBackend {
     }
     // Whatever happens to it, a sandbox's cgroup and job directory go when its processes are gone.
     this.track(
-      sb.ended.then(async () => {
+      sb.exited.then(async () => {
         try {
           await (await sb.cgroupMade.catch(() => undefined))?.destroy();
         } finally {

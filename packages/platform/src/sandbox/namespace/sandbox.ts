@@ -42,6 +42,8 @@ export interface PooledSandbox {
   /** Resolves once the sandbox waits for its job (in its cgroup, its first process started). */
   readonly ready: Promise<void>;
   readonly ended: Promise<SandboxEnd>;
+  /** Resolves once every process of the sandbox is gone (after `ended`): its cgroup can go then. */
+  readonly exited: Promise<void>;
   /** Set once made (`cgroupMade`); the cleanup waits for it, so a cgroup made late is removed too. */
   readonly cgroup: ExecCgroup | undefined;
   readonly cgroupMade: Promise<ExecCgroup | undefined>;
@@ -127,6 +129,7 @@ export class BwrapSandbox implements PooledSandbox {
   readonly jobDir: string;
   readonly ready: Promise<void>;
   readonly ended: Promise<SandboxEnd>;
+  readonly exited: Promise<void>;
   cgroup: ExecCgroup | undefined;
   readonly cgroupMade: Promise<ExecCgroup | undefined>;
   runnerText = "";
@@ -254,6 +257,7 @@ export class BwrapSandbox implements PooledSandbox {
       this.killer.done();
       return { exitDoc, spawnError };
     });
+    this.exited = this.ended.then(() => undefined); // bwrap, pid 1's parent, has exited
   }
 
   get alive(): boolean {

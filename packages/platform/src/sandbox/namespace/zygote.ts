@@ -239,6 +239,7 @@ export class ForkedSandbox implements PooledSandbox {
   readonly stderr: CappedOutput;
   readonly ready: Promise<void>;
   readonly ended: Promise<SandboxEnd>;
+  readonly exited: Promise<void>;
   cgroup: ExecCgroup | undefined;
   readonly cgroupMade: Promise<ExecCgroup | undefined>;
   runnerText = "";
@@ -355,6 +356,9 @@ export class ForkedSandbox implements PooledSandbox {
       go.destroy();
       return { exitDoc, spawnError };
     });
+    // The status descriptor closes once the init has exited and the zygote has reported it: by
+    // then the sandbox's pid namespace, and every process in it, is gone.
+    this.exited = Promise.all([this.ended, closed(status)]).then(() => undefined);
   }
 
   /** Its zygote's end ends it too (it lives in the zygote's pid namespace), a moment before its pipes say so. */
