@@ -33,6 +33,15 @@ describe("seccomp program (x86_64)", () => {
     for (const name of DENIED_SYSCALLS) if (X86_64.nr[name] !== undefined) expect(run(name), name).toBe(EPERM);
   });
 
+  it("takes one instruction per denied syscall (the kernel compiles it for every sandbox)", () => {
+    const denied = DENIED_SYSCALLS.filter((n) => X86_64.nr[n] !== undefined).length;
+    const rest = seccompInstructions({
+      ...X86_64,
+      nr: Object.fromEntries(Object.entries(X86_64.nr).filter(([n]) => !(DENIED_SYSCALLS as readonly string[]).includes(n))),
+    }).length;
+    expect(prog.length).toBe(rest + denied + 1); // + their shared return
+  });
+
   it("answers clone3 with ENOSYS so the libc falls back to clone", () => {
     expect(run("clone3")).toBe(ENOSYS);
   });

@@ -280,12 +280,15 @@ export function seccompInstructions(table: SyscallTable): Insn[] {
     p.push(jump(BPF_JMP_JGE_K, table.nrLimit, 0, 1));
     p.push(ret(RET_KILL_PROCESS));
   }
-  for (const name of DENIED_SYSCALLS) {
-    const nr = table.nr[name];
-    if (nr === undefined) continue;
-    p.push(jump(BPF_JMP_JEQ_K, nr, 0, 1));
-    p.push(ret(RET_ERRNO | EPERM));
-  }
+  // One comparison per denied syscall, all jumping to one return: the kernel compiles the program
+  // for every sandbox (twice: its init and its code process), in time that grows with its length.
+  const denied = DENIED_SYSCALLS.map((name) => table.nr[name]).filter((nr): nr is number => nr !== undefined);
+  if (denied.length > 256) throw new Error("too many denied syscalls for one jump table");
+  denied.forEach((nr, i) => {
+    const last = i === denied.length - 1;
+    p.push(jump(BPF_JMP_JEQ_K, nr, last ? 0 : denied.length - 1 - i, last ? 1 : 0));
+  });
+  if (denied.length) p.push(ret(RET_ERRNO | EPERM));
   const clone3 = table.nr["clone3"];
   if (clone3 !== undefined) {
     p.push(jump(BPF_JMP_JEQ_K, clone3, 0, 1));
