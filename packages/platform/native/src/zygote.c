@@ -15,8 +15,8 @@
 //      memory while the zygote waits, so making it copies nothing. It moves itself into the
 //      execution's cgroup (cgroup.procs descriptors the platform opened and sent), unshares mount,
 //      network, ipc, uts and cgroup namespaces, mounts a new /proc, private /tmp, /dev/shm and
-//      /dev/pts, binds the execution's job directory at /run/hexr/job and detaches the zygote's own
-//      mounts; then forks C, drops every capability, takes no-new-privs and the same seccomp filter,
+//      /dev/pts, binds the execution's job directory at /run/hexr/job and detaches the zygote's /proc
+//      and /tmp (its other mounts stay covered); then forks C, drops every capability, takes no-new-privs and the same seccomp filter,
 //      and execs hexr-init (native/src/init.c, 16 KiB resident), which releases the zygote and reaps
 //      until C exits (the sandbox's init, as bubblewrap's is), exiting with C's status. It is never
 //      dumpable: the zygote's memory is not, and hexr-init is exec'd from a file it cannot read.
@@ -316,10 +316,16 @@ static int enter_sandbox(const struct hexr_zygote_config* cfg, const struct job_
   if (up != 0) goto fail;
   step = "mount propagation";
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) goto fail;
-  // The execution's job directory (read-only), in place of the zygote's.
+  // Each lazy unmount below costs an expedited RCU grace period (IPIs to every CPU, ~40-200 us of
+  // B's setup waiting here): only what holds something of other sandboxes or of the zygote's pid
+  // namespace is detached (/proc, and /tmp with the job directories); the zygote's own job
+  // directory, /dev/shm and /dev/pts are mounted over. What is below a mount stays out of reach:
+  // the sandbox holds no descriptor or directory inside it, and neither the capability over its
+  // mount namespace (owned by the zygote's user namespace) nor the system calls (seccomp) to remove
+  // or copy a mount.
+  // The execution's job directory (read-only), over the zygote's.
   step = "job directory";
   snprintf(buf, sizeof buf, "%s/%s", cfg->jobs_dir, job->id);
-  if (umount2("/run/hexr/job", MNT_DETACH) != 0) goto fail;
   if (mount(buf, "/run/hexr/job", NULL, MS_BIND, NULL) != 0) goto fail;
   if (mount(NULL, "/run/hexr/job", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) != 0) goto fail;
   // A /proc of the new pid namespace. The kernel lets a user namespace mount proc only where a proc
@@ -328,15 +334,15 @@ static int enter_sandbox(const struct hexr_zygote_config* cfg, const struct job_
   if (mount("proc", cfg->proc_dir, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) goto fail;
   if (umount2("/proc", MNT_DETACH) != 0) goto fail;
   if (mount(cfg->proc_dir, "/proc", NULL, MS_MOVE, NULL) != 0) goto fail;
-  // Private /tmp and /dev/shm (the zygote's /tmp, with every job directory below it, goes) and /dev/pts.
+  // Private /tmp (the zygote's, with every job directory below it, goes), /dev/shm and /dev/pts.
   step = "tmp";
   snprintf(buf, sizeof buf, "mode=0755,size=%llu", (unsigned long long)job->tmpfs_bytes);
   if (replace_mount("/tmp", "tmpfs", MS_NOSUID | MS_NODEV, buf) != 0) goto fail;
   step = "dev/shm";
   snprintf(buf, sizeof buf, "mode=0755,size=%llu", (unsigned long long)job->shm_bytes);
-  if (replace_mount("/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, buf) != 0) goto fail;
+  if (mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, buf) != 0) goto fail;
   step = "dev/pts";
-  if (replace_mount("/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620") != 0) goto fail;
+  if (mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620") != 0) goto fail;
   step = "chdir";
   if (chdir("/tmp") != 0) goto fail;
 
@@ -490,6 +496,7 @@ int hexr_zygote_written(int out) {
   uint64_t pairs[2 * 64];
   int npairs = 0;
   uint32_t nranges = 0;
+  const uint64_t page_size = (uint64_t)sysconf(_SC_PAGESIZE);
   for (;;) {
     ssize_t got = read(maps, buf + have, sizeof buf - 1 - have);
     if (got < 0 && errno == EINTR) continue;
@@ -505,14 +512,14 @@ int hexr_zygote_written(int out) {
       if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && perms[0] == 'r' && perms[1] == 'w' && perms[3] == 'p') {
         for (uint64_t page = lo; page < hi;) {
           uint64_t entries[512];
-          size_t want = (size_t)((hi - page) / 4096 < 512 ? (hi - page) / 4096 : 512);
-          ssize_t n = pread(pagemap, entries, want * 8, (off_t)(page / 4096 * 8));
+          size_t want = (size_t)((hi - page) / page_size < 512 ? (hi - page) / page_size : 512);
+          ssize_t n = pread(pagemap, entries, want * 8, (off_t)(page / page_size * 8));
           if (n <= 0) break;
-          for (ssize_t k = 0; k < n / 8; k++, page += 4096) {
+          for (ssize_t k = 0; k < n / 8; k++, page += page_size) {
             // bit 63: present; bit 56: exclusively mapped
             if (!((entries[k] >> 63) & 1) || !((entries[k] >> 56) & 1)) continue;
             if (page == run_end && run_end != 0) {
-              run_end += 4096;
+              run_end += page_size;
               continue;
             }
             if (run_end != 0) {
@@ -525,7 +532,7 @@ int hexr_zygote_written(int out) {
               }
             }
             run_start = page;
-            run_end = page + 4096;
+            run_end = page + page_size;
           }
         }
       }

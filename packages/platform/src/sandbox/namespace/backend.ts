@@ -891,11 +891,10 @@ function kindFor(req: BackendExecRequest): "python" | "generic" {
   return jobMode(req.language, req.env, { installs: req.install !== undefined }) === "run" ? "python" : "generic";
 }
 
-/** The job as the runner reads it; written before the sandbox is released. */
 /**
- * Writes the job into a sandbox's job directory; returns the names written (pkgs/ aside). A python
- * stub (kind python or forked) reads only main.py: its variables come with the go. The runner also
- * reads job.sh and the package list.
+ * Writes the job into a sandbox's job directory before its release; returns the names written
+ * (pkgs/ aside). A python stub (kind python or forked) reads only main.py: its variables come with
+ * the go. The runner also reads job.sh and the package list.
  */
 function writeJob(dir: string, req: BackendExecRequest, kind: SandboxKind): string[] {
   const opts = { mode: 0o644 } as const;

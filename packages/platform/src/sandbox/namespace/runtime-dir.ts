@@ -448,7 +448,8 @@ export function zygoteScript(l: SandboxRlimits, ids: { uid: number; gid: number 
     # A probe: a copy of the zygote that takes a copy's path below (the go, the stub, the quick exit)
     # with a job of its own (ZYGOTE_PROBE on a memfd, output to a pipe nobody reads) and reports, as
     # it exits, the pages it wrote to (zygote.c: hexr_zygote_probe, hexr_zygote_written). Each copy
-    # makes those its own in one call before it waits, which costs far less than a fault for each.
+    # gets those as its own at far less than a fault each: copied as it is forked (pinned, below),
+    # or populated in one call before it waits.
     written_r, written_w = os.pipe()
     probed = lib.hexr_zygote_probe()
     if probed == 1:

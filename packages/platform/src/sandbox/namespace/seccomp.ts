@@ -281,7 +281,8 @@ export function seccompInstructions(table: SyscallTable): Insn[] {
     p.push(ret(RET_KILL_PROCESS));
   }
   // One comparison per denied syscall, all jumping to one return: the kernel compiles the program
-  // for every sandbox (twice: its init and its code process), in time that grows with its length.
+  // for every sandbox (twice for a forked one: its init and its code's process), in time that grows
+  // with its length.
   const denied = DENIED_SYSCALLS.map((name) => table.nr[name]).filter((nr): nr is number => nr !== undefined);
   if (denied.length > 256) throw new Error("too many denied syscalls for one jump table");
   denied.forEach((nr, i) => {
