@@ -298,7 +298,8 @@ export class ForkedSandbox implements PooledSandbox {
       }),
     );
     const closed = (s: Socket) => new Promise<void>((resolve) => s.once("close", () => resolve()));
-    const gone = Promise.all([closed(out), closed(err), closed(report), Promise.race([closed(status), exitReported])]);
+    const statusClosed = closed(status);
+    const gone = Promise.all([closed(out), closed(err), closed(report), Promise.race([statusClosed, exitReported])]);
 
     this.cgroupMade = cgroups
       ? cgroups.create({ memoryBytes: limits.memoryBytes, pids: limits.pids, cpus: limits.cpus, background }).then((cg) => {
@@ -358,7 +359,7 @@ export class ForkedSandbox implements PooledSandbox {
     });
     // The status descriptor closes once the init has exited and the zygote has reported it: by
     // then the sandbox's pid namespace, and every process in it, is gone.
-    this.exited = Promise.all([this.ended, closed(status)]).then(() => undefined);
+    this.exited = Promise.all([this.ended, statusClosed]).then(() => undefined);
   }
 
   /** Its zygote's end ends it too (it lives in the zygote's pid namespace), a moment before its pipes say so. */
