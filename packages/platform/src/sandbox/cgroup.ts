@@ -47,7 +47,7 @@ export interface ExecCgroup {
   pids(): number[];
   /** SIGKILLs every process inside until none is left (bounded). */
   killAll(): Promise<void>;
-  /** killAll, then removes the directories. */
+  /** Removes the directories; if one refuses (processes still inside), killAll, then retries (bounded). */
   destroy(): Promise<void>;
   /** Gives a `background` cgroup the default CPU weight (an execution now waits for what runs in it). */
   prioritize(): Promise<void>;
@@ -638,10 +638,8 @@ abstract class BaseCgroup implements ExecCgroup {
       // after its parent saw it exit.
       let left: readonly string[] = this.dirs;
       for (let i = 0; i < 200 && left.length; i++) {
-        if (i > 0) {
-          await this.killAll();
-          await sleep(i < 10 ? 2 : 20);
-        }
+        if (i === 1) await this.killAll(); // until none is left: later tries only wait for them to leave
+        if (i > 0) await sleep(i < 10 ? 2 : 20);
         const errs = await nativeBinding().rmdirs([...left]);
         left = left.filter((_, j) => errs[j] !== 0 && errs[j] !== ENOENT);
       }
