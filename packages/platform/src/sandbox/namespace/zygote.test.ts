@@ -27,15 +27,26 @@ async function started(opts: Partial<NamespaceBackendOptions> = {}): Promise<Nam
   return b;
 }
 
-/** Pids of this process's zygotes (the host's view: comm `hexr-zygote`, descended from us). */
+/**
+ * Pids of this process's zygotes (the host's view: comm `hexr-zygote`, descended from us). A
+ * zygote's own children keep its name for a while (its probe until it exits, a sandbox's first
+ * process until it execs hexr-init) and are not counted; one whose zygote is gone is.
+ */
 function ourZygotes(): number[] {
   const parent = (pid: number) => Number(/^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
+  const isZygoteNamed = (pid: number) => {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "hexr-zygote";
+    } catch {
+      return false; // gone meanwhile
+    }
+  };
   const out: number[] = [];
   for (const name of readdirSync("/proc")) {
     const pid = Number(name);
     if (!Number.isInteger(pid)) continue;
     try {
-      if (readFileSync(`/proc/${pid}/comm`, "utf8").trim() !== "hexr-zygote") continue;
+      if (!isZygoteNamed(pid) || isZygoteNamed(parent(pid))) continue;
       for (let p = parent(pid); p > 1; p = parent(p)) {
         if (p === process.pid) {
           out.push(pid);
