@@ -65,7 +65,7 @@ import {
 } from "./runtime-dir.js";
 import { jobMode } from "../job-mode.js";
 import { buildSeccompProgram, syscallTableFor } from "./seccomp.js";
-import { BwrapSandbox, type PooledSandbox, type SandboxKind } from "./sandbox.js";
+import { BwrapSandbox, isPythonStub, type PooledSandbox, type SandboxKind } from "./sandbox.js";
 import { ForkedSandbox, Zygote } from "./zygote.js";
 import { confinementProbeRequest, isConfined, pythonConfinementProbeRequest } from "../confinement.js";
 import { resolveExecutable, unreadableDir } from "../host-sandbox.js";
@@ -893,7 +893,7 @@ function kindFor(req: BackendExecRequest): "python" | "generic" {
 
 /**
  * Writes the job into a sandbox's job directory before its release; returns the names written
- * (pkgs/ aside). A python stub (kind python or forked) reads only main.py: its variables come with
+ * (pkgs/ aside). A python stub (isPythonStub) reads only main.py: its variables come with
  * the go. The runner also reads job.sh and the package list.
  */
 function writeJob(dir: string, req: BackendExecRequest, kind: SandboxKind): string[] {
@@ -907,7 +907,7 @@ function writeJob(dir: string, req: BackendExecRequest, kind: SandboxKind): stri
   }
   writeFileSync(join(dir, `main.${EXT[req.language]}`), req.code, opts);
   names.push(`main.${EXT[req.language]}`);
-  if (kind === "python" || kind === "forked") return names;
+  if (isPythonStub(kind)) return names;
   if (req.install) {
     writeFileSync(join(dir, "packages"), req.install.items.map((i) => i + "\n").join(""), opts);
     names.push("packages");

@@ -84,11 +84,17 @@ export function statusLines(onDoc: (doc: StatusDoc) => void): (chunk: string) =>
   };
 }
 
+/**
+ * Whether the sandbox's process is python's stub (started ahead, it reads only main.py and gets the
+ * execution's variables with its go) rather than the runner (job.sh, packages, then an interpreter).
+ */
+export function isPythonStub(kind: SandboxKind): boolean {
+  return kind !== "generic" && kind !== "forked-generic";
+}
+
 /** The go a stub or runner waits for on fd 7: a python stub also gets the execution's variables. */
 export function goMessage(kind: SandboxKind, env: Record<string, string>): string {
-  return kind === "generic" || kind === "forked-generic"
-    ? "go\n"
-    : ["run", ...Object.entries(env).map(([k, v]) => `${k}=${v}`)].join("\0");
+  return isPythonStub(kind) ? ["run", ...Object.entries(env).map(([k, v]) => `${k}=${v}`)].join("\0") : "go\n";
 }
 
 export function backendFailed(why: string): HexrError {
@@ -234,20 +240,19 @@ export class BwrapSandbox implements PooledSandbox {
       void exited.then(() => reject(this.setupFailure(spawnError)));
     });
     // A python sandbox is ready once its interpreter waits in the stub (it has read main.py by then).
-    const stubReady =
-      this.kind !== "generic"
-        ? new Promise<void>((resolve, reject) => {
-            const check = () => {
-              if (/^ready$/m.test(this.runnerText)) {
-                this.onRunner = undefined;
-                resolve();
-              }
-            };
-            this.onRunner = check;
-            check();
-            void exited.then(() => reject(this.setupFailure(spawnError)));
-          })
-        : undefined;
+    const stubReady = isPythonStub(this.kind)
+      ? new Promise<void>((resolve, reject) => {
+          const check = () => {
+            if (/^ready$/m.test(this.runnerText)) {
+              this.onRunner = undefined;
+              resolve();
+            }
+          };
+          this.onRunner = check;
+          check();
+          void exited.then(() => reject(this.setupFailure(spawnError)));
+        })
+      : undefined;
     this.ready = stubReady ? Promise.all([cgroupReady, stubReady]).then(() => undefined) : cgroupReady;
     cgroupReady.catch(() => undefined);
     stubReady?.catch(() => undefined);
