@@ -16,10 +16,11 @@
 //      execution's cgroup (cgroup.procs descriptors the platform opened and sent), unshares mount,
 //      network, ipc, uts and cgroup namespaces, mounts a new /proc, private /tmp, /dev/shm and
 //      /dev/pts, binds the execution's job directory at /run/hexr/job and detaches the zygote's /proc
-//      and /tmp (its other mounts stay covered); then forks C, drops every capability, takes no-new-privs and the same seccomp filter,
-//      and execs hexr-init (native/src/init.c, 16 KiB resident), which releases the zygote and reaps
-//      until C exits (the sandbox's init, as bubblewrap's is), exiting with C's status. It is never
-//      dumpable: the zygote's memory is not, and hexr-init is exec'd from a file it cannot read.
+//      and /tmp (its other mounts stay covered); then forks C, drops every capability, takes
+//      no-new-privs and the same seccomp filter, and execs hexr-init (native/src/init.c, 16 KiB
+//      resident), which releases the zygote and reaps until C exits (the sandbox's init, as
+//      bubblewrap's is), exiting with C's status. It is never dumpable: the zygote's memory is not,
+//      and hexr-init is exec'd from a file it cannot read.
 //   C  pid 2: a new session, its own user namespace (uid/gid 65534, mapped to the zygote's, so it
 //      holds no capability over the namespaces above, all owned by U), rlimits, every capability
 //      dropped, no-new-privs, the sandbox's seccomp program; then it returns to python (the stub).
